@@ -1,0 +1,50 @@
+# stockx_enrich: PGXS build.  The version lives in stockx_enrich.control only.
+
+EXTENSION = stockx_enrich
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = stockx_enrich
+OBJS = \
+	src/limiter.o \
+	src/stockx_json.o \
+	src/stockx_client.o \
+	src/shared_state.o \
+	src/enrich.o \
+	src/store.o \
+	src/worker.o \
+	src/stockx_enrich.o
+
+DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+PGFILEDESC = "stockx_enrich - StockX catalogue enrichment"
+
+PG_CPPFLAGS = -DSTOCKX_ENRICH_VERSION='"$(EXTVERSION)"' $(shell pkg-config --cflags json-c)
+SHLIB_LINK = $(shell curl-config --libs) $(shell pkg-config --libs json-c) -lm
+
+# pg_regress runs against a temporary instance that preloads the library.
+REGRESS = install settings arguments enqueue
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+override CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+
+# Unit tests of the pure core: no PostgreSQL, plain C.
+UNIT_CFLAGS = -std=c11 -O1 -g -Wall -Wextra -Isrc $(shell pkg-config --cflags json-c)
+UNIT_LIBS = $(shell pkg-config --libs json-c) -lm
+
+test/unit/test_limiter: test/unit/test_limiter.c src/limiter.c src/limiter.h
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_limiter.c src/limiter.c $(UNIT_LIBS)
+
+test/unit/test_json: test/unit/test_json.c src/stockx_json.c src/stockx_json.h
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_json.c src/stockx_json.c $(UNIT_LIBS)
+
+unit: test/unit/test_limiter test/unit/test_json
+
+format:
+	clang-format -i src/*.c src/*.h test/unit/*.c
+
+EXTRA_CLEAN = test/unit/test_limiter test/unit/test_json tmp_check
+
+.PHONY: unit format

@@ -1,0 +1,619 @@
+/*-------------------------------------------------------------------------
+ * stockx_json.c
+ *	  Parse StockX answers (search, variants, market data, token, error
+ *	  bodies) into the plain structs of stockx_json.h.
+ *
+ * Every function parses the whole body with one json_tokener, copies what
+ * it keeps through the caller's allocator, and drops its json-c objects
+ * before returning, whatever the outcome.
+ *-------------------------------------------------------------------------
+ */
+#include "stockx_json.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#define SX_JSON_MAX_DEPTH 64
+
+static void set_error(char *errbuf, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+
+static void
+set_error(char *errbuf, const char *fmt,...)
+{
+	va_list		ap;
+
+	if (errbuf == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, SX_ERRBUF_SIZE, fmt, ap);
+	va_end(ap);
+}
+
+static char *
+copy_string(const SxAllocator *a, const char *s)
+{
+	size_t		len = strlen(s);
+	char	   *copy = a->alloc(a->context, len + 1);
+
+	if (copy != NULL)
+		memcpy(copy, s, len + 1);
+	return copy;
+}
+
+/* Parse a whole body; NULL (with errbuf set) unless it is one JSON value. */
+static json_object *
+parse_body(const char *body, size_t len, char *errbuf)
+{
+	json_tokener *tok;
+	json_object *root;
+	enum json_tokener_error jerr;
+	size_t		end;
+
+	if (body == NULL || len == 0)
+	{
+		set_error(errbuf, "empty response body");
+		return NULL;
+	}
+	if (len > INT_MAX)
+	{
+		set_error(errbuf, "response body too large to parse");
+		return NULL;
+	}
+	tok = json_tokener_new_ex(SX_JSON_MAX_DEPTH);
+	if (tok == NULL)
+	{
+		set_error(errbuf, "out of memory");
+		return NULL;
+	}
+	root = json_tokener_parse_ex(tok, body, (int) len);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+
+	if (jerr != json_tokener_success || root == NULL)
+	{
+		set_error(errbuf, "invalid JSON: %s",
+				  jerr == json_tokener_continue ? "unexpected end of input"
+				  : json_tokener_error_desc(jerr));
+		json_object_put(root);
+		return NULL;
+	}
+	for (; end < len; end++)
+	{
+		if (!isspace((unsigned char) body[end]))
+		{
+			set_error(errbuf, "invalid JSON: trailing data after the value");
+			json_object_put(root);
+			return NULL;
+		}
+	}
+	return root;
+}
+
+/*
+ * Read an optional scalar member as text.  Missing or null gives NULL;
+ * objects and arrays are malformed.
+ */
+static SxParseResult
+get_text(const SxAllocator *a, json_object *obj, const char *key, char **out,
+		 char *errbuf)
+{
+	json_object *val;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(obj, key, &val) || val == NULL)
+		return SX_PARSE_OK;
+	switch (json_object_get_type(val))
+	{
+		case json_type_null:
+			return SX_PARSE_OK;
+		case json_type_object:
+		case json_type_array:
+			set_error(errbuf, "field \"%s\" is not a scalar", key);
+			return SX_PARSE_MALFORMED;
+		default:
+			*out = copy_string(a, json_object_get_string(val));
+			return *out ? SX_PARSE_OK : SX_PARSE_NO_MEMORY;
+	}
+}
+
+static SxParseResult
+get_uuid(const SxAllocator *a, json_object *obj, const char *key, char **out,
+		 char *errbuf)
+{
+	json_object *val;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(obj, key, &val) ||
+		!json_object_is_type(val, json_type_string) ||
+		!sx_is_uuid(json_object_get_string(val)))
+	{
+		set_error(errbuf, "field \"%s\" is missing or not a UUID", key);
+		return SX_PARSE_MALFORMED;
+	}
+	*out = copy_string(a, json_object_get_string(val));
+	return *out ? SX_PARSE_OK : SX_PARSE_NO_MEMORY;
+}
+
+/* Amounts: decimal strings or numbers; null, missing or "" give NULL. */
+static SxParseResult
+get_decimal(const SxAllocator *a, json_object *obj, const char *key, char **out,
+			char *errbuf)
+{
+	json_object *val;
+	const char *text;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(obj, key, &val) || val == NULL ||
+		json_object_is_type(val, json_type_null))
+		return SX_PARSE_OK;
+	if (!json_object_is_type(val, json_type_string) &&
+		!json_object_is_type(val, json_type_int) &&
+		!json_object_is_type(val, json_type_double))
+	{
+		set_error(errbuf, "field \"%s\" is not a number", key);
+		return SX_PARSE_MALFORMED;
+	}
+	text = json_object_get_string(val);
+	if (json_object_is_type(val, json_type_string) && text[0] == '\0')
+		return SX_PARSE_OK;
+	if (!sx_is_decimal(text))
+	{
+		set_error(errbuf, "field \"%s\" is not a decimal number", key);
+		return SX_PARSE_MALFORMED;
+	}
+	*out = copy_string(a, text);
+	return *out ? SX_PARSE_OK : SX_PARSE_NO_MEMORY;
+}
+
+/* Dates: "YYYY-MM-DD", optionally followed by a time part we drop. */
+static SxParseResult
+get_date(const SxAllocator *a, json_object *obj, const char *key, char **out,
+		 char *errbuf)
+{
+	json_object *val;
+	const char *text;
+	char		date[11];
+
+	*out = NULL;
+	if (!json_object_object_get_ex(obj, key, &val) || val == NULL ||
+		json_object_is_type(val, json_type_null))
+		return SX_PARSE_OK;
+	if (!json_object_is_type(val, json_type_string))
+	{
+		set_error(errbuf, "field \"%s\" is not a date", key);
+		return SX_PARSE_MALFORMED;
+	}
+	text = json_object_get_string(val);
+	if (text[0] == '\0')
+		return SX_PARSE_OK;
+	if (strlen(text) < 10 || (text[10] != '\0' && text[10] != 'T' && text[10] != ' '))
+	{
+		set_error(errbuf, "field \"%s\" is not a date", key);
+		return SX_PARSE_MALFORMED;
+	}
+	memcpy(date, text, 10);
+	date[10] = '\0';
+	if (!sx_is_date(date))
+	{
+		set_error(errbuf, "field \"%s\" is not a date", key);
+		return SX_PARSE_MALFORMED;
+	}
+	*out = copy_string(a, date);
+	return *out ? SX_PARSE_OK : SX_PARSE_NO_MEMORY;
+}
+
+/* A member kept as JSON text (objects and arrays); null or missing give NULL. */
+static SxParseResult
+get_json(const SxAllocator *a, json_object *obj, const char *key, char **out)
+{
+	json_object *val;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(obj, key, &val) || val == NULL ||
+		json_object_is_type(val, json_type_null))
+		return SX_PARSE_OK;
+	*out = copy_string(a, json_object_to_json_string_ext(val,
+														 JSON_C_TO_STRING_PLAIN |
+														 JSON_C_TO_STRING_NOSLASHESCAPE));
+	return *out ? SX_PARSE_OK : SX_PARSE_NO_MEMORY;
+}
+
+#define TRY(expr) \
+	do { \
+		SxParseResult r_ = (expr); \
+		if (r_ != SX_PARSE_OK) \
+			return r_; \
+	} while (0)
+
+static SxParseResult
+read_product(const SxAllocator *a, json_object *p, SxProduct *out, char *errbuf)
+{
+	json_object *attrs = NULL;
+
+	memset(out, 0, sizeof(*out));
+	TRY(get_uuid(a, p, "productId", &out->product_id, errbuf));
+	TRY(get_text(a, p, "urlKey", &out->url_key, errbuf));
+	TRY(get_text(a, p, "styleId", &out->style_id, errbuf));
+	TRY(get_text(a, p, "productType", &out->product_type, errbuf));
+	TRY(get_text(a, p, "title", &out->title, errbuf));
+	TRY(get_text(a, p, "brand", &out->brand, errbuf));
+
+	if (json_object_object_get_ex(p, "productAttributes", &attrs) && attrs != NULL &&
+		!json_object_is_type(attrs, json_type_null))
+	{
+		if (!json_object_is_type(attrs, json_type_object))
+		{
+			set_error(errbuf, "field \"productAttributes\" is not an object");
+			return SX_PARSE_MALFORMED;
+		}
+		TRY(get_text(a, attrs, "gender", &out->gender, errbuf));
+		TRY(get_text(a, attrs, "season", &out->season, errbuf));
+		TRY(get_date(a, attrs, "releaseDate", &out->release_date, errbuf));
+		TRY(get_decimal(a, attrs, "retailPrice", &out->retail_price, errbuf));
+		TRY(get_text(a, attrs, "colorway", &out->colorway, errbuf));
+		TRY(get_text(a, attrs, "color", &out->color, errbuf));
+	}
+	out->json = copy_string(a, json_object_to_json_string_ext(p,
+															  JSON_C_TO_STRING_PLAIN |
+															  JSON_C_TO_STRING_NOSLASHESCAPE));
+	return out->json ? SX_PARSE_OK : SX_PARSE_NO_MEMORY;
+}
+
+static SxParseResult
+search_products(json_object *root, const char *sku, const SxAllocator *a,
+				SxProduct *out, char *errbuf)
+{
+	json_object *products;
+	size_t		i,
+				n;
+
+	if (!json_object_is_type(root, json_type_object) ||
+		!json_object_object_get_ex(root, "products", &products) ||
+		!json_object_is_type(products, json_type_array))
+	{
+		set_error(errbuf, "search answer has no \"products\" array");
+		return SX_PARSE_MALFORMED;
+	}
+	n = json_object_array_length(products);
+	for (i = 0; i < n; i++)
+	{
+		json_object *p = json_object_array_get_idx(products, i);
+		json_object *style;
+
+		if (!json_object_is_type(p, json_type_object) ||
+			!json_object_object_get_ex(p, "styleId", &style) ||
+			!json_object_is_type(style, json_type_string))
+			continue;
+		if (sx_style_id_matches(json_object_get_string(style), sku))
+			return read_product(a, p, out, errbuf);
+	}
+	return SX_PARSE_NOT_FOUND;
+}
+
+SxParseResult
+sx_parse_search(const char *body, size_t len, const char *sku,
+				const SxAllocator *a, SxProduct *out, char *errbuf)
+{
+	json_object *root = parse_body(body, len, errbuf);
+	SxParseResult result;
+
+	memset(out, 0, sizeof(*out));
+	if (root == NULL)
+		return SX_PARSE_MALFORMED;
+	result = search_products(root, sku, a, out, errbuf);
+	json_object_put(root);
+	return result;
+}
+
+static SxParseResult
+read_variant(const SxAllocator *a, json_object *v, SxVariant *out, char *errbuf)
+{
+	if (!json_object_is_type(v, json_type_object))
+	{
+		set_error(errbuf, "variant is not an object");
+		return SX_PARSE_MALFORMED;
+	}
+	TRY(get_uuid(a, v, "variantId", &out->variant_id, errbuf));
+	TRY(get_text(a, v, "variantName", &out->variant_name, errbuf));
+	TRY(get_text(a, v, "variantValue", &out->variant_value, errbuf));
+	TRY(get_json(a, v, "gtins", &out->gtins_json));
+	TRY(get_json(a, v, "sizeChart", &out->size_chart_json));
+	return SX_PARSE_OK;
+}
+
+static SxParseResult
+read_market(const SxAllocator *a, json_object *m, SxMarket *out, char *errbuf)
+{
+	if (!json_object_is_type(m, json_type_object))
+	{
+		set_error(errbuf, "market data entry is not an object");
+		return SX_PARSE_MALFORMED;
+	}
+	TRY(get_uuid(a, m, "variantId", &out->variant_id, errbuf));
+	TRY(get_text(a, m, "currencyCode", &out->currency_code, errbuf));
+	TRY(get_decimal(a, m, "lowestAskAmount", &out->lowest_ask, errbuf));
+	TRY(get_decimal(a, m, "highestBidAmount", &out->highest_bid, errbuf));
+	TRY(get_decimal(a, m, "sellFasterAmount", &out->sell_faster, errbuf));
+	TRY(get_decimal(a, m, "earnMoreAmount", &out->earn_more, errbuf));
+	TRY(get_decimal(a, m, "flexLowestAskAmount", &out->flex_lowest_ask, errbuf));
+	return SX_PARSE_OK;
+}
+
+typedef SxParseResult (*ElementReader) (const SxAllocator *a, json_object *elem,
+										void *out, char *errbuf);
+
+/* Shared walk over a bare JSON array of objects. */
+static SxParseResult
+parse_array(const char *body, size_t len, const SxAllocator *a, size_t elem_size,
+			ElementReader reader, void **out, int *count, char *errbuf)
+{
+	json_object *root = parse_body(body, len, errbuf);
+	SxParseResult result = SX_PARSE_OK;
+	size_t		i,
+				n;
+	char	   *items;
+
+	*out = NULL;
+	*count = 0;
+	if (root == NULL)
+		return SX_PARSE_MALFORMED;
+	if (!json_object_is_type(root, json_type_array))
+	{
+		set_error(errbuf, "answer is not a JSON array");
+		json_object_put(root);
+		return SX_PARSE_MALFORMED;
+	}
+	n = json_object_array_length(root);
+	if (n > 10000)
+	{
+		set_error(errbuf, "answer has too many elements (%zu)", n);
+		json_object_put(root);
+		return SX_PARSE_MALFORMED;
+	}
+	items = a->alloc(a->context, elem_size * (n > 0 ? n : 1));
+	if (items == NULL)
+	{
+		json_object_put(root);
+		return SX_PARSE_NO_MEMORY;
+	}
+	memset(items, 0, elem_size * (n > 0 ? n : 1));
+	for (i = 0; i < n && result == SX_PARSE_OK; i++)
+		result = reader(a, json_object_array_get_idx(root, i),
+						items + i * elem_size, errbuf);
+	json_object_put(root);
+	if (result != SX_PARSE_OK)
+		return result;
+	*out = items;
+	*count = (int) n;
+	return SX_PARSE_OK;
+}
+
+SxParseResult
+sx_parse_variants(const char *body, size_t len, const SxAllocator *a,
+				  SxVariant **out, int *count, char *errbuf)
+{
+	return parse_array(body, len, a, sizeof(SxVariant), (ElementReader) read_variant,
+					   (void **) out, count, errbuf);
+}
+
+SxParseResult
+sx_parse_market(const char *body, size_t len, const SxAllocator *a,
+				SxMarket **out, int *count, char *errbuf)
+{
+	return parse_array(body, len, a, sizeof(SxMarket), (ElementReader) read_market,
+					   (void **) out, count, errbuf);
+}
+
+static SxParseResult
+read_token(json_object *root, const SxAllocator *a, SxToken *out, char *errbuf)
+{
+	json_object *val;
+
+	if (!json_object_is_type(root, json_type_object) ||
+		!json_object_object_get_ex(root, "access_token", &val) ||
+		!json_object_is_type(val, json_type_string) ||
+		json_object_get_string_len(val) == 0)
+	{
+		set_error(errbuf, "token answer has no \"access_token\"");
+		return SX_PARSE_MALFORMED;
+	}
+	out->access_token = copy_string(a, json_object_get_string(val));
+	if (out->access_token == NULL)
+		return SX_PARSE_NO_MEMORY;
+
+	out->expires_in = 300;
+	if (json_object_object_get_ex(root, "expires_in", &val) &&
+		(json_object_is_type(val, json_type_int) ||
+		 json_object_is_type(val, json_type_double)))
+		out->expires_in = (int64_t) json_object_get_double(val);
+
+	if (json_object_object_get_ex(root, "refresh_token", &val) &&
+		json_object_is_type(val, json_type_string) &&
+		json_object_get_string_len(val) > 0)
+	{
+		out->refresh_token = copy_string(a, json_object_get_string(val));
+		if (out->refresh_token == NULL)
+			return SX_PARSE_NO_MEMORY;
+	}
+	return SX_PARSE_OK;
+}
+
+SxParseResult
+sx_parse_token(const char *body, size_t len, const SxAllocator *a, SxToken *out,
+			   char *errbuf)
+{
+	json_object *root = parse_body(body, len, errbuf);
+	SxParseResult result;
+
+	memset(out, 0, sizeof(*out));
+	if (root == NULL)
+		return SX_PARSE_MALFORMED;
+	result = read_token(root, a, out, errbuf);
+	json_object_put(root);
+	return result;
+}
+
+/*
+ * The message of an error body ({"statusCode", "message"} or
+ * {"errorMessage"} or OAuth's {"error_description"}), printable ASCII only.
+ */
+void
+sx_parse_error_message(const char *body, size_t len, char *buf, size_t buflen)
+{
+	static const char *const keys[] = {"message", "errorMessage", "error_description", "error"};
+	json_object *root;
+	const char *msg = NULL;
+	size_t		i,
+				o = 0;
+
+	if (buflen == 0)
+		return;
+	buf[0] = '\0';
+	root = parse_body(body, len, NULL);
+	if (root != NULL && json_object_is_type(root, json_type_object))
+	{
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]) && msg == NULL; i++)
+		{
+			json_object *val;
+
+			if (json_object_object_get_ex(root, keys[i], &val) &&
+				json_object_is_type(val, json_type_string))
+				msg = json_object_get_string(val);
+		}
+	}
+	if (msg != NULL)
+	{
+		for (i = 0; msg[i] != '\0' && o + 1 < buflen; i++)
+			buf[o++] = (msg[i] >= 0x20 && msg[i] < 0x7f) ? msg[i] : '?';
+		buf[o] = '\0';
+	}
+	json_object_put(root);
+}
+
+static void
+trim_bounds(const char *s, size_t len, size_t *start, size_t *end)
+{
+	*start = 0;
+	*end = len;
+	while (*start < *end && isspace((unsigned char) s[*start]))
+		(*start)++;
+	while (*end > *start && isspace((unsigned char) s[*end - 1]))
+		(*end)--;
+}
+
+/* Does the SKU equal the styleId, or one of its '/'-separated parts? */
+bool
+sx_style_id_matches(const char *style_id, const char *sku)
+{
+	size_t		ks,
+				ke;
+	const char *part = style_id;
+
+	if (style_id == NULL || sku == NULL)
+		return false;
+	trim_bounds(sku, strlen(sku), &ks, &ke);
+	if (ke == ks)
+		return false;
+	for (;;)
+	{
+		const char *slash = strchr(part, '/');
+		size_t		plen = slash ? (size_t) (slash - part) : strlen(part);
+		size_t		ps,
+					pe;
+
+		trim_bounds(part, plen, &ps, &pe);
+		if (pe - ps == ke - ks &&
+			strncasecmp(part + ps, sku + ks, ke - ks) == 0)
+			return true;
+		if (slash == NULL)
+			return false;
+		part = slash + 1;
+	}
+}
+
+bool
+sx_is_uuid(const char *s)
+{
+	int			i;
+
+	if (s == NULL || strlen(s) != 36)
+		return false;
+	for (i = 0; i < 36; i++)
+	{
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				return false;
+		}
+		else if (!isxdigit((unsigned char) s[i]))
+			return false;
+	}
+	return true;
+}
+
+/* [-+]digits[.digits][e[-+]digits], at least one digit in the mantissa */
+bool
+sx_is_decimal(const char *s)
+{
+	int			digits = 0;
+
+	if (s == NULL || strlen(s) > 64)
+		return false;
+	if (*s == '-' || *s == '+')
+		s++;
+	for (; isdigit((unsigned char) *s); s++)
+		digits++;
+	if (*s == '.')
+		for (s++; isdigit((unsigned char) *s); s++)
+			digits++;
+	if (digits == 0)
+		return false;
+	if (*s == 'e' || *s == 'E')
+	{
+		int			exp_digits = 0;
+
+		s++;
+		if (*s == '-' || *s == '+')
+			s++;
+		for (; isdigit((unsigned char) *s) && exp_digits < 4; s++)
+			exp_digits++;
+		if (exp_digits == 0)
+			return false;
+	}
+	return *s == '\0';
+}
+
+/* YYYY-MM-DD naming a real day of the Gregorian calendar */
+bool
+sx_is_date(const char *s)
+{
+	static const int days_in_month[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int			i,
+				y,
+				m,
+				d,
+				dim;
+
+	if (s == NULL || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && !isdigit((unsigned char) s[i]))
+			return false;
+	y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+	m = (s[5] - '0') * 10 + (s[6] - '0');
+	d = (s[8] - '0') * 10 + (s[9] - '0');
+	if (y < 1 || m < 1 || m > 12 || d < 1)
+		return false;
+	dim = days_in_month[m - 1];
+	if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+		dim = 29;
+	return d <= dim;
+}

@@ -1,0 +1,735 @@
+#!/usr/bin/env python3
+"""StockX API stand-in for the stockx_enrich tests (Python 3 standard library only).
+
+Run: python3 stockx_standin.py --port 0 --port-file F [--api-key K] [--client-id C]
+         [--client-secret S] [--refresh-token R] [--static-token T] [--verbose]
+Binds 127.0.0.1 only; the port (digits + newline) is written atomically to F once
+listening.  SIGTERM/SIGINT stop it cleanly (F is removed if it still holds our
+port).  Nothing goes to stderr unless --verbose.
+
+API (clients use base URL http://127.0.0.1:PORT/v2):
+    POST /oauth/token                      refresh-token grant (form-urlencoded)
+    GET  /v2/catalog/search?query=&pageNumber=&pageSize=
+    GET  /v2/catalog/products/{productId}
+    GET  /v2/catalog/products/{productId}/variants
+    GET  /v2/catalog/products/{productId}/market-data?currencyCode=
+    GET  /v2/catalog/products/{productId}/variants/{variantId}/market-data?currencyCode=
+Every /v2 call needs `x-api-key` (else 403) and `Authorization: Bearer <tok>`
+with the static token or an issued, unexpired token (else 401).
+
+Catalogue: everything derives from sha256 of the normalised SKU (strip, upper),
+so answers are repeatable.  Kind by SKU prefix (case-insensitive):
+    NF-    not found: search returns 3 near-misses only (count 3)
+    CMP-   compound styleId "<OTHER-CODE> / <sku with swapped case>"
+    NUL-   title, brand, every productAttributes value and every amount null;
+           2 variants, the 2nd with variantValue null and defaultConversion null
+    MANY-  60 variants
+    NUM-   amounts as JSON numbers; count/pageSize/pageNumber as 3.0, 10.0 ...
+    other  1 + (hash % 12) variants
+For found kinds search returns 2 near-misses FIRST, then the product (count 3).
+Near-miss styleIds: SKU+"0", SKU[:-1]+"X" (or "Y"), "A"+SKU.  A productId is
+known to /products/... only after it appeared in a search or /_admin/expect
+since the server started (the registry survives /_admin/reset).
+
+Admin (no auth, not logged, no latency):
+    GET  /_admin/expect?sku=X[&currencyCode=USD]
+         -> {"found", "product", "variants", "market"}
+    GET  /_admin/log    -> {"requests": [{"t", "wall", "method", "path", "query",
+                                          "status", "endpoint"}]}
+    GET  /_admin/stats  -> {"total", "api_total", "token_total", "by_status",
+         "by_endpoint", "by_endpoint_status", "min_gap_ms", "count_429",
+         "blocked", "blocks", "block_started_t", "block_until_t",
+         "tokens_issued", "now_t"}
+    GET  /_admin/config -> current config
+    POST /_admin/config JSON object merged (top-level keys replaced) into config;
+         keys: see DEFAULT_CONFIG below, plus the action "expire_tokens": true.
+    POST /_admin/reset  clears log, counters, block state, config.
+Endpoint names: token search product variants market variant_market other.
+
+Gating order for a /v2 request (decided on arrival, before latency_ms):
+block -> rate limiter -> fail_next -> error_429_ratio -> api key -> bearer.
+Token requests skip block, limiter, ratio, latency and slow body; fail_next
+rules without "endpoint" never match token requests.
+"""
+import argparse, copy, datetime, email.utils, hashlib, json, os, re, secrets
+import signal, socket, sys, threading, time, unicodedata, uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote
+
+RATES = {"AUD": 1.5, "CAD": 1.35, "CHF": 0.9, "EUR": 0.92, "GBP": 0.79, "HKD": 7.8,
+         "JPY": 150, "KRW": 1330, "MXN": 17, "NZD": 1.6, "SGD": 1.35, "USD": 1}
+WHOLE_CURRENCIES = {"JPY", "KRW"}
+BRANDS = ["Nike", "Jordan", "adidas", "New Balance", "ASICS", "Converse", "Vans", "Puma"]
+MODELS = ["Air Max 90", "Dunk Low", "Air Force 1 Low", "Yeezy Boost 350 V2", "990v5",
+          "Gel-Lyte III", "Chuck 70 Hi", "Old Skool", "Suede Classic", "Samba OG"]
+COLORWAYS = ["White/Black", "Panda", "Bred", "Triple White", "Sail/Gum", "University Blue",
+             "Black/Cement Grey", "Crème Brûlée", "Wolf Grey 'Reflective'", "Volt",
+             "Chicago", "Sea Glass"]
+COLORS = ["White", "Black", "Red", "Blue", "Grey", None]
+KINDS = (("NF-", "nf"), ("CMP-", "cmp"), ("NUL-", "nul"), ("MANY-", "many"), ("NUM-", "num"))
+ENDPOINTS = {"token", "search", "product", "variants", "market", "variant_market", "other"}
+MESSAGES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
+            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+DEFAULT_CONFIG = {
+    "latency_ms": 0,             # delay before answering each /v2 call
+    "fail_next": [],             # [{status, count, endpoint?, retry_after?, retry_after_date_s?}]
+    "rate_limit_rps": None,      # strict limiter on /v2 calls
+    "rate_tolerance_ms": 15,
+    "block": None,               # {"after_429s": K, "seconds": N}
+    "error_429_ratio": 0,        # every round(1/ratio)-th /v2 call gets 429
+    "token_ttl_s": 43200,        # expires_in of newly issued tokens
+    "revoke_tokens": False,      # every bearer (static too) -> 401
+    "revoke_refresh_token": False,   # extra: token endpoint -> 401 invalid_grant
+    "rotate_refresh_token": False,   # extra: each refresh returns a new refresh_token
+    "slow_body_ms": 0,           # /v2 answers: headers, sleep, body
+    "extra_variant_skus": [],
+    "market_epoch": 0,
+    "oversize_skus": [],         # search answer padded past 10 MiB
+    "malformed_skus": [],        # search answer is truncated JSON
+}
+ROUTES = [
+    (re.compile(r"^/v2/catalog/search$"), "search"),
+    (re.compile(r"^/v2/catalog/products/([^/]+)$"), "product"),
+    (re.compile(r"^/v2/catalog/products/([^/]+)/variants$"), "variants"),
+    (re.compile(r"^/v2/catalog/products/([^/]+)/market-data$"), "market"),
+    (re.compile(r"^/v2/catalog/products/([^/]+)/variants/([^/]+)/market-data$"), "variant_market"),
+]
+PAD_BYTES = 10 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- catalogue
+
+def norm(sku):
+    return sku.strip().upper()
+
+
+def hnum(n, label):
+    """Deterministic 64-bit number for (normalised SKU, label)."""
+    return int.from_bytes(hashlib.sha256(f"{n}\x00{label}".encode()).digest()[:8], "big")
+
+
+def huuid(n, label):
+    digest = hashlib.sha256(f"{n}\x00uuid\x00{label}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def pick(items, n, label):
+    return items[hnum(n, label) % len(items)]
+
+
+def kind_of(sku):
+    n = norm(sku)
+    for prefix, kind in KINDS:
+        if n.startswith(prefix):
+            return kind
+    return "plain"
+
+
+def near_misses(sku):
+    s = sku.strip()
+    last = "Y" if s[-1:].upper() == "X" else "X"
+    return [s + "0", s[:-1] + last, "A" + s]
+
+
+def search_hits(sku):
+    """[(sku, kind)] in the order search returns them ([] for a blank query)."""
+    if not norm(sku):
+        return []
+    kind = kind_of(sku)
+    misses = [(s, "plain") for s in near_misses(sku)]
+    return misses if kind == "nf" else misses[:2] + [(sku, kind)]
+
+
+def fmt_num(x):
+    return str(int(x)) if float(x).is_integer() else ("%.2f" % x).rstrip("0")
+
+
+def slug(text):
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "product"
+
+
+def gs1(digits):
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    return digits + str((10 - total % 10) % 10)
+
+
+def make_product(sku, kind):
+    n = norm(sku)
+    style = sku
+    if kind == "cmp":
+        other = "%06d-%03d" % (hnum(n, "other") % 1000000, hnum(n, "other2") % 1000)
+        style = f"{other} / {sku.strip().swapcase()}"
+    product = {"productId": huuid(n, "product"), "urlKey": slug(n), "styleId": style,
+               "productType": "sneakers", "title": None, "brand": None,
+               "productAttributes": dict.fromkeys(
+                   ["gender", "season", "releaseDate", "retailPrice", "colorway", "color"]),
+               "isFlexEligible": False, "isDirectEligible": False}
+    if kind == "nul":
+        return product
+    brand, colorway = pick(BRANDS, n, "brand"), pick(COLORWAYS, n, "colorway")
+    title = f"{brand} {pick(MODELS, n, 'model')} {colorway}"
+    release = datetime.date(2012, 1, 1) + datetime.timedelta(days=hnum(n, "release") % 4400)
+    season = None
+    if hnum(n, "season") % 3:
+        season = ("SS" if release.month <= 6 else "FW") + "%02d" % (release.year % 100)
+    price = 110 + 10 * (hnum(n, "price") % 15)
+    if hnum(n, "cents") % 4 == 0:
+        price = round(price - 0.01, 2)
+    product.update(
+        urlKey=slug(f"{title} {n}"), title=title, brand=brand,
+        productAttributes={"gender": pick(["men", "women", "unisex", "child"], n, "gender"),
+                           "season": season, "releaseDate": release.isoformat(),
+                           "retailPrice": price, "colorway": colorway,
+                           "color": pick(COLORS, n, "color")},
+        isFlexEligible=hnum(n, "flex") % 2 == 0, isDirectEligible=hnum(n, "direct") % 3 == 0)
+    return product
+
+
+def variant_count(sku, kind):
+    return {"many": 60, "nul": 2}.get(kind, 1 + hnum(norm(sku), "nvariants") % 12)
+
+
+def make_variants(sku, kind, cfg):
+    n, product = norm(sku), make_product(sku, kind)
+    count = variant_count(sku, kind)
+    if n in {norm(s) for s in cfg["extra_variant_skus"]}:
+        count += 1
+    gender = product["productAttributes"]["gender"]
+    base = {"women": 5.0, "child": 3.5}.get(gender, 7.0)
+    suffix = {"women": "W", "child": "Y"}.get(gender, "")
+    ctype = {"women": "us w", "child": "us y"}.get(gender, "us m")
+    out = []
+    for i in range(count):
+        size = fmt_num(base + 0.5 * i)
+        default = {"size": f"{ctype.upper()} {size}", "type": ctype}
+        v = {"productId": product["productId"], "variantId": huuid(n, f"variant|{i}"),
+             "variantName": f"{product['urlKey']}:{size}{suffix}",
+             "variantValue": size + suffix,
+             "sizeChart": {"defaultConversion": default, "availableConversions": [
+                 default, {"size": "EU " + fmt_num(base + 0.5 * i + 33.5), "type": "eu"}]},
+             "gtins": [{"identifier": gs1("%011d" % (hnum(n, f"upc|{i}") % 10**11)), "type": "UPC"},
+                       {"identifier": gs1("%012d" % (hnum(n, f"ean|{i}") % 10**12)),
+                        "type": "EAN-13"}],
+             "isFlexEligible": product["isFlexEligible"] and i % 3 != 2,
+             "isDirectEligible": product["isDirectEligible"]}
+        if kind == "nul" and i == 1:
+            v.update(variantName=product["urlKey"], variantValue=None, gtins=[],
+                     sizeChart={"defaultConversion": None, "availableConversions": []})
+        out.append(v)
+    return out
+
+
+def make_market(sku, kind, cfg, currency):
+    n, rate, numeric = norm(sku), RATES[currency], kind == "num"
+
+    def money(x):
+        if x is None:
+            return None
+        y = x * rate
+        y = float(round(y)) if currency in WHOLE_CURRENCIES else round(y * 2) / 2
+        if numeric:
+            return int(y) if y.is_integer() else y
+        return fmt_num(y)
+
+    out = []
+    for i, v in enumerate(make_variants(sku, kind, cfg)):
+        ask = bid = faster = more = flex = None
+        if kind != "nul":
+            ask = 60 + (hnum(n, f"ask|{i}") + 37 * int(cfg["market_epoch"])) % 400
+            ask += 0.5 * (hnum(n, f"half|{i}") % 2)
+            bid = None if i % 4 == 3 else max(1, ask - 5 - hnum(n, f"bid|{i}") % 40)
+            faster = max(1, ask - 1 - hnum(n, f"fast|{i}") % 5)
+            more = ask + 10 + hnum(n, f"more|{i}") % 20
+            flex = None if i % 2 else ask + 7
+        out.append({"productId": v["productId"], "variantId": v["variantId"],
+                    "currencyCode": currency, "lowestAskAmount": money(ask),
+                    "highestBidAmount": money(bid), "sellFasterAmount": money(faster),
+                    "earnMoreAmount": money(more), "flexLowestAskAmount": money(flex),
+                    "standardMarketData": {"lowestAsk": money(ask), "highestBidAmount": money(bid),
+                                           "sellFaster": money(faster), "earnMore": money(more)}})
+    return out
+
+
+# ---------------------------------------------------------------- state
+
+def _num(v, key, lo=0, hi=None, integer=False):
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v >= lo
+    ok = ok and (hi is None or v <= hi) and (not integer or float(v).is_integer())
+    if not ok:
+        raise ValueError(f"{key}: bad value {v!r}")
+    return int(v) if integer else v
+
+
+def _rule(r):
+    keys = {"status", "count", "endpoint", "retry_after", "retry_after_date_s"}
+    if not isinstance(r, dict) or set(r) - keys:
+        raise ValueError(f"fail_next: bad rule {r!r}")
+    rule = dict.fromkeys(keys)
+    rule.update(r, status=_num(r.get("status"), "status", 400, 599, True),
+                count=_num(r.get("count", 1), "count", 0, integer=True))
+    if rule["endpoint"] is not None and rule["endpoint"] not in ENDPOINTS:
+        raise ValueError(f"fail_next: unknown endpoint {rule['endpoint']!r}")
+    if not isinstance(rule["retry_after"], (str, type(None))):
+        raise ValueError("fail_next: retry_after must be a string")
+    if rule["retry_after_date_s"] is not None:
+        _num(rule["retry_after_date_s"], "retry_after_date_s", -1e9)
+    return rule
+
+
+def validate_config(cfg, patch):
+    """Return cfg with the top-level keys of patch replaced, or raise ValueError."""
+    if not isinstance(patch, dict):
+        raise ValueError("config body must be a JSON object")
+    new = copy.deepcopy(cfg)
+    for key, v in patch.items():
+        default = DEFAULT_CONFIG.get(key, KeyError)
+        if key == "expire_tokens":
+            continue
+        if default is KeyError:
+            raise ValueError(f"unknown config key {key!r}")
+        if isinstance(default, list) and not isinstance(v, list):
+            raise ValueError(f"{key} must be a list")
+        if key == "fail_next":
+            v = [_rule(r) for r in v]
+        elif isinstance(default, list):
+            if not all(isinstance(x, str) for x in v):
+                raise ValueError(f"{key} must be a list of strings")
+        elif key == "block" and v is not None:
+            if not isinstance(v, dict) or set(v) != {"after_429s", "seconds"}:
+                raise ValueError("block must be null or {after_429s, seconds}")
+            v = {"after_429s": _num(v["after_429s"], key, 1, integer=True),
+                 "seconds": _num(v["seconds"], key)}
+        elif key == "rate_limit_rps":
+            v = None if v is None else _num(v, key, 1e-9)
+        elif key == "market_epoch":
+            v = _num(v, key, -2**62, integer=True)
+        elif isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise ValueError(f"{key} must be a boolean")
+        elif key != "block":
+            v = _num(v, key, 0, 1 if key == "error_429_ratio" else None)
+        new[key] = v
+    return new
+
+
+def error_body(status, message=None):
+    return {"statusCode": status, "message": message or MESSAGES.get(status, "Error")}
+
+
+class State:
+    """All mutable server state; every access holds self.lock."""
+
+    def __init__(self, args):
+        self.lock = threading.Lock()
+        self.args = args
+        self.registry = {}      # productId -> (sku spelling, kind)
+        self.tokens = {}        # access token -> monotonic expiry
+        self.reset()
+
+    def reset(self):
+        self.config = copy.deepcopy(DEFAULT_CONFIG)
+        self.log = []
+        self.seq = 0
+        self.last_accepted = None
+        self.n429_since_block = 0
+        self.blocks = 0
+        self.block_started_t = self.block_until_t = None
+        self.tokens_issued = 0
+        self.refresh_token = self.args.refresh_token
+
+    def register(self, hits):
+        for sku, kind in hits:
+            self.registry[huuid(norm(sku), "product")] = (sku, kind)
+
+    def too_many(self, t, counted=True):
+        if counted:
+            self.n429_since_block += 1
+            blk = self.config["block"]
+            if blk and self.n429_since_block >= blk["after_429s"]:
+                self.blocks += 1
+                self.n429_since_block = 0
+                self.block_started_t, self.block_until_t = t, t + blk["seconds"]
+        return 429, {}, error_body(429)
+
+    def gate(self, endpoint, t):
+        """Forced answer (status, headers, body) for an arriving request, or None."""
+        cfg = self.config
+        if endpoint != "token":
+            self.seq += 1
+            if self.block_until_t is not None and t < self.block_until_t:
+                return self.too_many(t, counted=False)
+            if cfg["rate_limit_rps"]:
+                gap = 1.0 / cfg["rate_limit_rps"] - cfg["rate_tolerance_ms"] / 1000.0
+                if self.last_accepted is not None and t - self.last_accepted < gap:
+                    return self.too_many(t)
+                self.last_accepted = t
+        for rule in cfg["fail_next"]:
+            match = rule["endpoint"] == endpoint if rule["endpoint"] else endpoint != "token"
+            if rule["count"] > 0 and match:
+                rule["count"] -= 1
+                cfg["fail_next"] = [r for r in cfg["fail_next"] if r["count"] > 0]
+                headers = {}
+                if rule["retry_after"] is not None:
+                    headers["Retry-After"] = rule["retry_after"]
+                elif rule["retry_after_date_s"] is not None:
+                    headers["Retry-After"] = email.utils.formatdate(
+                        time.time() + rule["retry_after_date_s"], usegmt=True)
+                if rule["status"] == 429:
+                    self.too_many(t)
+                return rule["status"], headers, error_body(rule["status"])
+        ratio = cfg["error_429_ratio"]
+        if endpoint != "token" and ratio > 0 and self.seq % max(1, round(1 / ratio)) == 0:
+            return self.too_many(t)
+        return None
+
+    def check_auth(self, headers):
+        if headers.get("x-api-key") != self.args.api_key:
+            return 403, {}, error_body(403)
+        scheme, _, tok = headers.get("Authorization", "").strip().partition(" ")
+        tok = tok.strip()
+        ok = scheme.lower() == "bearer" and tok and not self.config["revoke_tokens"]
+        if ok and tok != self.args.static_token:
+            ok = time.monotonic() < self.tokens.get(tok, float("-inf"))
+        return None if ok else (401, {}, error_body(401))
+
+    def stats(self):
+        by_status, by_ep, by_ep_status = {}, {}, {}
+        for e in self.log:
+            by_ep[e["endpoint"]] = by_ep.get(e["endpoint"], 0) + 1
+            if e["status"] is not None:
+                s = str(e["status"])
+                by_status[s] = by_status.get(s, 0) + 1
+                d = by_ep_status.setdefault(e["endpoint"], {})
+                d[s] = d.get(s, 0) + 1
+        ts = sorted(e["t"] for e in self.log if e["endpoint"] != "token")
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        now = time.monotonic()
+        return {"total": len(self.log), "api_total": len(ts),
+                "token_total": by_ep.get("token", 0), "by_status": by_status,
+                "by_endpoint": by_ep, "by_endpoint_status": by_ep_status,
+                "min_gap_ms": round(min(gaps) * 1000, 3) if gaps else None,
+                "count_429": by_status.get("429", 0),
+                "blocked": self.block_until_t is not None and now < self.block_until_t,
+                "blocks": self.blocks, "block_started_t": self.block_started_t,
+                "block_until_t": self.block_until_t, "tokens_issued": self.tokens_issued,
+                "now_t": now}
+
+
+# ---------------------------------------------------------------- HTTP
+
+def first(params, key):
+    vals = params.get(key)
+    return vals[0] if vals else None
+
+
+def int_param(params, key, default, lo, hi):
+    raw = first(params, key)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"\s*\d{1,6}\s*", raw) or int(raw) < lo or (hi and int(raw) > hi):
+        raise ValueError(f"{key} must be an integer from {lo}" + (f" to {hi}" if hi else ""))
+    return int(raw)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "stockx-standin/1.0"
+    sys_version = ""
+    timeout = 300
+
+    def parse_request(self):
+        # Called right after the request line was read: this is the arrival time.
+        self.t_arrival, self.wall_arrival = time.monotonic(), time.time()
+        return super().parse_request()
+
+    def log_message(self, fmt, *args):
+        if self.server.verbose:
+            sys.stderr.write("standin: %s\n" % (fmt % args))
+
+    def setup(self):
+        super().setup()
+        # Headers and body go out in separate writes: without NODELAY, Nagle plus
+        # the client's delayed ACK would add ~40 ms to many answers.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self):
+        self.dispatch(self.command)
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    # -- plumbing
+
+    def read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise ValueError("chunked request bodies are not supported")
+        length = int(self.headers.get("Content-Length") or 0)   # ValueError if bad
+        if not 0 <= length <= 1 << 20:
+            raise ValueError("request body too large")
+        return self.rfile.read(length) if length else b""
+
+    def respond(self, status, payload, headers=None, slow_ms=0):
+        body = payload if isinstance(payload, bytes) else json.dumps(
+            payload, ensure_ascii=False).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if slow_ms:
+                time.sleep(slow_ms / 1000.0)
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def dispatch(self, method):
+        raw_path, _, raw_query = self.path.partition("?")
+        try:
+            body = self.read_body()
+        except ValueError as exc:
+            self.close_connection = True
+            return self.respond(400, error_body(400, str(exc)))
+        if raw_path.startswith("/_admin/"):
+            return self.admin(method, raw_path, raw_query, body)
+        endpoint, ids = "other", ()
+        if raw_path == "/oauth/token":
+            endpoint = "token"
+        for rx, name in ROUTES:
+            m = rx.match(raw_path)
+            if m:
+                endpoint, ids = name, tuple(unquote(g).lower() for g in m.groups())
+        st = self.server.state
+        entry = {"t": self.t_arrival, "wall": self.wall_arrival, "method": method,
+                 "path": raw_path, "query": raw_query, "status": None, "endpoint": endpoint}
+        with st.lock:
+            st.log.append(entry)
+            forced = st.gate(endpoint, self.t_arrival)
+            if forced is None and endpoint != "token":
+                forced = st.check_auth(self.headers)
+            cfg = copy.deepcopy({k: v for k, v in st.config.items() if k != "fail_next"})
+        if forced is not None:
+            status, headers, payload = forced
+        elif endpoint == "token":
+            status, headers, payload = self.serve_token(method, body)
+        else:
+            status, headers, payload = self.serve_api(method, endpoint, ids, raw_query, cfg)
+        with st.lock:
+            entry["status"] = status
+        slow = 0
+        if endpoint != "token":
+            if cfg["latency_ms"]:
+                time.sleep(cfg["latency_ms"] / 1000.0)
+            slow = cfg["slow_body_ms"]
+        self.respond(status, payload, headers, slow)
+
+    # -- token endpoint
+
+    def serve_token(self, method, body):
+        def fail(status, error, desc):
+            return status, {}, {"error": error, "error_description": desc}
+        if method != "POST":
+            return fail(405, "invalid_request", "use POST")
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return fail(400, "invalid_request",
+                        "Content-Type must be application/x-www-form-urlencoded")
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            return fail(400, "invalid_request", "body is not UTF-8")
+        fields = {k: first(form, k) for k in
+                  ("grant_type", "client_id", "client_secret", "refresh_token", "audience")}
+        missing = sorted(k for k, v in fields.items() if not v)
+        if missing:
+            return fail(400, "invalid_request", "missing field(s): " + ", ".join(missing))
+        st, a = self.server.state, self.server.state.args
+        with st.lock:
+            good = (fields["grant_type"] == "refresh_token" and fields["client_id"] == a.client_id
+                    and fields["client_secret"] == a.client_secret
+                    and fields["refresh_token"] == st.refresh_token
+                    and fields["audience"] == "gateway.stockx.com"
+                    and not st.config["revoke_refresh_token"])
+            if not good:
+                return fail(401, "invalid_grant", "Unknown or invalid refresh token.")
+            now, ttl = time.monotonic(), st.config["token_ttl_s"]
+            st.tokens = {k: exp for k, exp in st.tokens.items() if exp > now}
+            token = secrets.token_hex(32)
+            st.tokens[token] = now + ttl
+            st.tokens_issued += 1
+            answer = {"access_token": token, "expires_in": ttl, "token_type": "Bearer",
+                      "scope": "offline_access openid", "id_token": "x"}
+            if st.config["rotate_refresh_token"]:
+                st.refresh_token = answer["refresh_token"] = secrets.token_hex(24)
+        return 200, {}, answer
+
+    # -- catalogue endpoints
+
+    def serve_api(self, method, endpoint, ids, raw_query, cfg):
+        if endpoint == "other":
+            return 404, {}, error_body(404)
+        if method != "GET":
+            return 405, {}, error_body(405)
+        try:
+            params = parse_qs(raw_query, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            return 400, {}, error_body(400, "query string is not UTF-8")
+        if endpoint == "search":
+            return self.serve_search(params, cfg)
+        st = self.server.state
+        with st.lock:
+            found = st.registry.get(ids[0])
+        if found is None:
+            return 404, {}, error_body(404, "Product not found")
+        sku, kind = found
+        if endpoint == "product":
+            return 200, {}, make_product(sku, kind)
+        if endpoint == "variants":
+            return 200, {}, make_variants(sku, kind, cfg)
+        currency = first(params, "currencyCode") or "USD"
+        if currency not in RATES:
+            return 400, {}, error_body(400, "currencyCode must be one of " + " ".join(RATES))
+        market = make_market(sku, kind, cfg, currency)
+        if endpoint == "market":
+            return 200, {}, market
+        for md in market:
+            if md["variantId"] == ids[1]:
+                return 200, {}, md
+        return 404, {}, error_body(404, "Variant not found")
+
+    def serve_search(self, params, cfg):
+        query = first(params, "query")
+        if query is None or not 1 <= len(query) <= 100:
+            return 400, {}, error_body(400, "query must be 1 to 100 characters")
+        try:
+            size = int_param(params, "pageSize", 1, 1, 50)
+            page = int_param(params, "pageNumber", 1, 1, None)
+        except ValueError as exc:
+            return 400, {}, error_body(400, str(exc))
+        hits = search_hits(query)
+        st = self.server.state
+        with st.lock:
+            st.register(hits)
+        products = [make_product(s, k) for s, k in hits]
+        n = norm(query)
+        if n in {norm(s) for s in cfg["malformed_skus"]}:
+            return 200, {}, b'{"count": 1, "products": ['
+        numeric = kind_of(query) == "num"
+        conv = float if numeric else int
+        answer = {"count": conv(len(products)), "pageSize": conv(size), "pageNumber": conv(page),
+                  "hasNextPage": page * size < len(products),
+                  "products": products[(page - 1) * size:page * size]}
+        if n in {norm(s) for s in cfg["oversize_skus"]}:
+            answer["padding"] = "x" * PAD_BYTES
+        return 200, {}, answer
+
+    # -- admin
+
+    def admin(self, method, path, raw_query, body):
+        st = self.server.state
+        route = (method, path)
+        if route == ("GET", "/_admin/expect"):
+            params = parse_qs(raw_query, keep_blank_values=True)
+            sku, currency = first(params, "sku"), first(params, "currencyCode") or "USD"
+            if sku is None or currency not in RATES:
+                return self.respond(400, {"error": "need sku (and a valid currencyCode)"})
+            hits = search_hits(sku)
+            with st.lock:
+                st.register(hits)
+                cfg = copy.deepcopy(st.config)
+            if not hits or kind_of(sku) == "nf":
+                return self.respond(200, {"found": False, "product": None,
+                                          "variants": [], "market": []})
+            kind = kind_of(sku)
+            return self.respond(200, {"found": True, "product": make_product(sku, kind),
+                                      "variants": make_variants(sku, kind, cfg),
+                                      "market": make_market(sku, kind, cfg, currency)})
+        with st.lock:
+            if route == ("GET", "/_admin/log"):
+                answer = {"requests": sorted((dict(e) for e in st.log), key=lambda e: e["t"])}
+            elif route == ("GET", "/_admin/stats"):
+                answer = st.stats()
+            elif route == ("GET", "/_admin/config"):
+                answer = copy.deepcopy(st.config)
+            elif route == ("POST", "/_admin/reset"):
+                st.reset()
+                answer = {"ok": True}
+            elif route == ("POST", "/_admin/config"):
+                try:
+                    patch = json.loads(body.decode("utf-8") or "{}")
+                    st.config = validate_config(st.config, patch)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    return self.respond(400, {"error": str(exc)})
+                if patch.get("expire_tokens"):
+                    now = time.monotonic()
+                    st.tokens = {k: min(exp, now) for k, exp in st.tokens.items()}
+                answer = {"ok": True, "config": copy.deepcopy(st.config)}
+            else:
+                return self.respond(404, {"error": f"no admin route {method} {path}"})
+        self.respond(200, answer)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    verbose = False
+
+    def handle_error(self, request, client_address):
+        if self.verbose:
+            super().handle_error(request, client_address)
+
+
+def write_port_file(path, port):
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(f"{port}\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="StockX API stand-in (127.0.0.1 only)")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--api-key", default="test-api-key")
+    ap.add_argument("--client-id", default="test-client")
+    ap.add_argument("--client-secret", default="test-secret")
+    ap.add_argument("--refresh-token", default="test-refresh")
+    ap.add_argument("--static-token", default="test-access-token")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+
+    server = Server(("127.0.0.1", args.port), Handler)
+    server.verbose = args.verbose
+    server.state = State(args)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              daemon=True)
+    thread.start()
+    if args.port_file:
+        write_port_file(args.port_file, port)
+    if args.verbose:
+        sys.stderr.write(f"standin: listening on 127.0.0.1:{port}\n")
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    server.server_close()
+    if args.port_file:
+        try:
+            with open(args.port_file) as f:
+                if f.read().strip() == str(port):
+                    os.unlink(args.port_file)
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
