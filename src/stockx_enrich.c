@@ -137,7 +137,7 @@ static void
 define_secret(const char *name, const char *desc, char **var, GucShowHook show)
 {
 	DefineCustomStringVariable(name, desc, NULL, var, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, show);
 }
 
