@@ -509,12 +509,18 @@ trim_bounds(const char *s, size_t len, size_t *start, size_t *end)
 		(*end)--;
 }
 
-/* Does the SKU equal the styleId, or one of its '/'-separated parts? */
+/*
+ * Does the SKU equal the styleId, or one of its '/'-separated parts?
+ * Case-insensitive, blanks around the SKU and each part ignored.  The whole
+ * styleId is tried first, so a SKU that itself contains '/' still matches.
+ */
 bool
 sx_style_id_matches(const char *style_id, const char *sku)
 {
 	size_t		ks,
-				ke;
+				ke,
+				ws,
+				we;
 	const char *part = style_id;
 
 	if (style_id == NULL || sku == NULL)
@@ -522,6 +528,9 @@ sx_style_id_matches(const char *style_id, const char *sku)
 	trim_bounds(sku, strlen(sku), &ks, &ke);
 	if (ke == ks)
 		return false;
+	trim_bounds(style_id, strlen(style_id), &ws, &we);
+	if (we - ws == ke - ks && strncasecmp(style_id + ws, sku + ks, ke - ks) == 0)
+		return true;
 	for (;;)
 	{
 		const char *slash = strchr(part, '/');

@@ -18,7 +18,7 @@ fi
 
 test/install_deps.sh
 export PATH="/usr/lib/postgresql/15/bin:$PATH"
-pgxs=$(dirname "$(pg_config --pgxs)")/..
+pgxs=$(cd "$(dirname "$(pg_config --pgxs)")/../.." && pwd)
 
 make -s clean
 make -s
