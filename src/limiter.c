@@ -292,9 +292,19 @@ month_number(const char *s)
 	int			i;
 
 	for (i = 0; i < 12; i++)
-		if (strncmp(s, names[i], 3) == 0)
+		if (strncmp(s, names[i], 3) == 0 && s[3] == ' ')
 			return i + 1;
 	return 0;
+}
+
+/* Two ASCII digits; false for anything else (signs and blanks included). */
+static bool
+two_digits(const char *s, int *out)
+{
+	if (!isdigit((unsigned char) s[0]) || !isdigit((unsigned char) s[1]))
+		return false;
+	*out = (s[0] - '0') * 10 + (s[1] - '0');
+	return true;
 }
 
 /*
@@ -331,31 +341,45 @@ sx_parse_retry_after(const char *value, int64_t now)
 	}
 	else
 	{
-		char		wday[4];
-		char		mon[4];
+		static const char *const wdays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+		static const int days_in_month[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 		int			day,
 					year,
 					hh,
 					mm,
 					ss;
 		int			month;
-		int			consumed = 0;
+		int			dim;
+		int			i;
+		bool		wday_ok = false;
+		size_t		len = strlen(p);
 		int64_t		when;
 
-		/* IMF-fixdate only: the obsolete forms are not sent by modern servers */
-		if (strlen(p) > 40)
+		/*
+		 * IMF-fixdate only, which has a fixed layout: "Sun, 06 Nov 1994
+		 * 08:49:37 GMT" (the obsolete forms are not sent by modern servers).
+		 */
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len != 29 || p[3] != ',' || p[4] != ' ' || p[7] != ' ' ||
+			p[11] != ' ' || p[16] != ' ' || p[19] != ':' || p[22] != ':' ||
+			strncmp(p + 25, " GMT", 4) != 0)
 			return -1;
-		if (sscanf(p, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n",
-				   wday, &day, mon, &year, &hh, &mm, &ss, &consumed) != 7 ||
-			consumed == 0)
+		for (i = 0; i < 7; i++)
+			wday_ok |= strncmp(p, wdays[i], 3) == 0;
+		if (!wday_ok ||
+			!two_digits(p + 5, &day) || !two_digits(p + 12, &year) ||
+			!two_digits(p + 14, &i) || !two_digits(p + 17, &hh) ||
+			!two_digits(p + 20, &mm) || !two_digits(p + 23, &ss))
 			return -1;
-		while (p[consumed] == ' ' || p[consumed] == '\t')
-			consumed++;
-		if (p[consumed] != '\0')
+		year = year * 100 + i;
+		month = month_number(p + 8);
+		if (month == 0 || year < 1970 || hh > 23 || mm > 59 || ss > 60 || day < 1)
 			return -1;
-		month = month_number(mon);
-		if (month == 0 || day < 1 || day > 31 || year < 1970 || hh > 23 ||
-			mm > 59 || ss > 60)
+		dim = days_in_month[month - 1];
+		if (month == 2 && ((year % 4 == 0 && year % 100 != 0) || year % 400 == 0))
+			dim = 29;
+		if (day > dim)
 			return -1;
 		when = (days_from_civil(year, month, day) * 86400 + hh * 3600 + mm * 60 + ss) *
 			SX_USECS_PER_SEC;

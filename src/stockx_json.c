@@ -20,6 +20,10 @@
 #include <json-c/json.h>
 
 #define SX_JSON_MAX_DEPTH 64
+#define SX_TOKEN_DEFAULT_TTL 300
+#define SX_TOKEN_MAX_TTL (366 * 86400)
+/* integers beyond this lose digits in json-c's int64; prices never get there */
+#define SX_MAX_INTEGER_AMOUNT INT64_C(1000000000000000)
 
 static void set_error(char *errbuf, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
@@ -160,6 +164,16 @@ get_decimal(const SxAllocator *a, json_object *obj, const char *key, char **out,
 	{
 		set_error(errbuf, "field \"%s\" is not a number", key);
 		return SX_PARSE_MALFORMED;
+	}
+	if (json_object_is_type(val, json_type_int))
+	{
+		int64_t		v = json_object_get_int64(val);
+
+		if (v >= SX_MAX_INTEGER_AMOUNT || v <= -SX_MAX_INTEGER_AMOUNT)
+		{
+			set_error(errbuf, "field \"%s\" is out of range", key);
+			return SX_PARSE_MALFORMED;
+		}
 	}
 	text = json_object_get_string(val);
 	if (json_object_is_type(val, json_type_string) && text[0] == '\0')
@@ -429,11 +443,17 @@ read_token(json_object *root, const SxAllocator *a, SxToken *out, char *errbuf)
 	if (out->access_token == NULL)
 		return SX_PARSE_NO_MEMORY;
 
-	out->expires_in = 300;
+	/* lifetime in seconds: missing or absurd values fall back to 5 minutes */
+	out->expires_in = SX_TOKEN_DEFAULT_TTL;
 	if (json_object_object_get_ex(root, "expires_in", &val) &&
 		(json_object_is_type(val, json_type_int) ||
 		 json_object_is_type(val, json_type_double)))
-		out->expires_in = (int64_t) json_object_get_double(val);
+	{
+		double		ttl = json_object_get_double(val);
+
+		if (ttl >= 1 && ttl <= SX_TOKEN_MAX_TTL)
+			out->expires_in = (int64_t) ttl;
+	}
 
 	if (json_object_object_get_ex(root, "refresh_token", &val) &&
 		json_object_is_type(val, json_type_string) &&
