@@ -7,6 +7,7 @@ MODULE_big = stockx_enrich
 OBJS = \
 	src/limiter.o \
 	src/stockx_json.o \
+	src/credentials.o \
 	src/stockx_client.o \
 	src/shared_state.o \
 	src/enrich.o \

@@ -20,6 +20,7 @@
 #include "utils/timestamp.h"
 
 #include "limiter.h"
+#include "credentials.h"
 #include "stockx_client.h"
 #include "stockx_enrich.h"
 #include "stockx_json.h"
@@ -61,27 +62,6 @@ zero_and_free(char *s)
 		explicit_bzero(s, strlen(s));
 		pfree(s);
 	}
-}
-
-bool
-stockx_credentials_configured(const char **missing)
-{
-	bool		have_token = stockx_access_token && stockx_access_token[0];
-	bool		can_refresh = stockx_refresh_token && stockx_refresh_token[0] &&
-		stockx_client_id && stockx_client_id[0] &&
-		stockx_client_secret && stockx_client_secret[0];
-
-	if (!stockx_api_key || !stockx_api_key[0])
-	{
-		*missing = "stockx_enrich.api_key";
-		return false;
-	}
-	if (!have_token && !can_refresh)
-	{
-		*missing = "stockx_enrich.refresh_token, stockx_enrich.client_id and stockx_enrich.client_secret (or stockx_enrich.access_token)";
-		return false;
-	}
-	return true;
 }
 
 StockxClient *
@@ -328,23 +308,25 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 		 GetCurrentTimestamp() < client->token_expires_at - SX_TOKEN_MARGIN_US))
 		return SX_TOKEN_OK;
 
-	refresh = client->rotated_refresh_token ? client->rotated_refresh_token : stockx_refresh_token;
+	refresh = client->rotated_refresh_token ? client->rotated_refresh_token :
+		stockx_secret(SX_SECRET_REFRESH_TOKEN);
 	if (!force_refresh && client->access_token == NULL &&
-		stockx_access_token && stockx_access_token[0])
+		stockx_secret(SX_SECRET_ACCESS_TOKEN) != NULL)
 	{
-		client->access_token = MemoryContextStrdup(client->cxt, stockx_access_token);
+		client->access_token = MemoryContextStrdup(client->cxt,
+												   stockx_secret(SX_SECRET_ACCESS_TOKEN));
 		client->token_expires_at = 0;
 		return SX_TOKEN_OK;
 	}
-	if (!refresh || !refresh[0] || !stockx_client_id || !stockx_client_id[0] ||
-		!stockx_client_secret || !stockx_client_secret[0])
+	if (refresh == NULL || stockx_secret(SX_SECRET_CLIENT_ID) == NULL ||
+		stockx_secret(SX_SECRET_CLIENT_SECRET) == NULL)
 	{
 		snprintf(errbuf, errlen, "the access token was refused and no refresh token is configured");
 		return SX_TOKEN_REJECTED;
 	}
 
-	fields[0] = stockx_client_escape(client, stockx_client_id);
-	fields[1] = stockx_client_escape(client, stockx_client_secret);
+	fields[0] = stockx_client_escape(client, stockx_secret(SX_SECRET_CLIENT_ID));
+	fields[1] = stockx_client_escape(client, stockx_secret(SX_SECRET_CLIENT_SECRET));
 	fields[2] = stockx_client_escape(client, refresh);
 	initStringInfo(&form);
 	appendStringInfo(&form,
@@ -414,7 +396,8 @@ stockx_client_get(StockxClient *client, const char *path, StockxResponse *resp)
 	char	   *url = psprintf("%s%s", stockx_api_base_url, path);
 	char	   *auth = psprintf("Authorization: Bearer %s",
 								client->access_token ? client->access_token : "");
-	char	   *key = psprintf("x-api-key: %s", stockx_api_key ? stockx_api_key : "");
+	const char *api_key = stockx_secret(SX_SECRET_API_KEY);
+	char	   *key = psprintf("x-api-key: %s", api_key ? api_key : "");
 
 	init_transfer(&t);
 	set_common_options(client, url, &t);

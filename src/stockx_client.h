@@ -45,6 +45,5 @@ extern StockxTokenResult stockx_client_token(StockxClient *client, bool force_re
 extern void stockx_client_get(StockxClient *client, const char *path,
 							  StockxResponse *resp);
 extern char *stockx_client_escape(StockxClient *client, const char *value);
-extern bool stockx_credentials_configured(const char **missing);
 
 #endif							/* STOCKX_CLIENT_H */

@@ -23,6 +23,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "credentials.h"
 #include "stockx_client.h"
 #include "stockx_enrich.h"
 #include "store.h"
@@ -40,6 +41,7 @@ char	   *stockx_client_id = NULL;
 char	   *stockx_client_secret = NULL;
 char	   *stockx_refresh_token = NULL;
 char	   *stockx_access_token = NULL;
+char	   *stockx_credentials_file = NULL;
 double		stockx_requests_per_second = 1.0;
 int			stockx_burst = 1;
 int			stockx_daily_request_limit = 25000;
@@ -163,6 +165,11 @@ define_settings(void)
 	define_secret("stockx_enrich.access_token",
 				  "A ready access token, used until it is refused.",
 				  &stockx_access_token, show_access_token);
+	DefineCustomStringVariable("stockx_enrich.credentials_file",
+							   "File with the StockX secrets (key = value lines); overrides the secret settings.",
+							   NULL, &stockx_credentials_file, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	DefineCustomRealVariable("stockx_enrich.requests_per_second",
 							 "Requests per second for the whole cluster.",
@@ -400,6 +407,7 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 	if (run_id != 0)
 		PG_RETURN_INT64(run_id);
 
+	stockx_credentials_load();
 	if (!stockx_credentials_configured(&missing))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -26,6 +26,7 @@ extern char *stockx_client_id;
 extern char *stockx_client_secret;
 extern char *stockx_refresh_token;
 extern char *stockx_access_token;
+extern char *stockx_credentials_file;
 extern double stockx_requests_per_second;
 extern int	stockx_burst;
 extern int	stockx_daily_request_limit;

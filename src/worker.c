@@ -26,6 +26,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "credentials.h"
 #include "enrich.h"
 #include "store.h"
 #include "worker_args.h"
@@ -103,6 +104,7 @@ process_reload(void)
 	{
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
+		stockx_credentials_load();
 	}
 }
 
@@ -435,6 +437,7 @@ stockx_enrich_worker_main(Datum main_arg)
 
 	PG_TRY();
 	{
+		stockx_credentials_load();
 		enricher.client = stockx_client_create();
 		tx_begin();
 		stockx_store_init();

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Demo: install and build stockx_enrich, start a scratch PostgreSQL 15
+# cluster that preloads it, queue a sample catalogue, run
+# SELECT stockx_enrich_start(2), and print the enriched products and the run.
+#
+# Without credentials it talks to the bundled StockX stand-in on 127.0.0.1.
+# With STOCKX_API_KEY, STOCKX_CLIENT_ID, STOCKX_CLIENT_SECRET and
+# STOCKX_REFRESH_TOKEN in the environment it talks to the real StockX API at
+# the real limit (1 request/s).  Run as root: it installs packages, then runs
+# the cluster as the postgres user.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")" && pwd)
+cd "$top"
+[ "$(id -u)" -eq 0 ] || { echo "run as root (sudo $0)" >&2; exit 1; }
+
+test/install_deps.sh
+export PATH="/usr/lib/postgresql/15/bin:$PATH"
+make -s
+make -s install
+
+dir=/tmp/stockx_enrich_demo
+port=${DEMO_PORT:-55499}
+as_pg() { runuser -u postgres -- env PATH="$PATH" "$@"; }
+if [ -f "$dir/data/postmaster.pid" ]; then as_pg pg_ctl -D "$dir/data" -m fast stop >/dev/null || true; fi
+rm -rf "$dir"
+mkdir -p "$dir"
+chown postgres: "$dir"
+chmod 700 "$dir"
+
+standin_pid=""
+cleanup() {
+	[ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null || true
+	as_pg pg_ctl -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+as_pg initdb -D "$dir/data" -A peer -U postgres >/dev/null
+conf="$dir/data/postgresql.conf"
+{
+	echo "port = $port"
+	echo "unix_socket_directories = '$dir'"
+	echo "listen_addresses = ''"
+	echo "shared_preload_libraries = 'stockx_enrich'"
+} >>"$conf"
+
+if [ -n "${STOCKX_API_KEY:-}" ] && [ -n "${STOCKX_REFRESH_TOKEN:-}" ]; then
+	mode="the real StockX API (1 request/s)"
+	skus="DD1391-100 CW2288-111 DZ5485-612 FD0774-101 555088-134 DV0833-104 HQ4540 GW2871 U9060GRY 1201A789-020"
+	{
+		echo "stockx_enrich.api_key = '${STOCKX_API_KEY}'"
+		echo "stockx_enrich.client_id = '${STOCKX_CLIENT_ID:-}'"
+		echo "stockx_enrich.client_secret = '${STOCKX_CLIENT_SECRET:-}'"
+		echo "stockx_enrich.refresh_token = '${STOCKX_REFRESH_TOKEN}'"
+	} >>"$conf"
+else
+	mode="the bundled StockX stand-in (5 requests/s)"
+	skus="DD1391-100 CW2288-111 DZ5485-612 FD0774-101 555088-134 DV0833-104 HQ4540 GW2871 NF-UNKNOWN-1 NF-UNKNOWN-2 CMP-AF1 NUL-1 MANY-1 NUM-1"
+	as_pg bash -c "python3 '$top/test/standin/stockx_standin.py' --port 0 --port-file '$dir/standin.port' >/dev/null 2>&1 & echo \$! > '$dir/standin.pid'"
+	for _ in $(seq 50); do [ -s "$dir/standin.port" ] && break; sleep 0.1; done
+	standin_pid=$(cat "$dir/standin.pid")
+	sport=$(cat "$dir/standin.port")
+	{
+		echo "stockx_enrich.api_base_url = 'http://127.0.0.1:$sport/v2'"
+		echo "stockx_enrich.token_url = 'http://127.0.0.1:$sport/oauth/token'"
+		echo "stockx_enrich.api_key = 'test-api-key'"
+		echo "stockx_enrich.client_id = 'test-client'"
+		echo "stockx_enrich.client_secret = 'test-secret'"
+		echo "stockx_enrich.refresh_token = 'test-refresh'"
+		echo "stockx_enrich.requests_per_second = 5"
+	} >>"$conf"
+fi
+chmod 600 "$conf"
+
+as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+psql_() { as_pg psql -h "$dir" -p "$port" -X -q -v ON_ERROR_STOP=1 -d postgres "$@"; }
+
+echo "== stockx_enrich demo against $mode"
+psql_ -c "CREATE EXTENSION stockx_enrich"
+array=$(printf "'%s'," $skus)
+psql_ -c "SELECT stockx_enrich_enqueue(ARRAY[${array%,}]) AS queued"
+run=$(psql_ -At -c "SELECT stockx_enrich_start(2)")
+echo "run $run started; workers while it runs:"
+sleep 2
+psql_ -c "SELECT pid, state, current_sku, processed, requests, memory_bytes FROM stockx_enrich_status"
+psql_ -At -c "SELECT 'run ' || $run || ' ended: ' || stockx_enrich_wait($run, 600000)"
+
+psql_ -c "SELECT sku, status, title, brand, retail_price, release_date, lowest_ask, highest_bid,
+                 (SELECT count(*) FROM stockx_variant v WHERE v.sku = p.sku) AS sizes
+            FROM stockx_product p ORDER BY status, sku"
+psql_ -x -c "SELECT run_id, workers, processed, enriched, not_found, failed, requests,
+                    responses_429, retries, stop_reason, finished_at - started_at AS took
+               FROM stockx_run WHERE run_id = $run"
+psql_ -c "SELECT requests_per_second, effective_rate, requests_today, daily_limit, circuit_state
+            FROM stockx_enrich_limiter"
+echo "checkpoint lines from the server log:"
+grep "stockx_enrich: checkpoint" "$dir/server.log" | sed 's/^.*LOG: */  /'

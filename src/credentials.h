@@ -1,0 +1,24 @@
+/*-------------------------------------------------------------------------
+ * credentials.h
+ *	  Where the StockX secrets come from: the stockx_enrich.* settings, or
+ *	  the file named by stockx_enrich.credentials_file, which overrides them.
+ *-------------------------------------------------------------------------
+ */
+#ifndef STOCKX_CREDENTIALS_H
+#define STOCKX_CREDENTIALS_H
+
+typedef enum StockxSecret
+{
+	SX_SECRET_API_KEY = 0,
+	SX_SECRET_CLIENT_ID,
+	SX_SECRET_CLIENT_SECRET,
+	SX_SECRET_REFRESH_TOKEN,
+	SX_SECRET_ACCESS_TOKEN,
+	SX_SECRET_COUNT
+} StockxSecret;
+
+extern void stockx_credentials_load(void);
+extern const char *stockx_secret(StockxSecret which);
+extern bool stockx_credentials_configured(const char **missing);
+
+#endif							/* STOCKX_CREDENTIALS_H */
