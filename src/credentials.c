@@ -21,9 +21,8 @@
 #include "credentials.h"
 #include "stockx_enrich.h"
 
-static const char *const secret_names[SX_SECRET_COUNT] = {
-	"api_key", "client_id", "client_secret", "refresh_token", "access_token"
-};
+static const char *const secret_names[SX_SECRET_COUNT] = { "api_key", "client_id", "client_secret",
+	                                                       "refresh_token", "access_token" };
 
 /* values read from the credentials file (NULL = not in the file) */
 static char *file_secrets[SX_SECRET_COUNT];
@@ -31,7 +30,7 @@ static char *file_secrets[SX_SECRET_COUNT];
 static void
 forget_file_secrets(void)
 {
-	int			i;
+	int i;
 
 	for (i = 0; i < SX_SECRET_COUNT; i++)
 	{
@@ -47,7 +46,7 @@ forget_file_secrets(void)
 static char *
 trim(char *s)
 {
-	char	   *end;
+	char *end;
 
 	while (*s == ' ' || *s == '\t')
 		s++;
@@ -60,21 +59,21 @@ trim(char *s)
 static void
 parse_line(const char *path, int lineno, char *line)
 {
-	char	   *eq;
-	char	   *key;
-	char	   *value;
-	size_t		len;
-	int			i;
+	char *eq;
+	char *key;
+	char *value;
+	size_t len;
+	int i;
 
 	line = trim(line);
 	if (line[0] == '\0' || line[0] == '#')
 		return;
 	eq = strchr(line, '=');
 	if (eq == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("syntax error in stockx_enrich credentials file \"%s\" line %d", path, lineno),
-				 errhint("Each line must read key = value.")));
+		ereport(ERROR, (errcode(ERRCODE_CONFIG_FILE_ERROR),
+		                errmsg("syntax error in stockx_enrich credentials file \"%s\" line %d",
+		                       path, lineno),
+		                errhint("Each line must read key = value.")));
 	*eq = '\0';
 	key = trim(line);
 	value = trim(eq + 1);
@@ -97,11 +96,12 @@ parse_line(const char *path, int lineno, char *line)
 			return;
 		}
 	}
-	ereport(ERROR,
-			(errcode(ERRCODE_CONFIG_FILE_ERROR),
-			 errmsg("unknown key \"%s\" in stockx_enrich credentials file \"%s\" line %d",
-					key, path, lineno),
-			 errhint("Known keys: api_key, client_id, client_secret, refresh_token, access_token.")));
+	ereport(
+	    ERROR,
+	    (errcode(ERRCODE_CONFIG_FILE_ERROR),
+	     errmsg("unknown key \"%s\" in stockx_enrich credentials file \"%s\" line %d", key, path,
+	            lineno),
+	     errhint("Known keys: api_key, client_id, client_secret, refresh_token, access_token.")));
 }
 
 /* (Re)read stockx_enrich.credentials_file; call at start and after SIGHUP. */
@@ -110,8 +110,8 @@ stockx_credentials_load(void)
 {
 	const char *path = stockx_credentials_file;
 	struct stat st;
-	FILE	   *f;
-	char		line[4096];
+	FILE *f;
+	char line[4096];
 	volatile int lineno = 0;
 
 	forget_file_secrets();
@@ -119,21 +119,20 @@ stockx_credentials_load(void)
 		return;
 
 	if (stat(path, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not stat stockx_enrich credentials file \"%s\": %m", path),
-				 errhint("Check stockx_enrich.credentials_file.")));
+		ereport(ERROR, (errcode_for_file_access(),
+		                errmsg("could not stat stockx_enrich credentials file \"%s\": %m", path),
+		                errhint("Check stockx_enrich.credentials_file.")));
 	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("stockx_enrich credentials file \"%s\" is accessible by group or others", path),
-				 errhint("Make it readable by the server's user only: chmod 600.")));
+		ereport(
+		    ERROR,
+		    (errcode(ERRCODE_CONFIG_FILE_ERROR),
+		     errmsg("stockx_enrich credentials file \"%s\" is accessible by group or others", path),
+		     errhint("Make it readable by the server's user only: chmod 600.")));
 	f = AllocateFile(path, "r");
 	if (f == NULL)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open stockx_enrich credentials file \"%s\": %m", path),
-				 errhint("Check stockx_enrich.credentials_file.")));
+		ereport(ERROR, (errcode_for_file_access(),
+		                errmsg("could not open stockx_enrich credentials file \"%s\": %m", path),
+		                errhint("Check stockx_enrich.credentials_file.")));
 	PG_TRY();
 	{
 		while (fgets(line, sizeof(line), f) != NULL)
@@ -150,10 +149,9 @@ stockx_credentials_load(void)
 const char *
 stockx_secret(StockxSecret which)
 {
-	static char **const settings[SX_SECRET_COUNT] = {
-		&stockx_api_key, &stockx_client_id, &stockx_client_secret,
-		&stockx_refresh_token, &stockx_access_token
-	};
+	static char **const settings[SX_SECRET_COUNT] = { &stockx_api_key, &stockx_client_id,
+		                                              &stockx_client_secret, &stockx_refresh_token,
+		                                              &stockx_access_token };
 	const char *value = file_secrets[which] ? file_secrets[which] : *settings[which];
 
 	return (value != NULL && value[0] != '\0') ? value : NULL;
@@ -162,8 +160,8 @@ stockx_secret(StockxSecret which)
 bool
 stockx_credentials_configured(const char **missing)
 {
-	bool		can_refresh = stockx_secret(SX_SECRET_REFRESH_TOKEN) &&
-		stockx_secret(SX_SECRET_CLIENT_ID) && stockx_secret(SX_SECRET_CLIENT_SECRET);
+	bool can_refresh = stockx_secret(SX_SECRET_REFRESH_TOKEN) &&
+	                   stockx_secret(SX_SECRET_CLIENT_ID) && stockx_secret(SX_SECRET_CLIENT_SECRET);
 
 	if (stockx_secret(SX_SECRET_API_KEY) == NULL)
 	{
@@ -172,7 +170,8 @@ stockx_credentials_configured(const char **missing)
 	}
 	if (!can_refresh && stockx_secret(SX_SECRET_ACCESS_TOKEN) == NULL)
 	{
-		*missing = "stockx_enrich.refresh_token, stockx_enrich.client_id and stockx_enrich.client_secret (or stockx_enrich.access_token)";
+		*missing = "stockx_enrich.refresh_token, stockx_enrich.client_id and "
+		           "stockx_enrich.client_secret (or stockx_enrich.access_token)";
 		return false;
 	}
 	return true;

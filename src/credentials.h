@@ -21,4 +21,4 @@ extern void stockx_credentials_load(void);
 extern const char *stockx_secret(StockxSecret which);
 extern bool stockx_credentials_configured(const char **missing);
 
-#endif							/* STOCKX_CREDENTIALS_H */
+#endif /* STOCKX_CREDENTIALS_H */

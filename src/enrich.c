@@ -24,21 +24,20 @@
 typedef enum RequestResult
 {
 	REQ_OK,
-	REQ_NOT_FOUND,				/* HTTP 404 */
+	REQ_NOT_FOUND, /* HTTP 404 */
 	REQ_RETRY_LATER,
 	REQ_FAILED,
 	REQ_DEFERRED,
-	REQ_STOP					/* see *signal */
+	REQ_STOP /* see *signal */
 } RequestResult;
 
 static void
 describe_http_error(StockxResponse *resp, const char *endpoint, char **error)
 {
-	char		msg[200];
+	char msg[200];
 
 	sx_parse_error_message(resp->body, resp->body_len, msg, sizeof(msg));
-	*error = psprintf("%s: HTTP %ld%s%s", endpoint, resp->status,
-					  msg[0] ? ": " : "", msg);
+	*error = psprintf("%s: HTTP %ld%s%s", endpoint, resp->status, msg[0] ? ": " : "", msg);
 }
 
 /*
@@ -48,17 +47,17 @@ describe_http_error(StockxResponse *resp, const char *endpoint, char **error)
  */
 static RequestResult
 request(StockxEnricher *e, const char *path, const char *endpoint, const char *sku,
-		StockxResponse *resp, char **error, StockxRunSignal *signal)
+        StockxResponse *resp, char **error, StockxRunSignal *signal)
 {
-	int			retries = 0;
-	bool		token_refreshed = false;
-	char		errbuf[256];
+	int retries = 0;
+	bool token_refreshed = false;
+	char errbuf[256];
 
 	for (;;)
 	{
-		int64		wait_us;
-		SxVerdict	verdict;
-		bool		transient = false;
+		int64 wait_us;
+		SxVerdict verdict;
+		bool transient = false;
 
 		CHECK_FOR_INTERRUPTS();
 		if (stockx_worker_stop_requested())
@@ -99,9 +98,9 @@ request(StockxEnricher *e, const char *path, const char *endpoint, const char *s
 					*signal = SX_RUN_STOP_QUOTA;
 					return REQ_STOP;
 				}
-				if (!stockx_worker_sleep(wait_us, verdict == SX_PAUSED ?
-										 SX_STATE_BACKING_OFF :
-										 SX_STATE_WAITING_RATE_LIMIT))
+				if (!stockx_worker_sleep(wait_us, verdict == SX_PAUSED
+				                                      ? SX_STATE_BACKING_OFF
+				                                      : SX_STATE_WAITING_RATE_LIMIT))
 				{
 					*signal = SX_RUN_STOP_REQUESTED;
 					return REQ_STOP;
@@ -136,14 +135,14 @@ request(StockxEnricher *e, const char *path, const char *endpoint, const char *s
 			}
 			else if (resp->status == 429)
 			{
-				int64		pause = stockx_limiter_429(resp->retry_after_us);
+				int64 pause = stockx_limiter_429(resp->retry_after_us);
 
 				e->counters->responses_429++;
 				ereport(LOG,
-						(errmsg("stockx_enrich: rate limited endpoint=%s sku=\"%s\" retry=%d/%d wait_ms=" INT64_FORMAT " retry_after_ms=" INT64_FORMAT,
-								endpoint, sku, retries, stockx_max_retries,
-								pause / 1000,
-								resp->retry_after_us >= 0 ? resp->retry_after_us / 1000 : -1)));
+				        (errmsg("stockx_enrich: rate limited endpoint=%s sku=\"%s\" retry=%d/%d "
+				                "wait_ms=" INT64_FORMAT " retry_after_ms=" INT64_FORMAT,
+				                endpoint, sku, retries, stockx_max_retries, pause / 1000,
+				                resp->retry_after_us >= 0 ? resp->retry_after_us / 1000 : -1)));
 				if (retries >= stockx_max_retries)
 				{
 					describe_http_error(resp, endpoint, error);
@@ -172,7 +171,7 @@ request(StockxEnricher *e, const char *path, const char *endpoint, const char *s
 			{
 				stockx_limiter_success();
 				snprintf(e->credentials_error, sizeof(e->credentials_error),
-						 "%s answered HTTP %ld after a token refresh", endpoint, resp->status);
+				         "%s answered HTTP %ld after a token refresh", endpoint, resp->status);
 				*signal = SX_RUN_STOP_CREDENTIALS;
 				return REQ_STOP;
 			}
@@ -194,12 +193,11 @@ request(StockxEnricher *e, const char *path, const char *endpoint, const char *s
 		stockx_limiter_other_failure();
 		if (retries >= stockx_max_retries)
 			return REQ_RETRY_LATER;
-		ereport(DEBUG1,
-				(errmsg("stockx_enrich: transient failure endpoint=%s retry=%d/%d: %s",
-						endpoint, retries + 1, stockx_max_retries, *error)));
+		ereport(DEBUG1, (errmsg("stockx_enrich: transient failure endpoint=%s retry=%d/%d: %s",
+		                        endpoint, retries + 1, stockx_max_retries, *error)));
 		if (!stockx_worker_sleep(sx_backoff_us(stockx_backoff_base_ms, stockx_backoff_max_ms,
-											   retries, stockx_random()),
-								 SX_STATE_BACKING_OFF))
+		                                       retries, stockx_random()),
+		                         SX_STATE_BACKING_OFF))
 		{
 			*signal = SX_RUN_STOP_REQUESTED;
 			return REQ_STOP;
@@ -211,8 +209,7 @@ request(StockxEnricher *e, const char *path, const char *endpoint, const char *s
 
 /* Map a request failure to the row's outcome; true when the row is settled. */
 static bool
-settle_failure(RequestResult rr, StockxResult *result, char *error,
-			   MemoryContext result_cxt)
+settle_failure(RequestResult rr, StockxResult *result, char *error, MemoryContext result_cxt)
 {
 	switch (rr)
 	{
@@ -237,30 +234,28 @@ settle_failure(RequestResult rr, StockxResult *result, char *error,
 }
 
 static bool
-settle_parse(SxParseResult pr, const char *what, const char *errbuf,
-			 StockxResult *result, MemoryContext result_cxt)
+settle_parse(SxParseResult pr, const char *what, const char *errbuf, StockxResult *result,
+             MemoryContext result_cxt)
 {
 	if (pr == SX_PARSE_OK)
 		return false;
 	if (pr == SX_PARSE_NO_MEMORY)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while parsing the %s answer", what)));
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+		                errmsg("out of memory while parsing the %s answer", what)));
 	result->outcome = SX_OUTCOME_FAILED;
-	result->error = MemoryContextStrdup(result_cxt,
-										psprintf("%s: malformed answer: %s", what, errbuf));
+	result->error =
+	    MemoryContextStrdup(result_cxt, psprintf("%s: malformed answer: %s", what, errbuf));
 	return true;
 }
 
 static bool
 market_names_unknown_variant(StockxClaim *claim, StockxResult *result)
 {
-	int			i,
-				j;
+	int i, j;
 
 	for (i = 0; i < result->nmarket; i++)
 	{
-		bool		known = false;
+		bool known = false;
 
 		for (j = 0; j < claim->nknown && !known; j++)
 			known = pg_strcasecmp(claim->known_variants[j], result->market[i].variant_id) == 0;
@@ -272,17 +267,17 @@ market_names_unknown_variant(StockxClaim *claim, StockxResult *result)
 
 StockxRunSignal
 stockx_enrich_one(StockxEnricher *e, StockxClaim *claim, StockxResult *result,
-				  MemoryContext result_cxt)
+                  MemoryContext result_cxt)
 {
-	SxAllocator alloc = {.alloc = stockx_palloc_no_oom,.context = result_cxt};
+	SxAllocator alloc = { .alloc = stockx_palloc_no_oom, .context = result_cxt };
 	StockxRunSignal signal = SX_RUN_CONTINUE;
 	StockxResponse resp;
 	RequestResult rr;
-	char	   *error = NULL;
-	char		errbuf[SX_ERRBUF_SIZE];
-	char	   *product_id;
-	char	   *path;
-	bool		refresh;
+	char *error = NULL;
+	char errbuf[SX_ERRBUF_SIZE];
+	char *product_id;
+	char *path;
+	bool refresh;
 
 	memset(result, 0, sizeof(*result));
 	result->claim = claim;
@@ -291,12 +286,12 @@ stockx_enrich_one(StockxEnricher *e, StockxClaim *claim, StockxResult *result,
 	if (!refresh)
 	{
 		path = psprintf("/catalog/search?query=%s&pageNumber=1&pageSize=50",
-						stockx_client_escape(e->client, claim->sku));
+		                stockx_client_escape(e->client, claim->sku));
 		rr = request(e, path, "search", claim->sku, &resp, &error, &signal);
 		if (settle_failure(rr, result, error, result_cxt))
 			return signal;
-		switch (sx_parse_search(resp.body, resp.body_len, claim->sku, &alloc,
-								&result->product, errbuf))
+		switch (
+		    sx_parse_search(resp.body, resp.body_len, claim->sku, &alloc, &result->product, errbuf))
 		{
 			case SX_PARSE_NOT_FOUND:
 				result->outcome = SX_OUTCOME_NOT_FOUND;
@@ -316,13 +311,13 @@ stockx_enrich_one(StockxEnricher *e, StockxClaim *claim, StockxResult *result,
 	if (refresh)
 	{
 		path = psprintf("/catalog/products/%s/market-data?currencyCode=%s", product_id,
-						stockx_client_escape(e->client, stockx_currency_code));
+		                stockx_client_escape(e->client, stockx_currency_code));
 		rr = request(e, path, "market-data", claim->sku, &resp, &error, &signal);
 		if (settle_failure(rr, result, error, result_cxt))
 			return signal;
-		if (settle_parse(sx_parse_market(resp.body, resp.body_len, &alloc,
-										 &result->market, &result->nmarket, errbuf),
-						 "market-data", errbuf, result, result_cxt))
+		if (settle_parse(sx_parse_market(resp.body, resp.body_len, &alloc, &result->market,
+		                                 &result->nmarket, errbuf),
+		                 "market-data", errbuf, result, result_cxt))
 			return signal;
 		result->outcome = SX_OUTCOME_REFRESHED;
 		if (!market_names_unknown_variant(claim, result))
@@ -333,21 +328,21 @@ stockx_enrich_one(StockxEnricher *e, StockxClaim *claim, StockxResult *result,
 	rr = request(e, path, "variants", claim->sku, &resp, &error, &signal);
 	if (settle_failure(rr, result, error, result_cxt))
 		return signal;
-	if (settle_parse(sx_parse_variants(resp.body, resp.body_len, &alloc,
-									   &result->variants, &result->nvariants, errbuf),
-					 "variants", errbuf, result, result_cxt))
+	if (settle_parse(sx_parse_variants(resp.body, resp.body_len, &alloc, &result->variants,
+	                                   &result->nvariants, errbuf),
+	                 "variants", errbuf, result, result_cxt))
 		return signal;
 	if (refresh)
 		return signal;
 
 	path = psprintf("/catalog/products/%s/market-data?currencyCode=%s", product_id,
-					stockx_client_escape(e->client, stockx_currency_code));
+	                stockx_client_escape(e->client, stockx_currency_code));
 	rr = request(e, path, "market-data", claim->sku, &resp, &error, &signal);
 	if (settle_failure(rr, result, error, result_cxt))
 		return signal;
-	if (settle_parse(sx_parse_market(resp.body, resp.body_len, &alloc,
-									 &result->market, &result->nmarket, errbuf),
-					 "market-data", errbuf, result, result_cxt))
+	if (settle_parse(sx_parse_market(resp.body, resp.body_len, &alloc, &result->market,
+	                                 &result->nmarket, errbuf),
+	                 "market-data", errbuf, result, result_cxt))
 		return signal;
 	result->outcome = SX_OUTCOME_ENRICHED;
 	return signal;

@@ -13,35 +13,35 @@
 /* A row leased by a worker. */
 typedef struct StockxClaim
 {
-	char	   *sku;
-	char	   *status;			/* pending | enriched | not_found */
-	char	   *product_id;		/* known StockX product, or NULL */
-	int			attempts;
-	int			nknown;			/* variants we already store */
-	char	  **known_variants;
+	char *sku;
+	char *status;     /* pending | enriched | not_found */
+	char *product_id; /* known StockX product, or NULL */
+	int attempts;
+	int nknown; /* variants we already store */
+	char **known_variants;
 } StockxClaim;
 
 typedef enum StockxOutcome
 {
-	SX_OUTCOME_NONE = 0,		/* not processed (left for later) */
-	SX_OUTCOME_ENRICHED,		/* product, variants and market data */
-	SX_OUTCOME_REFRESHED,		/* market data (and new variants, if any) */
+	SX_OUTCOME_NONE = 0,  /* not processed (left for later) */
+	SX_OUTCOME_ENRICHED,  /* product, variants and market data */
+	SX_OUTCOME_REFRESHED, /* market data (and new variants, if any) */
 	SX_OUTCOME_NOT_FOUND,
-	SX_OUTCOME_RETRY_LATER,		/* transient failure: one attempt used */
-	SX_OUTCOME_FAILED,			/* permanent failure: fail at once */
-	SX_OUTCOME_DEFERRED			/* not the row's fault (429s): untouched */
+	SX_OUTCOME_RETRY_LATER, /* transient failure: one attempt used */
+	SX_OUTCOME_FAILED,      /* permanent failure: fail at once */
+	SX_OUTCOME_DEFERRED     /* not the row's fault (429s): untouched */
 } StockxOutcome;
 
 typedef struct StockxResult
 {
 	StockxClaim *claim;
 	StockxOutcome outcome;
-	char	   *error;			/* for RETRY_LATER and FAILED */
-	SxProduct	product;
-	SxVariant  *variants;
-	int			nvariants;
-	SxMarket   *market;
-	int			nmarket;
+	char *error; /* for RETRY_LATER and FAILED */
+	SxProduct product;
+	SxVariant *variants;
+	int nvariants;
+	SxMarket *market;
+	int nmarket;
 } StockxResult;
 
 /* What the worker and the run should do next. */
@@ -57,16 +57,16 @@ typedef enum StockxRunSignal
 typedef struct StockxEnricher
 {
 	StockxClient *client;
-	StockxCounters *counters;	/* the worker's own counters */
-	char		credentials_error[256];
+	StockxCounters *counters; /* the worker's own counters */
+	char credentials_error[256];
 } StockxEnricher;
 
 extern StockxRunSignal stockx_enrich_one(StockxEnricher *e, StockxClaim *claim,
-										 StockxResult *result, MemoryContext result_cxt);
+                                         StockxResult *result, MemoryContext result_cxt);
 
 /* worker.c: publish state; sleep interruptibly (false when asked to stop) */
 extern void stockx_worker_set_state(StockxWorkerState state, const char *sku);
 extern bool stockx_worker_sleep(int64 wait_us, StockxWorkerState state);
 extern bool stockx_worker_stop_requested(void);
 
-#endif							/* STOCKX_ENRICH_ONE_H */
+#endif /* STOCKX_ENRICH_ONE_H */

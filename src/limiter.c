@@ -20,8 +20,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SX_RATE_CUT 0.7
-#define SX_RATE_STEP 0.02
+#define SX_RATE_CUT   0.7
+#define SX_RATE_STEP  0.02
 #define SX_RATE_FLOOR 0.1
 
 double
@@ -34,8 +34,7 @@ static double
 current_rate(SxLimiter *l, const SxLimiterConfig *cfg)
 {
 	/* A reload may have lowered the configured rate below ours. */
-	if (l->effective_rate > cfg->requests_per_second ||
-		l->effective_rate <= 0)
+	if (l->effective_rate > cfg->requests_per_second || l->effective_rate <= 0)
 		l->effective_rate = cfg->requests_per_second;
 	if (l->effective_rate < sx_rate_floor(cfg))
 		l->effective_rate = sx_rate_floor(cfg);
@@ -45,7 +44,7 @@ current_rate(SxLimiter *l, const SxLimiterConfig *cfg)
 static int64_t
 emission_interval(SxLimiter *l, const SxLimiterConfig *cfg)
 {
-	double		rate = current_rate(l, cfg);
+	double rate = current_rate(l, cfg);
 
 	return (int64_t) ceil((double) SX_USECS_PER_SEC / rate);
 }
@@ -53,7 +52,7 @@ emission_interval(SxLimiter *l, const SxLimiterConfig *cfg)
 int64_t
 sx_day_of(int64_t now)
 {
-	int64_t		day = now / SX_USECS_PER_DAY;
+	int64_t day = now / SX_USECS_PER_DAY;
 
 	if (now < 0 && now % SX_USECS_PER_DAY != 0)
 		day--;
@@ -63,7 +62,7 @@ sx_day_of(int64_t now)
 static void
 roll_quota_day(SxLimiter *l, int64_t now)
 {
-	int64_t		day = sx_day_of(now);
+	int64_t day = sx_day_of(now);
 
 	if (day != l->quota_day)
 	{
@@ -109,9 +108,9 @@ sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now)
 int64_t
 sx_limiter_next_slot(const SxLimiter *l, const SxLimiterConfig *cfg, int64_t now)
 {
-	SxLimiter	copy = *l;
-	int64_t		tau = emission_interval(&copy, cfg) * (cfg->burst > 1 ? cfg->burst - 1 : 0);
-	int64_t		slot = copy.tat - tau;
+	SxLimiter copy = *l;
+	int64_t tau = emission_interval(&copy, cfg) * (cfg->burst > 1 ? cfg->burst - 1 : 0);
+	int64_t slot = copy.tat - tau;
 
 	if (slot < now)
 		slot = now;
@@ -121,12 +120,11 @@ sx_limiter_next_slot(const SxLimiter *l, const SxLimiterConfig *cfg, int64_t now
 }
 
 SxVerdict
-sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
-				   int64_t *wait_us)
+sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t *wait_us)
 {
-	int64_t		interval;
-	int64_t		tau;
-	int64_t		tat;
+	int64_t interval;
+	int64_t tau;
+	int64_t tat;
 
 	*wait_us = 0;
 
@@ -175,7 +173,7 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
 void
 sx_limiter_on_success(SxLimiter *l, const SxLimiterConfig *cfg)
 {
-	double		rate = current_rate(l, cfg);
+	double rate = current_rate(l, cfg);
 
 	l->consecutive_429 = 0;
 	if (l->circuit == SX_CIRCUIT_HALF_OPEN)
@@ -193,17 +191,17 @@ sx_limiter_on_success(SxLimiter *l, const SxLimiterConfig *cfg)
  * retry_after_us < 0 means the answer carried no usable Retry-After.
  */
 int64_t
-sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
-				  int64_t retry_after_us, double unit_random)
+sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t retry_after_us,
+                  double unit_random)
 {
-	int64_t		pause;
-	double		rate = current_rate(l, cfg);
+	int64_t pause;
+	double rate = current_rate(l, cfg);
 
 	l->consecutive_429++;
 	l->responses_429_total++;
 
-	pause = sx_backoff_us(cfg->backoff_base_ms, cfg->backoff_max_ms,
-						  l->consecutive_429 - 1, unit_random);
+	pause = sx_backoff_us(cfg->backoff_base_ms, cfg->backoff_max_ms, l->consecutive_429 - 1,
+	                      unit_random);
 	if (retry_after_us > pause)
 		pause = retry_after_us;
 	if (now + pause > l->paused_until)
@@ -213,11 +211,11 @@ sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
 	l->effective_rate = rate < sx_rate_floor(cfg) ? sx_rate_floor(cfg) : rate;
 
 	if (l->circuit == SX_CIRCUIT_HALF_OPEN ||
-		(cfg->circuit_threshold > 0 && l->consecutive_429 >= cfg->circuit_threshold &&
-		 l->circuit == SX_CIRCUIT_CLOSED))
+	    (cfg->circuit_threshold > 0 && l->consecutive_429 >= cfg->circuit_threshold &&
+	     l->circuit == SX_CIRCUIT_CLOSED))
 	{
-		int64_t		open_us = cfg->circuit_open_ms * 1000;
-		int			i;
+		int64_t open_us = cfg->circuit_open_ms * 1000;
+		int i;
 
 		for (i = 0; i < l->circuit_trips && open_us < SX_CIRCUIT_MAX_OPEN_US; i++)
 			open_us *= 2;
@@ -252,9 +250,9 @@ sx_limiter_note_persisted(SxLimiter *l, int64_t now, int64_t day, int64_t reques
 int64_t
 sx_backoff_us(int base_ms, int max_ms, int attempt, double unit_random)
 {
-	int64_t		cap = (int64_t) max_ms * 1000;
-	int64_t		ceiling = (int64_t) base_ms * 1000;
-	int			i;
+	int64_t cap = (int64_t) max_ms * 1000;
+	int64_t ceiling = (int64_t) base_ms * 1000;
+	int i;
 
 	for (i = 0; i < attempt && ceiling < cap; i++)
 		ceiling *= 2;
@@ -271,10 +269,10 @@ sx_backoff_us(int base_ms, int max_ms, int attempt, double unit_random)
 static int64_t
 days_from_civil(int64_t y, int m, int d)
 {
-	int64_t		era;
-	int64_t		yoe;
-	int64_t		doy;
-	int64_t		doe;
+	int64_t era;
+	int64_t yoe;
+	int64_t doy;
+	int64_t doe;
 
 	y -= m <= 2;
 	era = (y >= 0 ? y : y - 399) / 400;
@@ -287,9 +285,9 @@ days_from_civil(int64_t y, int m, int d)
 static int
 month_number(const char *s)
 {
-	static const char *const names[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	int			i;
+	static const char *const names[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	int i;
 
 	for (i = 0; i < 12; i++)
 		if (strncmp(s, names[i], 3) == 0 && s[3] == ' ')
@@ -317,7 +315,7 @@ int64_t
 sx_parse_retry_after(const char *value, int64_t now)
 {
 	const char *p = value;
-	int64_t		result;
+	int64_t result;
 
 	if (value == NULL)
 		return -1;
@@ -325,7 +323,7 @@ sx_parse_retry_after(const char *value, int64_t now)
 		p++;
 	if (isdigit((unsigned char) *p))
 	{
-		int64_t		secs = 0;
+		int64_t secs = 0;
 
 		for (; isdigit((unsigned char) *p); p++)
 		{
@@ -341,19 +339,15 @@ sx_parse_retry_after(const char *value, int64_t now)
 	}
 	else
 	{
-		static const char *const wdays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
-		static const int days_in_month[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-		int			day,
-					year,
-					hh,
-					mm,
-					ss;
-		int			month;
-		int			dim;
-		int			i;
-		bool		wday_ok = false;
-		size_t		len = strlen(p);
-		int64_t		when;
+		static const char *const wdays[] = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" };
+		static const int days_in_month[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+		int day, year, hh, mm, ss;
+		int month;
+		int dim;
+		int i;
+		bool wday_ok = false;
+		size_t len = strlen(p);
+		int64_t when;
 
 		/*
 		 * IMF-fixdate only, which has a fixed layout: "Sun, 06 Nov 1994
@@ -361,16 +355,14 @@ sx_parse_retry_after(const char *value, int64_t now)
 		 */
 		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
 			len--;
-		if (len != 29 || p[3] != ',' || p[4] != ' ' || p[7] != ' ' ||
-			p[11] != ' ' || p[16] != ' ' || p[19] != ':' || p[22] != ':' ||
-			strncmp(p + 25, " GMT", 4) != 0)
+		if (len != 29 || p[3] != ',' || p[4] != ' ' || p[7] != ' ' || p[11] != ' ' ||
+		    p[16] != ' ' || p[19] != ':' || p[22] != ':' || strncmp(p + 25, " GMT", 4) != 0)
 			return -1;
 		for (i = 0; i < 7; i++)
 			wday_ok |= strncmp(p, wdays[i], 3) == 0;
-		if (!wday_ok ||
-			!two_digits(p + 5, &day) || !two_digits(p + 12, &year) ||
-			!two_digits(p + 14, &i) || !two_digits(p + 17, &hh) ||
-			!two_digits(p + 20, &mm) || !two_digits(p + 23, &ss))
+		if (!wday_ok || !two_digits(p + 5, &day) || !two_digits(p + 12, &year) ||
+		    !two_digits(p + 14, &i) || !two_digits(p + 17, &hh) || !two_digits(p + 20, &mm) ||
+		    !two_digits(p + 23, &ss))
 			return -1;
 		year = year * 100 + i;
 		month = month_number(p + 8);
@@ -382,7 +374,7 @@ sx_parse_retry_after(const char *value, int64_t now)
 		if (day > dim)
 			return -1;
 		when = (days_from_civil(year, month, day) * 86400 + hh * 3600 + mm * 60 + ss) *
-			SX_USECS_PER_SEC;
+		       SX_USECS_PER_SEC;
 		result = when - now;
 		if (result < 0)
 			result = 0;

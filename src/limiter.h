@@ -16,20 +16,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SX_USECS_PER_SEC INT64_C(1000000)
-#define SX_USECS_PER_DAY (INT64_C(86400) * SX_USECS_PER_SEC)
+#define SX_USECS_PER_SEC       INT64_C(1000000)
+#define SX_USECS_PER_DAY       (INT64_C(86400) * SX_USECS_PER_SEC)
 #define SX_CIRCUIT_MAX_OPEN_US SX_USECS_PER_DAY
 
 /* Settings the limiter reads; the caller fills them from the GUCs. */
 typedef struct SxLimiterConfig
 {
-	double		requests_per_second;
-	int			burst;
-	int64_t		daily_limit;	/* 0 = no limit */
-	int			backoff_base_ms;
-	int			backoff_max_ms;
-	int			circuit_threshold;	/* 0 = never open */
-	int64_t		circuit_open_ms;
+	double requests_per_second;
+	int burst;
+	int64_t daily_limit; /* 0 = no limit */
+	int backoff_base_ms;
+	int backoff_max_ms;
+	int circuit_threshold; /* 0 = never open */
+	int64_t circuit_open_ms;
 } SxLimiterConfig;
 
 typedef enum SxCircuitState
@@ -41,37 +41,36 @@ typedef enum SxCircuitState
 
 typedef struct SxLimiter
 {
-	int64_t		tat;			/* GCRA theoretical arrival time */
-	double		effective_rate; /* requests/s after adaptive cuts */
-	int64_t		paused_until;	/* cluster-wide pause after a 429 */
-	int			consecutive_429;
-	int64_t		responses_429_total;
+	int64_t tat;           /* GCRA theoretical arrival time */
+	double effective_rate; /* requests/s after adaptive cuts */
+	int64_t paused_until;  /* cluster-wide pause after a 429 */
+	int consecutive_429;
+	int64_t responses_429_total;
 	SxCircuitState circuit;
-	int64_t		circuit_open_until;
-	int			circuit_trips;	/* trips since the circuit last closed */
-	bool		probe_in_flight;	/* half-open: the one probe is out */
-	int64_t		quota_day;		/* days since the epoch (UTC) */
-	int64_t		requests_today;
+	int64_t circuit_open_until;
+	int circuit_trips;    /* trips since the circuit last closed */
+	bool probe_in_flight; /* half-open: the one probe is out */
+	int64_t quota_day;    /* days since the epoch (UTC) */
+	int64_t requests_today;
 } SxLimiter;
 
 typedef enum SxVerdict
 {
-	SX_GO,						/* send now: a slot and a quota unit are taken */
-	SX_WAIT,					/* rate slot not yet reached: wait *wait_us */
-	SX_PAUSED,					/* cluster-wide pause after a 429 */
-	SX_REFUSED_CIRCUIT,		/* stop: the circuit is open */
-	SX_REFUSED_QUOTA				/* stop: the daily quota is spent */
+	SX_GO,              /* send now: a slot and a quota unit are taken */
+	SX_WAIT,            /* rate slot not yet reached: wait *wait_us */
+	SX_PAUSED,          /* cluster-wide pause after a 429 */
+	SX_REFUSED_CIRCUIT, /* stop: the circuit is open */
+	SX_REFUSED_QUOTA    /* stop: the daily quota is spent */
 } SxVerdict;
 
 extern void sx_limiter_init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now);
-extern SxVerdict sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg,
-									int64_t now, int64_t *wait_us);
+extern SxVerdict sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
+                                    int64_t *wait_us);
 extern void sx_limiter_on_success(SxLimiter *l, const SxLimiterConfig *cfg);
 extern int64_t sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
-								 int64_t retry_after_us, double unit_random);
+                                 int64_t retry_after_us, double unit_random);
 extern void sx_limiter_on_other_failure(SxLimiter *l);
-extern void sx_limiter_note_persisted(SxLimiter *l, int64_t now, int64_t day,
-									  int64_t requests);
+extern void sx_limiter_note_persisted(SxLimiter *l, int64_t now, int64_t day, int64_t requests);
 extern bool sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now);
 extern bool sx_limiter_circuit_refuses(const SxLimiter *l, int64_t now);
 extern int64_t sx_limiter_next_slot(const SxLimiter *l, const SxLimiterConfig *cfg, int64_t now);
@@ -81,4 +80,4 @@ extern int64_t sx_backoff_us(int base_ms, int max_ms, int attempt, double unit_r
 extern int64_t sx_day_of(int64_t now);
 extern int64_t sx_parse_retry_after(const char *value, int64_t now);
 
-#endif							/* STOCKX_LIMITER_H */
+#endif /* STOCKX_LIMITER_H */

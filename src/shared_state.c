@@ -27,13 +27,12 @@
 
 StockxShared *stockx_shared = NULL;
 
-#define UNIX_TO_PG_EPOCH_US \
-	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+#define UNIX_TO_PG_EPOCH_US ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
 
 static Size
 stockx_shmem_size(void)
 {
-	Size		size = offsetof(StockxShared, workers);
+	Size size = offsetof(StockxShared, workers);
 
 	size = add_size(size, mul_size(stockx_max_workers, sizeof(StockxWorkerSlot)));
 	size = MAXALIGN(size);
@@ -51,7 +50,7 @@ stockx_shmem_request(void)
 void
 stockx_shmem_startup(void)
 {
-	bool		found;
+	bool found;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	stockx_shared = ShmemInitStruct("stockx_enrich", stockx_shmem_size(), &found);
@@ -64,10 +63,10 @@ stockx_shmem_startup(void)
 		stockx_shared->limiter_lock = &locks[0].lock;
 		stockx_shared->slots_lock = &locks[1].lock;
 		stockx_shared->nslots = stockx_max_workers;
-		stockx_shared->runs = (StockxRunSlot *)
-			((char *) stockx_shared +
-			 MAXALIGN(offsetof(StockxShared, workers) +
-					  stockx_max_workers * sizeof(StockxWorkerSlot)));
+		stockx_shared->runs =
+		    (StockxRunSlot *) ((char *) stockx_shared +
+		                       MAXALIGN(offsetof(StockxShared, workers) +
+		                                stockx_max_workers * sizeof(StockxWorkerSlot)));
 		stockx_limiter_config(&cfg);
 		sx_limiter_init(&stockx_shared->limiter, &cfg, stockx_now_us());
 		stockx_shared->quota_loaded_day = -1;
@@ -80,10 +79,10 @@ void
 stockx_check_shared(void)
 {
 	if (stockx_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("stockx_enrich must be loaded via shared_preload_libraries"),
-				 errhint("Add stockx_enrich to shared_preload_libraries in postgresql.conf and restart the server.")));
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("stockx_enrich must be loaded via shared_preload_libraries"),
+		                errhint("Add stockx_enrich to shared_preload_libraries in postgresql.conf "
+		                        "and restart the server.")));
 }
 
 /* Microseconds since the Unix epoch: the limiter's clock. */
@@ -128,7 +127,7 @@ SxVerdict
 stockx_limiter_acquire(int64 *wait_us)
 {
 	SxLimiterConfig cfg;
-	SxVerdict	verdict;
+	SxVerdict verdict;
 
 	stockx_limiter_config(&cfg);
 	LWLockAcquire(stockx_shared->limiter_lock, LW_EXCLUSIVE);
@@ -153,13 +152,12 @@ int64
 stockx_limiter_429(int64 retry_after_us)
 {
 	SxLimiterConfig cfg;
-	int64		pause;
-	double		u = stockx_random();
+	int64 pause;
+	double u = stockx_random();
 
 	stockx_limiter_config(&cfg);
 	LWLockAcquire(stockx_shared->limiter_lock, LW_EXCLUSIVE);
-	pause = sx_limiter_on_429(&stockx_shared->limiter, &cfg, stockx_now_us(),
-							  retry_after_us, u);
+	pause = sx_limiter_on_429(&stockx_shared->limiter, &cfg, stockx_now_us(), retry_after_us, u);
 	LWLockRelease(stockx_shared->limiter_lock);
 	return pause;
 }
@@ -189,8 +187,7 @@ stockx_limiter_snapshot(SxLimiter *copy)
 int
 stockx_live_worker_pids(int *pids, int max)
 {
-	int			i,
-				n = 0;
+	int i, n = 0;
 
 	LWLockAcquire(stockx_shared->slots_lock, LW_SHARED);
 	for (i = 0; i < stockx_shared->nslots && n < max; i++)

@@ -31,25 +31,25 @@
 
 struct StockxClient
 {
-	CURL	   *curl;
-	MemoryContext cxt;			/* owns the token copies */
-	char	   *access_token;	/* NULL until we have one */
-	TimestampTz token_expires_at;	/* 0 = unknown (configured token) */
-	char	   *rotated_refresh_token;	/* set when the server rotated it */
-	char		errbuf[CURL_ERROR_SIZE];
+	CURL *curl;
+	MemoryContext cxt;            /* owns the token copies */
+	char *access_token;           /* NULL until we have one */
+	TimestampTz token_expires_at; /* 0 = unknown (configured token) */
+	char *rotated_refresh_token;  /* set when the server rotated it */
+	char errbuf[CURL_ERROR_SIZE];
 };
 
 /* Receive state of one transfer. */
 typedef struct Transfer
 {
 	MemoryContext cxt;
-	char	   *data;
-	size_t		len;
-	size_t		cap;
-	size_t		limit;
-	bool		too_large;
-	bool		no_memory;
-	char		retry_after[64];
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t limit;
+	bool too_large;
+	bool no_memory;
+	char retry_after[64];
 } Transfer;
 
 static bool curl_initialized = false;
@@ -73,20 +73,16 @@ stockx_client_create(void)
 	if (!curl_initialized)
 	{
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_SYSTEM_ERROR),
-					 errmsg("could not initialize libcurl")));
+			ereport(ERROR, (errcode(ERRCODE_SYSTEM_ERROR), errmsg("could not initialize libcurl")));
 		curl_initialized = true;
 	}
-	cxt = AllocSetContextCreate(TopMemoryContext, "stockx_enrich client",
-								ALLOCSET_SMALL_SIZES);
+	cxt = AllocSetContextCreate(TopMemoryContext, "stockx_enrich client", ALLOCSET_SMALL_SIZES);
 	client = MemoryContextAllocZero(cxt, sizeof(StockxClient));
 	client->cxt = cxt;
 	client->curl = curl_easy_init();
 	if (client->curl == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not create a libcurl handle")));
+		        (errcode(ERRCODE_SYSTEM_ERROR), errmsg("could not create a libcurl handle")));
 	return client;
 }
 
@@ -105,13 +101,11 @@ stockx_client_destroy(StockxClient *client)
 char *
 stockx_client_escape(StockxClient *client, const char *value)
 {
-	char	   *escaped = curl_easy_escape(client->curl, value, 0);
-	char	   *result;
+	char *escaped = curl_easy_escape(client->curl, value, 0);
+	char *result;
 
 	if (escaped == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	result = pstrdup(escaped);
 	curl_free(escaped);
 	return result;
@@ -120,23 +114,22 @@ stockx_client_escape(StockxClient *client, const char *value)
 static size_t
 receive_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	Transfer   *t = (Transfer *) userdata;
-	size_t		n = size * nmemb;
+	Transfer *t = (Transfer *) userdata;
+	size_t n = size * nmemb;
 
 	if (t->len + n > t->limit)
 	{
 		t->too_large = true;
-		return 0;				/* aborts the transfer */
+		return 0; /* aborts the transfer */
 	}
 	if (t->len + n + 1 > t->cap)
 	{
-		size_t		cap = Max(t->cap * 2, t->len + n + 1);
-		char	   *grown;
+		size_t cap = Max(t->cap * 2, t->len + n + 1);
+		char *grown;
 
 		cap = Min(cap, t->limit + 1);
 		/* never ereport inside a libcurl callback: fail the transfer */
-		grown = MemoryContextAllocExtended(t->cxt, cap,
-										   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+		grown = MemoryContextAllocExtended(t->cxt, cap, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
 		if (grown == NULL)
 		{
 			t->no_memory = true;
@@ -159,13 +152,13 @@ receive_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 static size_t
 receive_header(char *buffer, size_t size, size_t nitems, void *userdata)
 {
-	Transfer   *t = (Transfer *) userdata;
-	size_t		n = size * nitems;
+	Transfer *t = (Transfer *) userdata;
+	size_t n = size * nitems;
 	static const char name[] = "retry-after:";
 
 	if (n > sizeof(name) - 1 && pg_strncasecmp(buffer, name, sizeof(name) - 1) == 0)
 	{
-		size_t		vlen = n - (sizeof(name) - 1);
+		size_t vlen = n - (sizeof(name) - 1);
 		const char *v = buffer + sizeof(name) - 1;
 
 		while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
@@ -181,8 +174,8 @@ receive_header(char *buffer, size_t size, size_t nitems, void *userdata)
 
 /* libcurl calls this often during a transfer: abort when asked to stop. */
 static int
-check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
-				 curl_off_t ultotal, curl_off_t ulnow)
+check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                 curl_off_t ulnow)
 {
 	return (ShutdownRequestPending || InterruptPending) ? 1 : 0;
 }
@@ -190,7 +183,7 @@ check_interrupts(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 static void
 set_common_options(StockxClient *client, const char *url, Transfer *t)
 {
-	CURL	   *curl = client->curl;
+	CURL *curl = client->curl;
 
 	curl_easy_reset(curl);
 	client->errbuf[0] = '\0';
@@ -218,7 +211,7 @@ set_common_options(StockxClient *client, const char *url, Transfer *t)
 static void
 perform(StockxClient *client, Transfer *t, StockxResponse *resp)
 {
-	CURLcode	rc;
+	CURLcode rc;
 
 	memset(resp, 0, sizeof(*resp));
 	resp->retry_after_us = -1;
@@ -257,13 +250,13 @@ perform(StockxClient *client, Transfer *t, StockxResponse *resp)
 	{
 		if (t->too_large)
 			snprintf(resp->error, sizeof(resp->error),
-					 "response larger than stockx_enrich.max_response_bytes (%d bytes)",
-					 stockx_max_response_bytes);
+			         "response larger than stockx_enrich.max_response_bytes (%d bytes)",
+			         stockx_max_response_bytes);
 		else if (t->no_memory)
 			snprintf(resp->error, sizeof(resp->error), "out of memory receiving the response");
 		else
 			snprintf(resp->error, sizeof(resp->error), "%s",
-					 client->errbuf[0] ? client->errbuf : curl_easy_strerror(rc));
+			         client->errbuf[0] ? client->errbuf : curl_easy_strerror(rc));
 	}
 	if (t->retry_after[0])
 		resp->retry_after_us = sx_parse_retry_after(t->retry_after, stockx_now_us());
@@ -293,33 +286,33 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 {
 	const char *refresh;
 	StringInfoData form;
-	char	   *fields[5];
-	Transfer	t;
+	char *fields[5];
+	Transfer t;
 	StockxResponse resp;
 	struct curl_slist *headers = NULL;
-	SxToken		token;
-	SxAllocator alloc = {.alloc = NULL};
-	char		parse_err[SX_ERRBUF_SIZE];
-	int			i;
+	SxToken token;
+	SxAllocator alloc = { .alloc = NULL };
+	char parse_err[SX_ERRBUF_SIZE];
+	int i;
 
 	errbuf[0] = '\0';
 	if (!force_refresh && client->access_token != NULL &&
-		(client->token_expires_at == 0 ||
-		 GetCurrentTimestamp() < client->token_expires_at - SX_TOKEN_MARGIN_US))
+	    (client->token_expires_at == 0 ||
+	     GetCurrentTimestamp() < client->token_expires_at - SX_TOKEN_MARGIN_US))
 		return SX_TOKEN_OK;
 
-	refresh = client->rotated_refresh_token ? client->rotated_refresh_token :
-		stockx_secret(SX_SECRET_REFRESH_TOKEN);
+	refresh = client->rotated_refresh_token ? client->rotated_refresh_token
+	                                        : stockx_secret(SX_SECRET_REFRESH_TOKEN);
 	if (!force_refresh && client->access_token == NULL &&
-		stockx_secret(SX_SECRET_ACCESS_TOKEN) != NULL)
+	    stockx_secret(SX_SECRET_ACCESS_TOKEN) != NULL)
 	{
-		client->access_token = MemoryContextStrdup(client->cxt,
-												   stockx_secret(SX_SECRET_ACCESS_TOKEN));
+		client->access_token =
+		    MemoryContextStrdup(client->cxt, stockx_secret(SX_SECRET_ACCESS_TOKEN));
 		client->token_expires_at = 0;
 		return SX_TOKEN_OK;
 	}
 	if (refresh == NULL || stockx_secret(SX_SECRET_CLIENT_ID) == NULL ||
-		stockx_secret(SX_SECRET_CLIENT_SECRET) == NULL)
+	    stockx_secret(SX_SECRET_CLIENT_SECRET) == NULL)
 	{
 		snprintf(errbuf, errlen, "the access token was refused and no refresh token is configured");
 		return SX_TOKEN_REJECTED;
@@ -330,8 +323,9 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 	fields[2] = stockx_client_escape(client, refresh);
 	initStringInfo(&form);
 	appendStringInfo(&form,
-					 "grant_type=refresh_token&audience=gateway.stockx.com&client_id=%s&client_secret=%s&refresh_token=%s",
-					 fields[0], fields[1], fields[2]);
+	                 "grant_type=refresh_token&audience=gateway.stockx.com&client_id=%s&client_"
+	                 "secret=%s&refresh_token=%s",
+	                 fields[0], fields[1], fields[2]);
 	for (i = 0; i < 3; i++)
 		zero_and_free(fields[i]);
 
@@ -355,13 +349,14 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 	}
 	if (resp.status != 200)
 	{
-		char		msg[200];
+		char msg[200];
 
 		sx_parse_error_message(resp.body, resp.body_len, msg, sizeof(msg));
-		snprintf(errbuf, errlen, "token endpoint answered HTTP %ld%s%s",
-				 resp.status, msg[0] ? ": " : "", msg);
+		snprintf(errbuf, errlen, "token endpoint answered HTTP %ld%s%s", resp.status,
+		         msg[0] ? ": " : "", msg);
 		return (resp.status >= 400 && resp.status < 500 && resp.status != 429)
-			? SX_TOKEN_REJECTED : SX_TOKEN_UNAVAILABLE;
+		           ? SX_TOKEN_REJECTED
+		           : SX_TOKEN_UNAVAILABLE;
 	}
 
 	/* copy the token straight into the client's context */
@@ -377,8 +372,7 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 	}
 	explicit_bzero(resp.body, resp.body_len);
 	client->access_token = token.access_token;
-	client->token_expires_at = GetCurrentTimestamp() +
-		Max(token.expires_in, 1) * USECS_PER_SEC;
+	client->token_expires_at = GetCurrentTimestamp() + Max(token.expires_in, 1) * USECS_PER_SEC;
 	if (token.refresh_token != NULL)
 	{
 		zero_and_free(client->rotated_refresh_token);
@@ -391,13 +385,13 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 void
 stockx_client_get(StockxClient *client, const char *path, StockxResponse *resp)
 {
-	Transfer	t;
+	Transfer t;
 	struct curl_slist *headers = NULL;
-	char	   *url = psprintf("%s%s", stockx_api_base_url, path);
-	char	   *auth = psprintf("Authorization: Bearer %s",
-								client->access_token ? client->access_token : "");
+	char *url = psprintf("%s%s", stockx_api_base_url, path);
+	char *auth =
+	    psprintf("Authorization: Bearer %s", client->access_token ? client->access_token : "");
 	const char *api_key = stockx_secret(SX_SECRET_API_KEY);
-	char	   *key = psprintf("x-api-key: %s", api_key ? api_key : "");
+	char *key = psprintf("x-api-key: %s", api_key ? api_key : "");
 
 	init_transfer(&t);
 	set_common_options(client, url, &t);

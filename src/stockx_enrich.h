@@ -28,23 +28,23 @@ extern char *stockx_refresh_token;
 extern char *stockx_access_token;
 extern char *stockx_credentials_file;
 extern double stockx_requests_per_second;
-extern int	stockx_burst;
-extern int	stockx_daily_request_limit;
-extern int	stockx_batch_size;
-extern int	stockx_commit_every;
-extern int	stockx_max_retries;
-extern int	stockx_backoff_base_ms;
-extern int	stockx_backoff_max_ms;
-extern int	stockx_max_attempts;
-extern int	stockx_request_timeout_ms;
-extern int	stockx_connect_timeout_ms;
-extern int	stockx_max_response_bytes;
+extern int stockx_burst;
+extern int stockx_daily_request_limit;
+extern int stockx_batch_size;
+extern int stockx_commit_every;
+extern int stockx_max_retries;
+extern int stockx_backoff_base_ms;
+extern int stockx_backoff_max_ms;
+extern int stockx_max_attempts;
+extern int stockx_request_timeout_ms;
+extern int stockx_connect_timeout_ms;
+extern int stockx_max_response_bytes;
 extern char *stockx_currency_code;
-extern int	stockx_refresh_after_s;
-extern int	stockx_circuit_threshold;
-extern int	stockx_circuit_open_ms;
-extern int	stockx_max_workers;
-extern int	stockx_memory_alert_bytes;
+extern int stockx_refresh_after_s;
+extern int stockx_circuit_threshold;
+extern int stockx_circuit_open_ms;
+extern int stockx_max_workers;
+extern int stockx_memory_alert_bytes;
 
 /* What a worker is doing, as shown by stockx_enrich_status. */
 typedef enum StockxWorkerState
@@ -74,41 +74,41 @@ typedef enum StockxStopReason
 /* Counters a worker keeps; the same shape is added to stockx_run. */
 typedef struct StockxCounters
 {
-	int64		processed;
-	int64		enriched;
-	int64		not_found;
-	int64		failed;
-	int64		requests;
-	int64		responses_429;
-	int64		retries;
+	int64 processed;
+	int64 enriched;
+	int64 not_found;
+	int64 failed;
+	int64 requests;
+	int64 responses_429;
+	int64 retries;
 } StockxCounters;
 
 /* One live (or launching) worker. */
 typedef struct StockxWorkerSlot
 {
-	bool		in_use;
-	bool		exiting;		/* finished its loop, writing its last words */
-	pid_t		pid;			/* 0 while launching */
-	Oid			database;
-	int64		run_id;
-	int			run_index;		/* index into StockxShared.runs */
+	bool in_use;
+	bool exiting; /* finished its loop, writing its last words */
+	pid_t pid;    /* 0 while launching */
+	Oid database;
+	int64 run_id;
+	int run_index; /* index into StockxShared.runs */
 	StockxWorkerState state;
-	char		current_sku[STOCKX_SKU_BUF];
+	char current_sku[STOCKX_SKU_BUF];
 	StockxCounters counters;
 	TimestampTz started_at;
 	TimestampTz last_checkpoint_at;
-	int64		memory_bytes;
+	int64 memory_bytes;
 } StockxWorkerSlot;
 
 /* One active run: the workers of one stockx_enrich_start() call. */
 typedef struct StockxRunSlot
 {
-	bool		in_use;
-	Oid			database;
-	int64		run_id;
-	int64		max_products;	/* 0 = no limit */
-	int64		reserved;		/* products handed to workers so far */
-	bool		stop_requested;
+	bool in_use;
+	Oid database;
+	int64 run_id;
+	int64 max_products; /* 0 = no limit */
+	int64 reserved;     /* products handed to workers so far */
+	bool stop_requested;
 	StockxStopReason stop_reason;
 } StockxRunSlot;
 
@@ -118,12 +118,12 @@ typedef struct StockxRunSlot
  */
 typedef struct StockxShared
 {
-	LWLock	   *limiter_lock;
-	LWLock	   *slots_lock;
-	SxLimiter	limiter;
-	int64		quota_loaded_day;	/* day whose persisted count was merged */
-	int			nslots;
-	StockxRunSlot *runs;		/* nslots entries, after workers[] */
+	LWLock *limiter_lock;
+	LWLock *slots_lock;
+	SxLimiter limiter;
+	int64 quota_loaded_day; /* day whose persisted count was merged */
+	int nslots;
+	StockxRunSlot *runs; /* nslots entries, after workers[] */
 	StockxWorkerSlot workers[FLEXIBLE_ARRAY_MEMBER];
 } StockxShared;
 
@@ -140,7 +140,7 @@ extern void stockx_limiter_success(void);
 extern int64 stockx_limiter_429(int64 retry_after_us);
 extern void stockx_limiter_other_failure(void);
 extern void stockx_limiter_snapshot(SxLimiter *copy);
-extern int	stockx_live_worker_pids(int *pids, int max);
+extern int stockx_live_worker_pids(int *pids, int max);
 extern double stockx_random(void);
 extern void stockx_quota_merge(int64 day, int64 requests);
 extern void *stockx_palloc_no_oom(void *context, size_t size);
@@ -148,4 +148,4 @@ extern void *stockx_palloc_no_oom(void *context, size_t size);
 /* worker.c */
 extern PGDLLEXPORT void stockx_enrich_worker_main(Datum main_arg);
 
-#endif							/* STOCKX_ENRICH_H */
+#endif /* STOCKX_ENRICH_H */

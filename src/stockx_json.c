@@ -19,19 +19,18 @@
 
 #include <json-c/json.h>
 
-#define SX_JSON_MAX_DEPTH 64
+#define SX_JSON_MAX_DEPTH    64
 #define SX_TOKEN_DEFAULT_TTL 300
-#define SX_TOKEN_MAX_TTL (366 * 86400)
+#define SX_TOKEN_MAX_TTL     (366 * 86400)
 /* integers beyond this lose digits in json-c's int64; prices never get there */
 #define SX_MAX_INTEGER_AMOUNT INT64_C(1000000000000000)
 
-static void set_error(char *errbuf, const char *fmt,...)
-			__attribute__((format(printf, 2, 3)));
+static void set_error(char *errbuf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
-set_error(char *errbuf, const char *fmt,...)
+set_error(char *errbuf, const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	if (errbuf == NULL)
 		return;
@@ -43,8 +42,8 @@ set_error(char *errbuf, const char *fmt,...)
 static char *
 copy_string(const SxAllocator *a, const char *s)
 {
-	size_t		len = strlen(s);
-	char	   *copy = a->alloc(a->context, len + 1);
+	size_t len = strlen(s);
+	char *copy = a->alloc(a->context, len + 1);
 
 	if (copy != NULL)
 		memcpy(copy, s, len + 1);
@@ -58,7 +57,7 @@ parse_body(const char *body, size_t len, char *errbuf)
 	json_tokener *tok;
 	json_object *root;
 	enum json_tokener_error jerr;
-	size_t		end;
+	size_t end;
 
 	if (body == NULL || len == 0)
 	{
@@ -84,8 +83,8 @@ parse_body(const char *body, size_t len, char *errbuf)
 	if (jerr != json_tokener_success || root == NULL)
 	{
 		set_error(errbuf, "invalid JSON: %s",
-				  jerr == json_tokener_continue ? "unexpected end of input"
-				  : json_tokener_error_desc(jerr));
+		          jerr == json_tokener_continue ? "unexpected end of input"
+		                                        : json_tokener_error_desc(jerr));
 		json_object_put(root);
 		return NULL;
 	}
@@ -106,8 +105,7 @@ parse_body(const char *body, size_t len, char *errbuf)
  * objects and arrays are malformed.
  */
 static SxParseResult
-get_text(const SxAllocator *a, json_object *obj, const char *key, char **out,
-		 char *errbuf)
+get_text(const SxAllocator *a, json_object *obj, const char *key, char **out, char *errbuf)
 {
 	json_object *val;
 
@@ -129,15 +127,13 @@ get_text(const SxAllocator *a, json_object *obj, const char *key, char **out,
 }
 
 static SxParseResult
-get_uuid(const SxAllocator *a, json_object *obj, const char *key, char **out,
-		 char *errbuf)
+get_uuid(const SxAllocator *a, json_object *obj, const char *key, char **out, char *errbuf)
 {
 	json_object *val;
 
 	*out = NULL;
-	if (!json_object_object_get_ex(obj, key, &val) ||
-		!json_object_is_type(val, json_type_string) ||
-		!sx_is_uuid(json_object_get_string(val)))
+	if (!json_object_object_get_ex(obj, key, &val) || !json_object_is_type(val, json_type_string) ||
+	    !sx_is_uuid(json_object_get_string(val)))
 	{
 		set_error(errbuf, "field \"%s\" is missing or not a UUID", key);
 		return SX_PARSE_MALFORMED;
@@ -148,26 +144,24 @@ get_uuid(const SxAllocator *a, json_object *obj, const char *key, char **out,
 
 /* Amounts: decimal strings or numbers; null, missing or "" give NULL. */
 static SxParseResult
-get_decimal(const SxAllocator *a, json_object *obj, const char *key, char **out,
-			char *errbuf)
+get_decimal(const SxAllocator *a, json_object *obj, const char *key, char **out, char *errbuf)
 {
 	json_object *val;
 	const char *text;
 
 	*out = NULL;
 	if (!json_object_object_get_ex(obj, key, &val) || val == NULL ||
-		json_object_is_type(val, json_type_null))
+	    json_object_is_type(val, json_type_null))
 		return SX_PARSE_OK;
-	if (!json_object_is_type(val, json_type_string) &&
-		!json_object_is_type(val, json_type_int) &&
-		!json_object_is_type(val, json_type_double))
+	if (!json_object_is_type(val, json_type_string) && !json_object_is_type(val, json_type_int) &&
+	    !json_object_is_type(val, json_type_double))
 	{
 		set_error(errbuf, "field \"%s\" is not a number", key);
 		return SX_PARSE_MALFORMED;
 	}
 	if (json_object_is_type(val, json_type_int))
 	{
-		int64_t		v = json_object_get_int64(val);
+		int64_t v = json_object_get_int64(val);
 
 		if (v >= SX_MAX_INTEGER_AMOUNT || v <= -SX_MAX_INTEGER_AMOUNT)
 		{
@@ -189,16 +183,15 @@ get_decimal(const SxAllocator *a, json_object *obj, const char *key, char **out,
 
 /* Dates: "YYYY-MM-DD", optionally followed by a time part we drop. */
 static SxParseResult
-get_date(const SxAllocator *a, json_object *obj, const char *key, char **out,
-		 char *errbuf)
+get_date(const SxAllocator *a, json_object *obj, const char *key, char **out, char *errbuf)
 {
 	json_object *val;
 	const char *text;
-	char		date[11];
+	char date[11];
 
 	*out = NULL;
 	if (!json_object_object_get_ex(obj, key, &val) || val == NULL ||
-		json_object_is_type(val, json_type_null))
+	    json_object_is_type(val, json_type_null))
 		return SX_PARSE_OK;
 	if (!json_object_is_type(val, json_type_string))
 	{
@@ -232,19 +225,19 @@ get_json(const SxAllocator *a, json_object *obj, const char *key, char **out)
 
 	*out = NULL;
 	if (!json_object_object_get_ex(obj, key, &val) || val == NULL ||
-		json_object_is_type(val, json_type_null))
+	    json_object_is_type(val, json_type_null))
 		return SX_PARSE_OK;
-	*out = copy_string(a, json_object_to_json_string_ext(val,
-														 JSON_C_TO_STRING_PLAIN |
-														 JSON_C_TO_STRING_NOSLASHESCAPE));
+	*out = copy_string(a, json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN |
+	                                                              JSON_C_TO_STRING_NOSLASHESCAPE));
 	return *out ? SX_PARSE_OK : SX_PARSE_NO_MEMORY;
 }
 
-#define TRY(expr) \
-	do { \
-		SxParseResult r_ = (expr); \
-		if (r_ != SX_PARSE_OK) \
-			return r_; \
+#define TRY(expr)                                                                                  \
+	do                                                                                             \
+	{                                                                                              \
+		SxParseResult r_ = (expr);                                                                 \
+		if (r_ != SX_PARSE_OK)                                                                     \
+			return r_;                                                                             \
 	} while (0)
 
 static SxParseResult
@@ -261,7 +254,7 @@ read_product(const SxAllocator *a, json_object *p, SxProduct *out, char *errbuf)
 	TRY(get_text(a, p, "brand", &out->brand, errbuf));
 
 	if (json_object_object_get_ex(p, "productAttributes", &attrs) && attrs != NULL &&
-		!json_object_is_type(attrs, json_type_null))
+	    !json_object_is_type(attrs, json_type_null))
 	{
 		if (!json_object_is_type(attrs, json_type_object))
 		{
@@ -275,23 +268,21 @@ read_product(const SxAllocator *a, json_object *p, SxProduct *out, char *errbuf)
 		TRY(get_text(a, attrs, "colorway", &out->colorway, errbuf));
 		TRY(get_text(a, attrs, "color", &out->color, errbuf));
 	}
-	out->json = copy_string(a, json_object_to_json_string_ext(p,
-															  JSON_C_TO_STRING_PLAIN |
-															  JSON_C_TO_STRING_NOSLASHESCAPE));
+	out->json = copy_string(a, json_object_to_json_string_ext(
+	                               p, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	return out->json ? SX_PARSE_OK : SX_PARSE_NO_MEMORY;
 }
 
 static SxParseResult
-search_products(json_object *root, const char *sku, const SxAllocator *a,
-				SxProduct *out, char *errbuf)
+search_products(json_object *root, const char *sku, const SxAllocator *a, SxProduct *out,
+                char *errbuf)
 {
 	json_object *products;
-	size_t		i,
-				n;
+	size_t i, n;
 
 	if (!json_object_is_type(root, json_type_object) ||
-		!json_object_object_get_ex(root, "products", &products) ||
-		!json_object_is_type(products, json_type_array))
+	    !json_object_object_get_ex(root, "products", &products) ||
+	    !json_object_is_type(products, json_type_array))
 	{
 		set_error(errbuf, "search answer has no \"products\" array");
 		return SX_PARSE_MALFORMED;
@@ -303,8 +294,8 @@ search_products(json_object *root, const char *sku, const SxAllocator *a,
 		json_object *style;
 
 		if (!json_object_is_type(p, json_type_object) ||
-			!json_object_object_get_ex(p, "styleId", &style) ||
-			!json_object_is_type(style, json_type_string))
+		    !json_object_object_get_ex(p, "styleId", &style) ||
+		    !json_object_is_type(style, json_type_string))
 			continue;
 		if (sx_style_id_matches(json_object_get_string(style), sku))
 			return read_product(a, p, out, errbuf);
@@ -313,8 +304,8 @@ search_products(json_object *root, const char *sku, const SxAllocator *a,
 }
 
 SxParseResult
-sx_parse_search(const char *body, size_t len, const char *sku,
-				const SxAllocator *a, SxProduct *out, char *errbuf)
+sx_parse_search(const char *body, size_t len, const char *sku, const SxAllocator *a, SxProduct *out,
+                char *errbuf)
 {
 	json_object *root = parse_body(body, len, errbuf);
 	SxParseResult result;
@@ -361,19 +352,18 @@ read_market(const SxAllocator *a, json_object *m, SxMarket *out, char *errbuf)
 	return SX_PARSE_OK;
 }
 
-typedef SxParseResult (*ElementReader) (const SxAllocator *a, json_object *elem,
-										void *out, char *errbuf);
+typedef SxParseResult (*ElementReader)(const SxAllocator *a, json_object *elem, void *out,
+                                       char *errbuf);
 
 /* Shared walk over a bare JSON array of objects. */
 static SxParseResult
 parse_array(const char *body, size_t len, const SxAllocator *a, size_t elem_size,
-			ElementReader reader, void **out, int *count, char *errbuf)
+            ElementReader reader, void **out, int *count, char *errbuf)
 {
 	json_object *root = parse_body(body, len, errbuf);
 	SxParseResult result = SX_PARSE_OK;
-	size_t		i,
-				n;
-	char	   *items;
+	size_t i, n;
+	char *items;
 
 	*out = NULL;
 	*count = 0;
@@ -400,8 +390,7 @@ parse_array(const char *body, size_t len, const SxAllocator *a, size_t elem_size
 	}
 	memset(items, 0, elem_size * (n > 0 ? n : 1));
 	for (i = 0; i < n && result == SX_PARSE_OK; i++)
-		result = reader(a, json_object_array_get_idx(root, i),
-						items + i * elem_size, errbuf);
+		result = reader(a, json_object_array_get_idx(root, i), items + i * elem_size, errbuf);
 	json_object_put(root);
 	if (result != SX_PARSE_OK)
 		return result;
@@ -411,19 +400,19 @@ parse_array(const char *body, size_t len, const SxAllocator *a, size_t elem_size
 }
 
 SxParseResult
-sx_parse_variants(const char *body, size_t len, const SxAllocator *a,
-				  SxVariant **out, int *count, char *errbuf)
+sx_parse_variants(const char *body, size_t len, const SxAllocator *a, SxVariant **out, int *count,
+                  char *errbuf)
 {
-	return parse_array(body, len, a, sizeof(SxVariant), (ElementReader) read_variant,
-					   (void **) out, count, errbuf);
+	return parse_array(body, len, a, sizeof(SxVariant), (ElementReader) read_variant, (void **) out,
+	                   count, errbuf);
 }
 
 SxParseResult
-sx_parse_market(const char *body, size_t len, const SxAllocator *a,
-				SxMarket **out, int *count, char *errbuf)
+sx_parse_market(const char *body, size_t len, const SxAllocator *a, SxMarket **out, int *count,
+                char *errbuf)
 {
-	return parse_array(body, len, a, sizeof(SxMarket), (ElementReader) read_market,
-					   (void **) out, count, errbuf);
+	return parse_array(body, len, a, sizeof(SxMarket), (ElementReader) read_market, (void **) out,
+	                   count, errbuf);
 }
 
 static SxParseResult
@@ -432,9 +421,8 @@ read_token(json_object *root, const SxAllocator *a, SxToken *out, char *errbuf)
 	json_object *val;
 
 	if (!json_object_is_type(root, json_type_object) ||
-		!json_object_object_get_ex(root, "access_token", &val) ||
-		!json_object_is_type(val, json_type_string) ||
-		json_object_get_string_len(val) == 0)
+	    !json_object_object_get_ex(root, "access_token", &val) ||
+	    !json_object_is_type(val, json_type_string) || json_object_get_string_len(val) == 0)
 	{
 		set_error(errbuf, "token answer has no \"access_token\"");
 		return SX_PARSE_MALFORMED;
@@ -446,18 +434,16 @@ read_token(json_object *root, const SxAllocator *a, SxToken *out, char *errbuf)
 	/* lifetime in seconds: missing or absurd values fall back to 5 minutes */
 	out->expires_in = SX_TOKEN_DEFAULT_TTL;
 	if (json_object_object_get_ex(root, "expires_in", &val) &&
-		(json_object_is_type(val, json_type_int) ||
-		 json_object_is_type(val, json_type_double)))
+	    (json_object_is_type(val, json_type_int) || json_object_is_type(val, json_type_double)))
 	{
-		double		ttl = json_object_get_double(val);
+		double ttl = json_object_get_double(val);
 
 		if (ttl >= 1 && ttl <= SX_TOKEN_MAX_TTL)
 			out->expires_in = (int64_t) ttl;
 	}
 
 	if (json_object_object_get_ex(root, "refresh_token", &val) &&
-		json_object_is_type(val, json_type_string) &&
-		json_object_get_string_len(val) > 0)
+	    json_object_is_type(val, json_type_string) && json_object_get_string_len(val) > 0)
 	{
 		out->refresh_token = copy_string(a, json_object_get_string(val));
 		if (out->refresh_token == NULL)
@@ -467,8 +453,7 @@ read_token(json_object *root, const SxAllocator *a, SxToken *out, char *errbuf)
 }
 
 SxParseResult
-sx_parse_token(const char *body, size_t len, const SxAllocator *a, SxToken *out,
-			   char *errbuf)
+sx_parse_token(const char *body, size_t len, const SxAllocator *a, SxToken *out, char *errbuf)
 {
 	json_object *root = parse_body(body, len, errbuf);
 	SxParseResult result;
@@ -488,11 +473,10 @@ sx_parse_token(const char *body, size_t len, const SxAllocator *a, SxToken *out,
 void
 sx_parse_error_message(const char *body, size_t len, char *buf, size_t buflen)
 {
-	static const char *const keys[] = {"message", "errorMessage", "error_description", "error"};
+	static const char *const keys[] = { "message", "errorMessage", "error_description", "error" };
 	json_object *root;
 	const char *msg = NULL;
-	size_t		i,
-				o = 0;
+	size_t i, o = 0;
 
 	if (buflen == 0)
 		return;
@@ -505,7 +489,7 @@ sx_parse_error_message(const char *body, size_t len, char *buf, size_t buflen)
 			json_object *val;
 
 			if (json_object_object_get_ex(root, keys[i], &val) &&
-				json_object_is_type(val, json_type_string))
+			    json_object_is_type(val, json_type_string))
 				msg = json_object_get_string(val);
 		}
 	}
@@ -537,10 +521,7 @@ trim_bounds(const char *s, size_t len, size_t *start, size_t *end)
 bool
 sx_style_id_matches(const char *style_id, const char *sku)
 {
-	size_t		ks,
-				ke,
-				ws,
-				we;
+	size_t ks, ke, ws, we;
 	const char *part = style_id;
 
 	if (style_id == NULL || sku == NULL)
@@ -554,13 +535,11 @@ sx_style_id_matches(const char *style_id, const char *sku)
 	for (;;)
 	{
 		const char *slash = strchr(part, '/');
-		size_t		plen = slash ? (size_t) (slash - part) : strlen(part);
-		size_t		ps,
-					pe;
+		size_t plen = slash ? (size_t) (slash - part) : strlen(part);
+		size_t ps, pe;
 
 		trim_bounds(part, plen, &ps, &pe);
-		if (pe - ps == ke - ks &&
-			strncasecmp(part + ps, sku + ks, ke - ks) == 0)
+		if (pe - ps == ke - ks && strncasecmp(part + ps, sku + ks, ke - ks) == 0)
 			return true;
 		if (slash == NULL)
 			return false;
@@ -571,7 +550,7 @@ sx_style_id_matches(const char *style_id, const char *sku)
 bool
 sx_is_uuid(const char *s)
 {
-	int			i;
+	int i;
 
 	if (s == NULL || strlen(s) != 36)
 		return false;
@@ -592,7 +571,7 @@ sx_is_uuid(const char *s)
 bool
 sx_is_decimal(const char *s)
 {
-	int			digits = 0;
+	int digits = 0;
 
 	if (s == NULL || strlen(s) > 64)
 		return false;
@@ -607,7 +586,7 @@ sx_is_decimal(const char *s)
 		return false;
 	if (*s == 'e' || *s == 'E')
 	{
-		int			exp_digits = 0;
+		int exp_digits = 0;
 
 		s++;
 		if (*s == '-' || *s == '+')
@@ -624,12 +603,8 @@ sx_is_decimal(const char *s)
 bool
 sx_is_date(const char *s)
 {
-	static const int days_in_month[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	int			i,
-				y,
-				m,
-				d,
-				dim;
+	static const int days_in_month[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int i, y, m, d, dim;
 
 	if (s == NULL || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
 		return false;

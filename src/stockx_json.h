@@ -19,76 +19,72 @@
 
 typedef struct SxAllocator
 {
-	void	   *(*alloc) (void *context, size_t size);	/* NULL on failure */
-	void	   *context;
+	void *(*alloc)(void *context, size_t size); /* NULL on failure */
+	void *context;
 } SxAllocator;
 
 typedef enum SxParseResult
 {
 	SX_PARSE_OK = 0,
-	SX_PARSE_NOT_FOUND,			/* search: no exact styleId match */
-	SX_PARSE_MALFORMED,			/* not the JSON we expect: see errbuf */
+	SX_PARSE_NOT_FOUND, /* search: no exact styleId match */
+	SX_PARSE_MALFORMED, /* not the JSON we expect: see errbuf */
 	SX_PARSE_NO_MEMORY
 } SxParseResult;
 
 typedef struct SxProduct
 {
-	char	   *product_id;
-	char	   *url_key;
-	char	   *style_id;
-	char	   *product_type;
-	char	   *title;
-	char	   *brand;
-	char	   *gender;
-	char	   *season;
-	char	   *release_date;
-	char	   *retail_price;
-	char	   *colorway;
-	char	   *color;
-	char	   *json;			/* the product object as received */
+	char *product_id;
+	char *url_key;
+	char *style_id;
+	char *product_type;
+	char *title;
+	char *brand;
+	char *gender;
+	char *season;
+	char *release_date;
+	char *retail_price;
+	char *colorway;
+	char *color;
+	char *json; /* the product object as received */
 } SxProduct;
 
 typedef struct SxVariant
 {
-	char	   *variant_id;
-	char	   *variant_name;
-	char	   *variant_value;
-	char	   *gtins_json;
-	char	   *size_chart_json;
+	char *variant_id;
+	char *variant_name;
+	char *variant_value;
+	char *gtins_json;
+	char *size_chart_json;
 } SxVariant;
 
 typedef struct SxMarket
 {
-	char	   *variant_id;
-	char	   *currency_code;
-	char	   *lowest_ask;
-	char	   *highest_bid;
-	char	   *sell_faster;
-	char	   *earn_more;
-	char	   *flex_lowest_ask;
+	char *variant_id;
+	char *currency_code;
+	char *lowest_ask;
+	char *highest_bid;
+	char *sell_faster;
+	char *earn_more;
+	char *flex_lowest_ask;
 } SxMarket;
 
 typedef struct SxToken
 {
-	char	   *access_token;
-	char	   *refresh_token;	/* NULL unless the server rotated it */
-	int64_t		expires_in;		/* seconds */
+	char *access_token;
+	char *refresh_token; /* NULL unless the server rotated it */
+	int64_t expires_in;  /* seconds */
 } SxToken;
 
 #define SX_ERRBUF_SIZE 256
 
 extern SxParseResult sx_parse_search(const char *body, size_t len, const char *sku,
-									 const SxAllocator *a, SxProduct *out,
-									 char *errbuf);
-extern SxParseResult sx_parse_variants(const char *body, size_t len,
-									   const SxAllocator *a, SxVariant **out,
-									   int *count, char *errbuf);
-extern SxParseResult sx_parse_market(const char *body, size_t len,
-									 const SxAllocator *a, SxMarket **out,
-									 int *count, char *errbuf);
-extern SxParseResult sx_parse_token(const char *body, size_t len,
-									const SxAllocator *a, SxToken *out,
-									char *errbuf);
+                                     const SxAllocator *a, SxProduct *out, char *errbuf);
+extern SxParseResult sx_parse_variants(const char *body, size_t len, const SxAllocator *a,
+                                       SxVariant **out, int *count, char *errbuf);
+extern SxParseResult sx_parse_market(const char *body, size_t len, const SxAllocator *a,
+                                     SxMarket **out, int *count, char *errbuf);
+extern SxParseResult sx_parse_token(const char *body, size_t len, const SxAllocator *a,
+                                    SxToken *out, char *errbuf);
 extern void sx_parse_error_message(const char *body, size_t len, char *buf, size_t buflen);
 
 extern bool sx_style_id_matches(const char *style_id, const char *sku);
@@ -96,4 +92,4 @@ extern bool sx_is_uuid(const char *s);
 extern bool sx_is_decimal(const char *s);
 extern bool sx_is_date(const char *s);
 
-#endif							/* STOCKX_JSON_H */
+#endif /* STOCKX_JSON_H */

@@ -10,7 +10,7 @@
 #include "enrich.h"
 
 extern void stockx_store_init(void);
-extern int	stockx_store_claim(int limit, StockxClaim **claims, MemoryContext cxt);
+extern int stockx_store_claim(int limit, StockxClaim **claims, MemoryContext cxt);
 extern void stockx_store_write_results(StockxResult *results, int n, StockxCounters *counters);
 extern void stockx_store_release(StockxClaim *claims, int n);
 extern int64 stockx_store_add_run_counters(int64 run_id, const StockxCounters *delta);
@@ -23,4 +23,4 @@ extern void stockx_store_load_quota(void);
 extern void stockx_store_save_quota(void);
 extern const char *stockx_stop_reason_name(StockxStopReason reason);
 
-#endif							/* STOCKX_STORE_H */
+#endif /* STOCKX_STORE_H */

@@ -31,16 +31,16 @@
 #include "store.h"
 #include "worker_args.h"
 
-static int	my_slot_index = -1;
+static int my_slot_index = -1;
 static StockxWorkerArgs my_args;
-static StockxCounters counters;		/* since this worker started */
-static StockxCounters flushed;		/* part already added to stockx_run */
+static StockxCounters counters; /* since this worker started */
+static StockxCounters flushed;  /* part already added to stockx_run */
 static StockxWorkerState my_state = SX_STATE_STARTING;
 
-static const char *const state_names[] = {
-	"starting", "claiming", "requesting", "waiting_rate_limit",
-	"backing_off", "committing", "stopping"
-};
+static const char *const state_names[] = { "starting",    "claiming",
+	                                       "requesting",  "waiting_rate_limit",
+	                                       "backing_off", "committing",
+	                                       "stopping" };
 
 const char *
 stockx_worker_state_name(StockxWorkerState state)
@@ -59,7 +59,7 @@ static void
 publish(const char *sku, bool checkpoint)
 {
 	StockxWorkerSlot *slot = my_slot();
-	int64		memory = MemoryContextMemAllocated(TopMemoryContext, true);
+	int64 memory = MemoryContextMemAllocated(TopMemoryContext, true);
 
 	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
 	slot->state = my_state;
@@ -75,19 +75,19 @@ publish(const char *sku, bool checkpoint)
 void
 stockx_worker_set_state(StockxWorkerState state, const char *sku)
 {
-	char		activity[64 + STOCKX_SKU_BUF];
+	char activity[64 + STOCKX_SKU_BUF];
 
 	my_state = state;
 	publish(sku, false);
 	snprintf(activity, sizeof(activity), "stockx_enrich: %s%s%s", state_names[state],
-			 sku ? " " : "", sku ? sku : "");
+	         sku ? " " : "", sku ? sku : "");
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
 bool
 stockx_worker_stop_requested(void)
 {
-	bool		stop;
+	bool stop;
 
 	if (ShutdownRequestPending)
 		return true;
@@ -117,7 +117,7 @@ stockx_worker_sleep(int64 wait_us, StockxWorkerState state)
 	stockx_worker_set_state(state, NULL);
 	for (;;)
 	{
-		long		remaining_ms;
+		long remaining_ms;
 
 		CHECK_FOR_INTERRUPTS();
 		process_reload();
@@ -127,7 +127,7 @@ stockx_worker_sleep(int64 wait_us, StockxWorkerState state)
 		if (remaining_ms <= 0)
 			return true;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(remaining_ms, 1000L), PG_WAIT_EXTENSION);
+		                 Min(remaining_ms, 1000L), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
@@ -170,7 +170,7 @@ static int64
 flush_run_counters(void)
 {
 	StockxCounters delta = counters_minus(&counters, &flushed);
-	int64		total = stockx_store_add_run_counters(my_args.run_id, &delta);
+	int64 total = stockx_store_add_run_counters(my_args.run_id, &delta);
 
 	stockx_store_save_quota();
 	return total;
@@ -180,7 +180,7 @@ flush_run_counters(void)
 static void
 commit_results(StockxResult *results, int n)
 {
-	int64		total;
+	int64 total;
 
 	stockx_worker_set_state(SX_STATE_COMMITTING, NULL);
 	tx_begin();
@@ -190,14 +190,13 @@ commit_results(StockxResult *results, int n)
 	flushed = counters;
 	publish(NULL, true);
 
-	ereport(LOG,
-			(errmsg("stockx_enrich: checkpoint run=" INT64_FORMAT " processed=" INT64_FORMAT
-					" total=" INT64_FORMAT " enriched=" INT64_FORMAT " not_found=" INT64_FORMAT
-					" failed=" INT64_FORMAT " requests=" INT64_FORMAT " 429s=" INT64_FORMAT
-					" retries=" INT64_FORMAT " memory=" INT64_FORMAT,
-					my_args.run_id, counters.processed, total, counters.enriched,
-					counters.not_found, counters.failed, counters.requests,
-					counters.responses_429, counters.retries, my_slot()->memory_bytes)));
+	ereport(LOG, (errmsg("stockx_enrich: checkpoint run=" INT64_FORMAT " processed=" INT64_FORMAT
+	                     " total=" INT64_FORMAT " enriched=" INT64_FORMAT " not_found=" INT64_FORMAT
+	                     " failed=" INT64_FORMAT " requests=" INT64_FORMAT " 429s=" INT64_FORMAT
+	                     " retries=" INT64_FORMAT " memory=" INT64_FORMAT,
+	                     my_args.run_id, counters.processed, total, counters.enriched,
+	                     counters.not_found, counters.failed, counters.requests,
+	                     counters.responses_429, counters.retries, my_slot()->memory_bytes)));
 }
 
 /* Take up to want products from the run's max_products budget. */
@@ -205,7 +204,7 @@ static int
 reserve_products(int want)
 {
 	StockxRunSlot *run = &stockx_shared->runs[my_args.run_index];
-	int			got = want;
+	int got = want;
 
 	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
 	if (run->max_products > 0)
@@ -238,22 +237,25 @@ reason_for(StockxRunSignal signal, StockxEnricher *e)
 		case SX_RUN_STOP_REQUESTED:
 			return SX_STOP_STOPPED;
 		case SX_RUN_STOP_QUOTA:
-			ereport(LOG,
-					(errmsg("stockx_enrich: daily request quota reached, run " INT64_FORMAT " stops",
-							my_args.run_id),
-					 errhint("The quota resets at 00:00 UTC; see stockx_enrich.daily_request_limit.")));
+			ereport(
+			    LOG,
+			    (errmsg("stockx_enrich: daily request quota reached, run " INT64_FORMAT " stops",
+			            my_args.run_id),
+			     errhint("The quota resets at 00:00 UTC; see stockx_enrich.daily_request_limit.")));
 			return SX_STOP_QUOTA;
 		case SX_RUN_STOP_CIRCUIT:
-			ereport(LOG,
-					(errmsg("stockx_enrich: circuit breaker open after repeated 429 answers, run " INT64_FORMAT " stops",
-							my_args.run_id),
-					 errhint("See stockx_enrich_limiter for when requests may resume.")));
+			ereport(LOG, (errmsg("stockx_enrich: circuit breaker open after repeated 429 answers, "
+			                     "run " INT64_FORMAT " stops",
+			                     my_args.run_id),
+			              errhint("See stockx_enrich_limiter for when requests may resume.")));
 			return SX_STOP_CIRCUIT_OPEN;
 		case SX_RUN_STOP_CREDENTIALS:
-			ereport(WARNING,
-					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-					 errmsg("stockx_enrich: StockX refused the credentials: %s", e->credentials_error),
-					 errhint("Check stockx_enrich.api_key, stockx_enrich.client_id, stockx_enrich.client_secret and stockx_enrich.refresh_token (or stockx_enrich.access_token).")));
+			ereport(WARNING, (errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			                  errmsg("stockx_enrich: StockX refused the credentials: %s",
+			                         e->credentials_error),
+			                  errhint("Check stockx_enrich.api_key, stockx_enrich.client_id, "
+			                          "stockx_enrich.client_secret and stockx_enrich.refresh_token "
+			                          "(or stockx_enrich.access_token).")));
 			return SX_STOP_CREDENTIALS;
 	}
 	return SX_STOP_ERROR;
@@ -268,12 +270,12 @@ run_batches(StockxEnricher *e, MemoryContext batch_cxt, MemoryContext row_cxt)
 		StockxClaim *claims;
 		StockxResult *results;
 		StockxRunSignal signal = SX_RUN_CONTINUE;
-		int			limit;
-		int			n;
-		int			done = 0;
-		int			written = 0;
-		int			unsettled = 0;
-		int			i;
+		int limit;
+		int n;
+		int done = 0;
+		int written = 0;
+		int unsettled = 0;
+		int i;
 
 		CHECK_FOR_INTERRUPTS();
 		process_reload();
@@ -315,7 +317,7 @@ run_batches(StockxEnricher *e, MemoryContext batch_cxt, MemoryContext row_cxt)
 		for (i = 0; i < n; i++)
 		{
 			if (i >= done || results[i].outcome == SX_OUTCOME_NONE ||
-				results[i].outcome == SX_OUTCOME_DEFERRED)
+			    results[i].outcome == SX_OUTCOME_DEFERRED)
 				claims[unsettled++] = claims[i];
 		}
 		if (unsettled > 0)
@@ -336,8 +338,8 @@ static void
 detach_slot(int code, Datum arg)
 {
 	StockxWorkerSlot *slot = my_slot();
-	int			i;
-	bool		others = false;
+	int i;
+	bool others = false;
 
 	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
 	for (i = 0; i < stockx_shared->nslots; i++)
@@ -345,7 +347,7 @@ detach_slot(int code, Datum arg)
 		StockxWorkerSlot *w = &stockx_shared->workers[i];
 
 		if (i != my_slot_index && w->in_use && w->run_index == slot->run_index &&
-			w->run_id == slot->run_id)
+		    w->run_id == slot->run_id)
 			others = true;
 	}
 	if (!others)
@@ -360,8 +362,8 @@ finish(StockxStopReason reason)
 {
 	StockxRunSlot *run = &stockx_shared->runs[my_args.run_index];
 	StockxStopReason final_reason;
-	bool		last = true;
-	int			i;
+	bool last = true;
+	int i;
 
 	stockx_worker_set_state(SX_STATE_STOPPING, "");
 	tx_begin();
@@ -388,16 +390,15 @@ finish(StockxStopReason reason)
 		tx_begin();
 		stockx_store_finish_run(my_args.run_id, final_reason);
 		tx_commit();
-		ereport(LOG,
-				(errmsg("stockx_enrich: run " INT64_FORMAT " finished: %s",
-						my_args.run_id, stockx_stop_reason_name(final_reason))));
+		ereport(LOG, (errmsg("stockx_enrich: run " INT64_FORMAT " finished: %s", my_args.run_id,
+		                     stockx_stop_reason_name(final_reason))));
 	}
 }
 
 void
 stockx_enrich_worker_main(Datum main_arg)
 {
-	StockxEnricher enricher = {0};
+	StockxEnricher enricher = { 0 };
 	MemoryContext batch_cxt;
 	MemoryContext row_cxt;
 	StockxStopReason reason;
@@ -429,10 +430,9 @@ stockx_enrich_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(my_args.database, my_args.role, 0);
 	pgstat_report_appname("stockx_enrich worker");
 
-	batch_cxt = AllocSetContextCreate(TopMemoryContext, "stockx_enrich batch",
-									  ALLOCSET_DEFAULT_SIZES);
-	row_cxt = AllocSetContextCreate(TopMemoryContext, "stockx_enrich row",
-									ALLOCSET_DEFAULT_SIZES);
+	batch_cxt =
+	    AllocSetContextCreate(TopMemoryContext, "stockx_enrich batch", ALLOCSET_DEFAULT_SIZES);
+	row_cxt = AllocSetContextCreate(TopMemoryContext, "stockx_enrich row", ALLOCSET_DEFAULT_SIZES);
 	enricher.counters = &counters;
 
 	PG_TRY();

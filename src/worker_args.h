@@ -14,15 +14,15 @@
 
 typedef struct StockxWorkerArgs
 {
-	Oid			database;
-	Oid			role;
-	int64		run_id;
-	int			run_index;
+	Oid database;
+	Oid role;
+	int64 run_id;
+	int run_index;
 } StockxWorkerArgs;
 
 StaticAssertDecl(sizeof(StockxWorkerArgs) <= BGW_EXTRALEN,
-				 "StockxWorkerArgs must fit in bgw_extra");
+                 "StockxWorkerArgs must fit in bgw_extra");
 
 extern const char *stockx_worker_state_name(StockxWorkerState state);
 
-#endif							/* STOCKX_WORKER_ARGS_H */
+#endif /* STOCKX_WORKER_ARGS_H */

@@ -25,24 +25,24 @@
 
 typedef struct FuzzAlloc
 {
-	void	  **ptrs;
-	size_t		count;
-	size_t		cap;
-	long		limit;			/* -1: never fail */
+	void **ptrs;
+	size_t count;
+	size_t cap;
+	long limit; /* -1: never fail */
 } FuzzAlloc;
 
 static void *
 fuzz_alloc(void *context, size_t size)
 {
-	FuzzAlloc  *f = context;
-	void	   *p;
+	FuzzAlloc *f = context;
+	void *p;
 
 	if (f->limit >= 0 && (long) f->count >= f->limit)
 		return NULL;
 	if (f->count == f->cap)
 	{
-		size_t		ncap = f->cap ? f->cap * 2 : 32;
-		void	  **n = realloc(f->ptrs, ncap * sizeof(void *));
+		size_t ncap = f->cap ? f->cap * 2 : 32;
+		void **n = realloc(f->ptrs, ncap * sizeof(void *));
 
 		if (n == NULL)
 			return NULL;
@@ -58,7 +58,7 @@ fuzz_alloc(void *context, size_t size)
 static void
 fuzz_release(FuzzAlloc *f)
 {
-	size_t		i;
+	size_t i;
 
 	for (i = 0; i < f->count; i++)
 		free(f->ptrs[i]);
@@ -73,40 +73,36 @@ touch(const char *s)
 }
 
 static void
-run_all(const char *body, size_t len, const char *sku, FuzzAlloc *f,
-		const SxAllocator *a)
+run_all(const char *body, size_t len, const char *sku, FuzzAlloc *f, const SxAllocator *a)
 {
-	char		errbuf[SX_ERRBUF_SIZE];
-	char		msg[128];
-	SxProduct	p;
-	SxVariant  *v;
-	SxMarket   *m;
-	SxToken		t;
-	int			n;
-	int			i;
+	char errbuf[SX_ERRBUF_SIZE];
+	char msg[128];
+	SxProduct p;
+	SxVariant *v;
+	SxMarket *m;
+	SxToken t;
+	int n;
+	int i;
 	volatile size_t sink = 0;
 
 	if (sx_parse_search(body, len, sku, a, &p, errbuf) == SX_PARSE_OK)
-		sink += touch(p.product_id) + touch(p.url_key) + touch(p.style_id) +
-			touch(p.product_type) + touch(p.title) + touch(p.brand) +
-			touch(p.gender) + touch(p.season) + touch(p.release_date) +
-			touch(p.retail_price) + touch(p.colorway) + touch(p.color) +
-			touch(p.json);
+		sink += touch(p.product_id) + touch(p.url_key) + touch(p.style_id) + touch(p.product_type) +
+		        touch(p.title) + touch(p.brand) + touch(p.gender) + touch(p.season) +
+		        touch(p.release_date) + touch(p.retail_price) + touch(p.colorway) + touch(p.color) +
+		        touch(p.json);
 	fuzz_release(f);
 
 	if (sx_parse_variants(body, len, a, &v, &n, errbuf) == SX_PARSE_OK)
 		for (i = 0; i < n; i++)
-			sink += touch(v[i].variant_id) + touch(v[i].variant_name) +
-				touch(v[i].variant_value) + touch(v[i].gtins_json) +
-				touch(v[i].size_chart_json);
+			sink += touch(v[i].variant_id) + touch(v[i].variant_name) + touch(v[i].variant_value) +
+			        touch(v[i].gtins_json) + touch(v[i].size_chart_json);
 	fuzz_release(f);
 
 	if (sx_parse_market(body, len, a, &m, &n, errbuf) == SX_PARSE_OK)
 		for (i = 0; i < n; i++)
-			sink += touch(m[i].variant_id) + touch(m[i].currency_code) +
-				touch(m[i].lowest_ask) + touch(m[i].highest_bid) +
-				touch(m[i].sell_faster) + touch(m[i].earn_more) +
-				touch(m[i].flex_lowest_ask);
+			sink += touch(m[i].variant_id) + touch(m[i].currency_code) + touch(m[i].lowest_ask) +
+			        touch(m[i].highest_bid) + touch(m[i].sell_faster) + touch(m[i].earn_more) +
+			        touch(m[i].flex_lowest_ask);
 	fuzz_release(f);
 
 	if (sx_parse_token(body, len, a, &t, errbuf) == SX_PARSE_OK)
@@ -121,10 +117,10 @@ run_all(const char *body, size_t len, const char *sku, FuzzAlloc *f,
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	FuzzAlloc	f = {NULL, 0, 0, -1};
-	SxAllocator a = {fuzz_alloc, &f};
-	char	   *copy;
-	char	   *sku;
+	FuzzAlloc f = { NULL, 0, 0, -1 };
+	SxAllocator a = { fuzz_alloc, &f };
+	char *copy;
+	char *sku;
 
 	/* the body: exactly the input, not NUL-terminated */
 	run_all((const char *) data, size, "CU9225-001", &f, &a);

@@ -25,8 +25,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static int	tap_run = 0;
-static int	tap_failed = 0;
+static int tap_run = 0;
+static int tap_failed = 0;
 
 static inline bool
 tap_ok(bool pass, const char *name, const char *file, int line)
@@ -43,36 +43,31 @@ tap_ok(bool pass, const char *name, const char *file, int line)
 }
 
 static inline bool
-tap_is_int(int64_t got, int64_t want, const char *name, const char *file,
-		   int line)
+tap_is_int(int64_t got, int64_t want, const char *name, const char *file, int line)
 {
-	bool		pass = tap_ok(got == want, name, file, line);
+	bool pass = tap_ok(got == want, name, file, line);
 
 	if (!pass)
-		printf("#          got: %" PRId64 "\n#     expected: %" PRId64 "\n",
-			   got, want);
+		printf("#          got: %" PRId64 "\n#     expected: %" PRId64 "\n", got, want);
 	return pass;
 }
 
 static inline bool
-tap_is_dbl(double got, double want, double eps, const char *name,
-		   const char *file, int line)
+tap_is_dbl(double got, double want, double eps, const char *name, const char *file, int line)
 {
-	bool		pass = tap_ok(fabs(got - want) <= eps, name, file, line);
+	bool pass = tap_ok(fabs(got - want) <= eps, name, file, line);
 
 	if (!pass)
-		printf("#          got: %.17g\n#     expected: %.17g (+/- %g)\n",
-			   got, want, eps);
+		printf("#          got: %.17g\n#     expected: %.17g (+/- %g)\n", got, want, eps);
 	return pass;
 }
 
 /* NULL-safe: two NULLs are equal, NULL and a string are not. */
 static inline bool
-tap_is_str(const char *got, const char *want, const char *name,
-		   const char *file, int line)
+tap_is_str(const char *got, const char *want, const char *name, const char *file, int line)
 {
-	bool		same;
-	bool		pass;
+	bool same;
+	bool pass;
 
 	if (got == NULL || want == NULL)
 		same = (got == NULL && want == NULL);
@@ -95,9 +90,9 @@ tap_is_str(const char *got, const char *want, const char *name,
 
 /* A free-form "#" line, printf-style. */
 static inline void
-tap_diag(const char *fmt,...)
+tap_diag(const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	printf("# ");
 	va_start(ap, fmt);
@@ -112,19 +107,19 @@ tap_done(void)
 {
 	printf("1..%d\n", tap_run);
 	if (tap_failed > 0)
-		printf("# Looks like you failed %d test%s of %d.\n",
-			   tap_failed, tap_failed == 1 ? "" : "s", tap_run);
+		printf("# Looks like you failed %d test%s of %d.\n", tap_failed, tap_failed == 1 ? "" : "s",
+		       tap_run);
 	fflush(stdout);
 	return tap_failed > 0 ? 1 : 0;
 }
 
 #define ok(cond, name) tap_ok((cond) ? true : false, (name), __FILE__, __LINE__)
-#define is_int(got, want, name) \
+#define is_int(got, want, name)                                                                    \
 	tap_is_int((int64_t) (got), (int64_t) (want), (name), __FILE__, __LINE__)
-#define is_dbl(got, want, eps, name) \
+#define is_dbl(got, want, eps, name)                                                               \
 	tap_is_dbl((double) (got), (double) (want), (eps), (name), __FILE__, __LINE__)
 #define is_str(got, want, name) tap_is_str((got), (want), (name), __FILE__, __LINE__)
-#define diag(...) tap_diag(__VA_ARGS__)
-#define done_testing() tap_done()
+#define diag(...)               tap_diag(__VA_ARGS__)
+#define done_testing()          tap_done()
 
-#endif							/* STOCKX_TAP_H */
+#endif /* STOCKX_TAP_H */

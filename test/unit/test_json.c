@@ -22,49 +22,53 @@
 
 #include "tap.h"
 
-#define UUID_P "c07b2c5e-7a20-42c8-99ed-bfff0202e97c"
-#define UUID_V "cc38fede-0b2a-4bbd-8b3c-6a1f0b1d7e11"
+#define UUID_P  "c07b2c5e-7a20-42c8-99ed-bfff0202e97c"
+#define UUID_V  "cc38fede-0b2a-4bbd-8b3c-6a1f0b1d7e11"
 #define UUID_V2 "0a2b3c4d-5e6f-4a1b-9c8d-7e6f5a4b3c2d"
-#define UUID_X "11111111-2222-4333-8444-555555555555"
+#define UUID_X  "11111111-2222-4333-8444-555555555555"
 
 /* The sample bodies of stockx-api.md, verbatim. */
 static const char SAMPLE_SEARCH[] =
-"{\"count\": 1, \"pageNumber\": 1, \"pageSize\": 10, \"hasNextPage\": false, \"products\": [\n"
-" {\"productId\": \"c07b2c5e-7a20-42c8-99ed-bfff0202e97c\",\n"
-"  \"urlKey\": \"nike-air-force-1-low-supreme-box-logo-black\",\n"
-"  \"styleId\": \"CU9225-001\", \"productType\": \"sneakers\",\n"
-"  \"title\": \"Nike Air Force 1 Low Supreme Black\", \"brand\": \"Nike\",\n"
-"  \"productAttributes\": {\"color\": null, \"colorway\": \"Black/Black-Black\",\n"
-"   \"gender\": \"men\", \"releaseDate\": \"2020-03-05\", \"retailPrice\": 124, \"season\": null}}]}\n";
+    "{\"count\": 1, \"pageNumber\": 1, \"pageSize\": 10, \"hasNextPage\": false, \"products\": [\n"
+    " {\"productId\": \"c07b2c5e-7a20-42c8-99ed-bfff0202e97c\",\n"
+    "  \"urlKey\": \"nike-air-force-1-low-supreme-box-logo-black\",\n"
+    "  \"styleId\": \"CU9225-001\", \"productType\": \"sneakers\",\n"
+    "  \"title\": \"Nike Air Force 1 Low Supreme Black\", \"brand\": \"Nike\",\n"
+    "  \"productAttributes\": {\"color\": null, \"colorway\": \"Black/Black-Black\",\n"
+    "   \"gender\": \"men\", \"releaseDate\": \"2020-03-05\", \"retailPrice\": 124, \"season\": "
+    "null}}]}\n";
 
 static const char SAMPLE_VARIANTS[] =
-"[{\"productId\": \"c07b2c5e-7a20-42c8-99ed-bfff0202e97c\",\n"
-"  \"variantId\": \"cc38fede-0b2a-4bbd-8b3c-6a1f0b1d7e11\", \"variantName\": \"Nike-AF1-Supreme:9.5\",\n"
-"  \"variantValue\": \"9.5\",\n"
-"  \"sizeChart\": {\"defaultConversion\": {\"size\": \"US M 9.5\", \"type\": \"us m\"},\n"
-"                \"availableConversions\": [{\"size\": \"US M 9.5\", \"type\": \"us m\"}, {\"size\": \"EU 43\", \"type\": \"eu\"}]},\n"
-"  \"gtins\": [{\"identifier\": \"197611157695\", \"type\": \"UPC\"}],\n"
-"  \"isFlexEligible\": true, \"isDirectEligible\": false}]\n";
+    "[{\"productId\": \"c07b2c5e-7a20-42c8-99ed-bfff0202e97c\",\n"
+    "  \"variantId\": \"cc38fede-0b2a-4bbd-8b3c-6a1f0b1d7e11\", \"variantName\": "
+    "\"Nike-AF1-Supreme:9.5\",\n"
+    "  \"variantValue\": \"9.5\",\n"
+    "  \"sizeChart\": {\"defaultConversion\": {\"size\": \"US M 9.5\", \"type\": \"us m\"},\n"
+    "                \"availableConversions\": [{\"size\": \"US M 9.5\", \"type\": \"us m\"}, "
+    "{\"size\": \"EU 43\", \"type\": \"eu\"}]},\n"
+    "  \"gtins\": [{\"identifier\": \"197611157695\", \"type\": \"UPC\"}],\n"
+    "  \"isFlexEligible\": true, \"isDirectEligible\": false}]\n";
 
 static const char SAMPLE_MARKET[] =
-"[{\"productId\": \"c07b2c5e-7a20-42c8-99ed-bfff0202e97c\",\n"
-"  \"variantId\": \"cc38fede-0b2a-4bbd-8b3c-6a1f0b1d7e11\", \"currencyCode\": \"EUR\",\n"
-"  \"lowestAskAmount\": \"212\", \"highestBidAmount\": \"180\", \"sellFasterAmount\": \"205\",\n"
-"  \"earnMoreAmount\": \"230\", \"flexLowestAskAmount\": null}]\n";
+    "[{\"productId\": \"c07b2c5e-7a20-42c8-99ed-bfff0202e97c\",\n"
+    "  \"variantId\": \"cc38fede-0b2a-4bbd-8b3c-6a1f0b1d7e11\", \"currencyCode\": \"EUR\",\n"
+    "  \"lowestAskAmount\": \"212\", \"highestBidAmount\": \"180\", \"sellFasterAmount\": "
+    "\"205\",\n"
+    "  \"earnMoreAmount\": \"230\", \"flexLowestAskAmount\": null}]\n";
 
 static const char SAMPLE_TOKEN[] =
-"{\"access_token\": \"eyJhbGciOi.J9.sig\", \"expires_in\": 43200, \"token_type\": \"Bearer\","
-" \"scope\": \"offline_access openid\", \"id_token\": \"eyJ.id.tok\"}";
+    "{\"access_token\": \"eyJhbGciOi.J9.sig\", \"expires_in\": 43200, \"token_type\": \"Bearer\","
+    " \"scope\": \"offline_access openid\", \"id_token\": \"eyJ.id.tok\"}";
 
 /* A search answer whose single product has the given productAttributes. */
-#define SEARCH_WITH_ATTRS(attrs) \
-	"{\"count\":1,\"products\":[{\"productId\":\"" UUID_P "\",\"urlKey\":\"k\"," \
-	"\"styleId\":\"SKU-1\",\"productType\":\"sneakers\",\"title\":\"T\",\"brand\":\"B\"," \
+#define SEARCH_WITH_ATTRS(attrs)                                                                   \
+	"{\"count\":1,\"products\":[{\"productId\":\"" UUID_P "\",\"urlKey\":\"k\","                   \
+	"\"styleId\":\"SKU-1\",\"productType\":\"sneakers\",\"title\":\"T\",\"brand\":\"B\","          \
 	"\"productAttributes\":" attrs "}]}"
 
-#define MARKET_WITH(amounts) \
-	"[{\"productId\":\"" UUID_P "\",\"variantId\":\"" UUID_V "\",\"currencyCode\":\"USD\"," \
-	amounts "}]"
+#define MARKET_WITH(amounts)                                                                       \
+	"[{\"productId\":\"" UUID_P "\",\"variantId\":\"" UUID_V                                       \
+	"\",\"currencyCode\":\"USD\"," amounts "}]"
 
 /* ----------------------------------------------------------------------
  * Tracking allocator: records every block; limit >= 0 makes it fail once
@@ -73,11 +77,11 @@ static const char SAMPLE_TOKEN[] =
  */
 typedef struct TrackAlloc
 {
-	void	  **ptrs;
-	int			count;
-	int			cap;
-	int			limit;			/* -1: never fail */
-	int			calls;			/* allocation requests seen */
+	void **ptrs;
+	int count;
+	int cap;
+	int limit; /* -1: never fail */
+	int calls; /* allocation requests seen */
 } TrackAlloc;
 
 static TrackAlloc track;
@@ -86,15 +90,15 @@ static void *
 track_alloc(void *context, size_t size)
 {
 	TrackAlloc *t = context;
-	void	   *p;
+	void *p;
 
 	t->calls++;
 	if (t->limit >= 0 && t->count >= t->limit)
 		return NULL;
 	if (t->count == t->cap)
 	{
-		int			ncap = t->cap ? t->cap * 2 : 64;
-		void	  **n = realloc(t->ptrs, sizeof(void *) * ncap);
+		int ncap = t->cap ? t->cap * 2 : 64;
+		void **n = realloc(t->ptrs, sizeof(void *) * ncap);
 
 		if (n == NULL)
 			return NULL;
@@ -110,7 +114,7 @@ track_alloc(void *context, size_t size)
 	return p;
 }
 
-static const SxAllocator A = {track_alloc, &track};
+static const SxAllocator A = { track_alloc, &track };
 
 static void
 track_begin(int limit)
@@ -124,7 +128,7 @@ track_begin(int limit)
 static void
 track_end(void)
 {
-	int			i;
+	int i;
 
 	for (i = 0; i < track.count; i++)
 		free(track.ptrs[i]);
@@ -149,7 +153,7 @@ static char errbuf[SX_ERRBUF_SIZE];
 static char *
 exact_copy(const char *body, size_t len)
 {
-	char	   *buf = malloc(len ? len : 1);
+	char *buf = malloc(len ? len : 1);
 
 	if (len)
 		memcpy(buf, body, len);
@@ -159,7 +163,7 @@ exact_copy(const char *body, size_t len)
 static SxParseResult
 search_n(const char *body, size_t len, const char *sku, SxProduct *out)
 {
-	char	   *buf = exact_copy(body, len);
+	char *buf = exact_copy(body, len);
 	SxParseResult r;
 
 	errbuf[0] = '\0';
@@ -177,7 +181,7 @@ search(const char *body, const char *sku, SxProduct *out)
 static SxParseResult
 variants_n(const char *body, size_t len, SxVariant **out, int *count)
 {
-	char	   *buf = exact_copy(body, len);
+	char *buf = exact_copy(body, len);
 	SxParseResult r;
 
 	errbuf[0] = '\0';
@@ -195,7 +199,7 @@ variants(const char *body, SxVariant **out, int *count)
 static SxParseResult
 market_n(const char *body, size_t len, SxMarket **out, int *count)
 {
-	char	   *buf = exact_copy(body, len);
+	char *buf = exact_copy(body, len);
 	SxParseResult r;
 
 	errbuf[0] = '\0';
@@ -213,7 +217,7 @@ market(const char *body, SxMarket **out, int *count)
 static SxParseResult
 token_n(const char *body, size_t len, SxToken *out)
 {
-	char	   *buf = exact_copy(body, len);
+	char *buf = exact_copy(body, len);
 	SxParseResult r;
 
 	errbuf[0] = '\0';
@@ -231,8 +235,8 @@ token(const char *body, SxToken *out)
 static const char *
 error_message(const char *body, char *buf, size_t buflen)
 {
-	size_t		len = strlen(body);
-	char	   *copy = exact_copy(body, len);
+	size_t len = strlen(body);
+	char *copy = exact_copy(body, len);
 
 	sx_parse_error_message(copy, len, buf, buflen);
 	free(copy);
@@ -245,7 +249,7 @@ json_equal_text(const char *got, const char *want)
 {
 	json_object *g;
 	json_object *w;
-	bool		eq;
+	bool eq;
 
 	if (got == NULL || want == NULL)
 		return false;
@@ -266,7 +270,7 @@ json_equal_text(const char *got, const char *want)
 static void
 test_search_sample(void)
 {
-	SxProduct	p;
+	SxProduct p;
 	json_object *root;
 	json_object *products;
 	json_object *prod0;
@@ -301,11 +305,11 @@ test_search_sample(void)
 	json_object_put(root);
 
 	is_int(search(SAMPLE_SEARCH, "cu9225-001", &p), SX_PARSE_OK,
-		   "search sample: SKU compared case-insensitively");
+	       "search sample: SKU compared case-insensitively");
 	is_int(search(SAMPLE_SEARCH, "  CU9225-001\t", &p), SX_PARSE_OK,
-		   "search sample: SKU blanks ignored");
+	       "search sample: SKU blanks ignored");
 	is_int(search(SAMPLE_SEARCH, "CU9225", &p), SX_PARSE_NOT_FOUND,
-		   "search sample: a prefix of the styleId is not a match");
+	       "search sample: a prefix of the styleId is not a match");
 	ok(p.product_id == NULL && p.json == NULL, "search not found: output zeroed");
 	track_end();
 }
@@ -315,16 +319,16 @@ static void
 test_search_fuzzy(void)
 {
 	static const char body[] =
-	"{\"count\":5.0,\"pageSize\":10.0,\"pageNumber\":1.0,\"hasNextPage\":true,\"products\":["
-	"{\"productId\":\"" UUID_X "\",\"styleId\":\"CW2288-111-X\",\"title\":\"fuzzy 1\"},"
-	"{\"productId\":\"" UUID_X "\",\"styleId\":\"CW2288\",\"title\":\"fuzzy 2\"},"
-	"{\"productId\":\"" UUID_X "\",\"styleId\":null,\"title\":\"no style\"},"
-	"{\"productId\":\"" UUID_X "\",\"title\":\"style missing\"},"
-	"{\"productId\":\"not-a-uuid\",\"styleId\":12,\"title\":\"style a number\"},"
-	"{\"productId\":\"" UUID_P "\",\"styleId\":\"315122-111/CW2288-111\",\"title\":\"exact\","
-	"\"productAttributes\":{}},"
-	"{\"productId\":\"" UUID_X "\",\"styleId\":\"CW2288-111\",\"title\":\"later exact\"}]}";
-	SxProduct	p;
+	    "{\"count\":5.0,\"pageSize\":10.0,\"pageNumber\":1.0,\"hasNextPage\":true,\"products\":["
+	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"CW2288-111-X\",\"title\":\"fuzzy 1\"},"
+	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"CW2288\",\"title\":\"fuzzy 2\"},"
+	    "{\"productId\":\"" UUID_X "\",\"styleId\":null,\"title\":\"no style\"},"
+	    "{\"productId\":\"" UUID_X "\",\"title\":\"style missing\"},"
+	    "{\"productId\":\"not-a-uuid\",\"styleId\":12,\"title\":\"style a number\"},"
+	    "{\"productId\":\"" UUID_P "\",\"styleId\":\"315122-111/CW2288-111\",\"title\":\"exact\","
+	    "\"productAttributes\":{}},"
+	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"CW2288-111\",\"title\":\"later exact\"}]}";
+	SxProduct p;
 
 	track_begin(-1);
 	is_int(search(body, "CW2288-111", &p), SX_PARSE_OK, "fuzzy: found");
@@ -334,17 +338,17 @@ test_search_fuzzy(void)
 	is_int(search(body, "315122-111", &p), SX_PARSE_OK, "compound: first part matches");
 	is_str(p.title, "exact", "compound: first part finds the product");
 	is_int(search(body, " cw2288-111 ", &p), SX_PARSE_OK,
-		   "compound: second part, lower case, blanks");
+	       "compound: second part, lower case, blanks");
 	is_str(p.title, "exact", "compound: second part finds the product");
 	is_int(search(body, "CW2288-11", &p), SX_PARSE_NOT_FOUND, "no exact match: NOT_FOUND");
 	is_int(search(body, "X", &p), SX_PARSE_NOT_FOUND, "unrelated SKU: NOT_FOUND");
 	is_int(search(body, "", &p), SX_PARSE_NOT_FOUND, "empty SKU: NOT_FOUND");
 	is_int(search(body, "12", &p), SX_PARSE_NOT_FOUND,
-		   "a numeric styleId is ignored, not matched as text");
+	       "a numeric styleId is ignored, not matched as text");
 
 	/* a SKU that itself contains '/' matches the whole styleId */
 	is_int(search(body, "315122-111/CW2288-111", &p), SX_PARSE_OK,
-		   "compound: the whole compound styleId as SKU matches");
+	       "compound: the whole compound styleId as SKU matches");
 	track_end();
 }
 
@@ -352,46 +356,48 @@ test_search_fuzzy(void)
 static void
 test_search_shapes(void)
 {
-	SxProduct	p;
+	SxProduct p;
 
 	track_begin(-1);
 	is_int(search("{\"count\":0,\"products\":[]}", "A", &p), SX_PARSE_NOT_FOUND,
-		   "search: empty products -> NOT_FOUND");
-	is_int(search("{\"products\":[1,\"x\",null,[],{\"styleId\":5}]}", "A", &p),
-		   SX_PARSE_NOT_FOUND, "search: non-object products are skipped");
+	       "search: empty products -> NOT_FOUND");
+	is_int(search("{\"products\":[1,\"x\",null,[],{\"styleId\":5}]}", "A", &p), SX_PARSE_NOT_FOUND,
+	       "search: non-object products are skipped");
 	is_int(search("{\"count\":0}", "A", &p), SX_PARSE_MALFORMED,
-		   "search: products missing -> MALFORMED");
+	       "search: products missing -> MALFORMED");
 	ok(errbuf[0] != '\0', "search: MALFORMED sets errbuf");
 	is_int(search("{\"products\":null}", "A", &p), SX_PARSE_MALFORMED,
-		   "search: products null -> MALFORMED");
+	       "search: products null -> MALFORMED");
 	is_int(search("{\"products\":{}}", "A", &p), SX_PARSE_MALFORMED,
-		   "search: products an object -> MALFORMED");
+	       "search: products an object -> MALFORMED");
 	is_int(search("[]", "A", &p), SX_PARSE_MALFORMED, "search: top-level array -> MALFORMED");
 	is_int(search("\"products\"", "A", &p), SX_PARSE_MALFORMED,
-		   "search: top-level string -> MALFORMED");
+	       "search: top-level string -> MALFORMED");
 	is_int(search("{\"products\":[{\"productId\":\"nope\",\"styleId\":\"A\"}]}", "A", &p),
-		   SX_PARSE_MALFORMED, "search: productId not a UUID -> MALFORMED");
+	       SX_PARSE_MALFORMED, "search: productId not a UUID -> MALFORMED");
 	ok(strstr(errbuf, "productId") != NULL, "search: errbuf names productId");
-	is_int(search("{\"products\":[{\"styleId\":\"A\"}]}", "A", &p),
-		   SX_PARSE_MALFORMED, "search: productId missing -> MALFORMED");
+	is_int(search("{\"products\":[{\"styleId\":\"A\"}]}", "A", &p), SX_PARSE_MALFORMED,
+	       "search: productId missing -> MALFORMED");
 	is_int(search("{\"products\":[{\"productId\":42,\"styleId\":\"A\"}]}", "A", &p),
-		   SX_PARSE_MALFORMED, "search: productId a number -> MALFORMED");
+	       SX_PARSE_MALFORMED, "search: productId a number -> MALFORMED");
 	is_int(search("{\"products\":[{\"productId\":\"" UUID_P "\",\"styleId\":\"A\","
-				  "\"title\":{\"x\":1}}]}", "A", &p),
-		   SX_PARSE_MALFORMED, "search: title an object -> MALFORMED");
+	              "\"title\":{\"x\":1}}]}",
+	              "A", &p),
+	       SX_PARSE_MALFORMED, "search: title an object -> MALFORMED");
 	is_int(search("{\"products\":[{\"productId\":\"" UUID_P "\",\"styleId\":\"A\","
-				  "\"brand\":[\"x\"]}]}", "A", &p),
-		   SX_PARSE_MALFORMED, "search: brand an array -> MALFORMED");
+	              "\"brand\":[\"x\"]}]}",
+	              "A", &p),
+	       SX_PARSE_MALFORMED, "search: brand an array -> MALFORMED");
 	is_int(search("{\"products\":[{\"productId\":\"" UUID_P "\",\"styleId\":\"A\","
-				  "\"title\":true,\"brand\":7}]}", "A", &p),
-		   SX_PARSE_OK, "search: scalar non-strings are kept as text");
+	              "\"title\":true,\"brand\":7}]}",
+	              "A", &p),
+	       SX_PARSE_OK, "search: scalar non-strings are kept as text");
 	is_str(p.title, "true", "search: title true -> \"true\"");
 	is_str(p.brand, "7", "search: brand 7 -> \"7\"");
-	is_int(search("{\"products\":[{\"productId\":\"" UUID_P "\",\"styleId\":\"A\"}]}",
-				  "A", &p),
-		   SX_PARSE_OK, "search: minimal product");
+	is_int(search("{\"products\":[{\"productId\":\"" UUID_P "\",\"styleId\":\"A\"}]}", "A", &p),
+	       SX_PARSE_OK, "search: minimal product");
 	ok(p.url_key == NULL && p.title == NULL && p.brand == NULL && p.gender == NULL &&
-	   p.release_date == NULL && p.retail_price == NULL && p.json != NULL,
+	       p.release_date == NULL && p.retail_price == NULL && p.json != NULL,
 	   "search: missing fields -> NULL, JSON text kept");
 	track_end();
 }
@@ -400,86 +406,85 @@ test_search_shapes(void)
 static void
 test_search_attributes(void)
 {
-	SxProduct	p;
+	SxProduct p;
 
 	track_begin(-1);
 	is_int(search("{\"products\":[{\"productId\":\"" UUID_P "\",\"urlKey\":null,"
-				  "\"styleId\":\"SKU-1\",\"productType\":null,\"title\":null,\"brand\":null,"
-				  "\"productAttributes\":{\"gender\":null,\"season\":null,\"releaseDate\":null,"
-				  "\"retailPrice\":null,\"colorway\":null,\"color\":null}}]}",
-				  "SKU-1", &p),
-		   SX_PARSE_OK, "null attributes: OK");
+	              "\"styleId\":\"SKU-1\",\"productType\":null,\"title\":null,\"brand\":null,"
+	              "\"productAttributes\":{\"gender\":null,\"season\":null,\"releaseDate\":null,"
+	              "\"retailPrice\":null,\"colorway\":null,\"color\":null}}]}",
+	              "SKU-1", &p),
+	       SX_PARSE_OK, "null attributes: OK");
 	ok(p.url_key == NULL && p.product_type == NULL && p.title == NULL && p.brand == NULL &&
-	   p.gender == NULL && p.season == NULL && p.release_date == NULL &&
-	   p.retail_price == NULL && p.colorway == NULL && p.color == NULL,
+	       p.gender == NULL && p.season == NULL && p.release_date == NULL &&
+	       p.retail_price == NULL && p.colorway == NULL && p.color == NULL,
 	   "null attributes: every field NULL");
 	is_str(p.style_id, "SKU-1", "null attributes: styleId kept");
 
 	is_int(search("{\"products\":[{\"productId\":\"" UUID_P "\",\"styleId\":\"SKU-1\","
-				  "\"title\":\"T\"}]}", "SKU-1", &p),
-		   SX_PARSE_OK, "productAttributes missing: OK");
+	              "\"title\":\"T\"}]}",
+	              "SKU-1", &p),
+	       SX_PARSE_OK, "productAttributes missing: OK");
 	ok(p.gender == NULL && p.release_date == NULL && p.retail_price == NULL,
 	   "productAttributes missing: attribute fields NULL");
 	is_str(p.title, "T", "productAttributes missing: other fields kept");
 
 	is_int(search(SEARCH_WITH_ATTRS("null"), "SKU-1", &p), SX_PARSE_OK,
-		   "productAttributes null: OK");
+	       "productAttributes null: OK");
 	is_int(search(SEARCH_WITH_ATTRS("\"x\""), "SKU-1", &p), SX_PARSE_MALFORMED,
-		   "productAttributes a string -> MALFORMED");
+	       "productAttributes a string -> MALFORMED");
 	is_int(search(SEARCH_WITH_ATTRS("[]"), "SKU-1", &p), SX_PARSE_MALFORMED,
-		   "productAttributes an array -> MALFORMED");
+	       "productAttributes an array -> MALFORMED");
 	is_int(search(SEARCH_WITH_ATTRS("{\"gender\":{}}"), "SKU-1", &p), SX_PARSE_MALFORMED,
-		   "gender an object -> MALFORMED");
+	       "gender an object -> MALFORMED");
 
 	/* retailPrice */
 	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":110}"), "SKU-1", &p), SX_PARSE_OK,
-		   "retailPrice int: OK");
+	       "retailPrice int: OK");
 	is_str(p.retail_price, "110", "retailPrice int -> \"110\"");
 	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":124.99}"), "SKU-1", &p), SX_PARSE_OK,
-		   "retailPrice decimal: OK");
+	       "retailPrice decimal: OK");
 	is_str(p.retail_price, "124.99", "retailPrice decimal -> \"124.99\"");
-	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":\"110.00\"}"), "SKU-1", &p),
-		   SX_PARSE_OK, "retailPrice string: OK");
+	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":\"110.00\"}"), "SKU-1", &p), SX_PARSE_OK,
+	       "retailPrice string: OK");
 	is_str(p.retail_price, "110.00", "retailPrice string kept as sent");
 	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":null}"), "SKU-1", &p), SX_PARSE_OK,
-		   "retailPrice null: OK");
+	       "retailPrice null: OK");
 	is_str(p.retail_price, NULL, "retailPrice null -> NULL");
 	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":\"\"}"), "SKU-1", &p), SX_PARSE_OK,
-		   "retailPrice \"\": OK");
+	       "retailPrice \"\": OK");
 	is_str(p.retail_price, NULL, "retailPrice \"\" -> NULL");
-	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":\"abc\"}"), "SKU-1", &p),
-		   SX_PARSE_MALFORMED, "retailPrice \"abc\" -> MALFORMED");
+	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":\"abc\"}"), "SKU-1", &p), SX_PARSE_MALFORMED,
+	       "retailPrice \"abc\" -> MALFORMED");
 	ok(strstr(errbuf, "retailPrice") != NULL, "retailPrice: errbuf names the field");
-	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":true}"), "SKU-1", &p),
-		   SX_PARSE_MALFORMED, "retailPrice true -> MALFORMED");
+	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":true}"), "SKU-1", &p), SX_PARSE_MALFORMED,
+	       "retailPrice true -> MALFORMED");
 	is_int(search(SEARCH_WITH_ATTRS("{\"retailPrice\":{\"amount\":1}}"), "SKU-1", &p),
-		   SX_PARSE_MALFORMED, "retailPrice object -> MALFORMED");
+	       SX_PARSE_MALFORMED, "retailPrice object -> MALFORMED");
 
 	/* releaseDate */
-	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"2020-03-05\"}"), "SKU-1", &p),
-		   SX_PARSE_OK, "releaseDate date: OK");
+	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"2020-03-05\"}"), "SKU-1", &p), SX_PARSE_OK,
+	       "releaseDate date: OK");
 	is_str(p.release_date, "2020-03-05", "releaseDate \"2020-03-05\"");
-	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"2020-03-05T00:00:00.000Z\"}"),
-				  "SKU-1", &p),
-		   SX_PARSE_OK, "releaseDate timestamp: OK");
+	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"2020-03-05T00:00:00.000Z\"}"), "SKU-1", &p),
+	       SX_PARSE_OK, "releaseDate timestamp: OK");
 	is_str(p.release_date, "2020-03-05", "releaseDate timestamp -> date part");
-	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"2020-03-05 23:00:00\"}"),
-				  "SKU-1", &p),
-		   SX_PARSE_OK, "releaseDate with a blank before the time: OK");
+	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"2020-03-05 23:00:00\"}"), "SKU-1", &p),
+	       SX_PARSE_OK, "releaseDate with a blank before the time: OK");
 	is_str(p.release_date, "2020-03-05", "releaseDate blank-separated -> date part");
 	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"\"}"), "SKU-1", &p), SX_PARSE_OK,
-		   "releaseDate \"\": OK");
+	       "releaseDate \"\": OK");
 	is_str(p.release_date, NULL, "releaseDate \"\" -> NULL");
 	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"2020-02-30\"}"), "SKU-1", &p),
-		   SX_PARSE_MALFORMED, "releaseDate 2020-02-30 -> MALFORMED");
-	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":12}"), "SKU-1", &p),
-		   SX_PARSE_MALFORMED, "releaseDate 12 -> MALFORMED");
+	       SX_PARSE_MALFORMED, "releaseDate 2020-02-30 -> MALFORMED");
+	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":12}"), "SKU-1", &p), SX_PARSE_MALFORMED,
+	       "releaseDate 12 -> MALFORMED");
 	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"2020-03\"}"), "SKU-1", &p),
-		   SX_PARSE_MALFORMED, "releaseDate too short -> MALFORMED");
+	       SX_PARSE_MALFORMED, "releaseDate too short -> MALFORMED");
 	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"2020-03-055\"}"), "SKU-1", &p),
-		   SX_PARSE_MALFORMED, "releaseDate with an extra digit -> MALFORMED");
+	       SX_PARSE_MALFORMED, "releaseDate with an extra digit -> MALFORMED");
 	is_int(search(SEARCH_WITH_ATTRS("{\"releaseDate\":\"05/03/2020\"}"), "SKU-1", &p),
-		   SX_PARSE_MALFORMED, "releaseDate in another format -> MALFORMED");
+	       SX_PARSE_MALFORMED, "releaseDate in another format -> MALFORMED");
 	track_end();
 }
 
@@ -488,21 +493,28 @@ static void
 test_search_odd_skus(void)
 {
 	static const char body[] =
-	"{\"products\":["
-	"{\"productId\":\"" UUID_X "\",\"styleId\":\"H&M 01\",\"title\":\"amp\"},"
-	"{\"productId\":\"" UUID_P "\",\"styleId\":\"Gr\xc3\xb6\xc3\x9f" "e-42/ABC\",\"title\":\"utf8\"},"
-	"{\"productId\":\"" UUID_V "\",\"styleId\":\"A#1+2\",\"title\":\"hash\"}]}";
-	SxProduct	p;
+	    "{\"products\":["
+	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"H&M 01\",\"title\":\"amp\"},"
+	    "{\"productId\":\"" UUID_P "\",\"styleId\":\"Gr\xc3\xb6\xc3\x9f"
+	    "e-42/ABC\",\"title\":\"utf8\"},"
+	    "{\"productId\":\"" UUID_V "\",\"styleId\":\"A#1+2\",\"title\":\"hash\"}]}";
+	SxProduct p;
 
 	track_begin(-1);
 	is_int(search(body, "h&m 01", &p), SX_PARSE_OK, "SKU with '&' and a blank: found");
 	is_str(p.title, "amp", "SKU with '&': right product");
 	is_int(search(body, "H&M  01", &p), SX_PARSE_NOT_FOUND,
-		   "SKU with two inner blanks is a different SKU");
-	is_int(search(body, "GR\xc3\xb6\xc3\x9f" "E-42", &p), SX_PARSE_OK,
-		   "non-ASCII SKU: ASCII letters case-insensitive, others byte-equal");
+	       "SKU with two inner blanks is a different SKU");
+	is_int(search(body,
+	              "GR\xc3\xb6\xc3\x9f"
+	              "E-42",
+	              &p),
+	       SX_PARSE_OK, "non-ASCII SKU: ASCII letters case-insensitive, others byte-equal");
 	is_str(p.title, "utf8", "non-ASCII SKU: right product");
-	is_str(p.style_id, "Gr\xc3\xb6\xc3\x9f" "e-42/ABC", "non-ASCII styleId copied intact");
+	is_str(p.style_id,
+	       "Gr\xc3\xb6\xc3\x9f"
+	       "e-42/ABC",
+	       "non-ASCII styleId copied intact");
 	is_int(search(body, "abc", &p), SX_PARSE_OK, "part after '/' of a non-ASCII styleId");
 	is_int(search(body, "a#1+2", &p), SX_PARSE_OK, "SKU with '#' and '+'");
 	is_str(p.title, "hash", "SKU with '#' and '+': right product");
@@ -533,7 +545,11 @@ test_style_id_matches(void)
 	ok(!sx_style_id_matches(NULL, "A"), "style: NULL styleId");
 	ok(!sx_style_id_matches("A", NULL), "style: NULL SKU");
 	ok(sx_style_id_matches("AB 12&C", "ab 12&c"), "style: blanks and '&' inside");
-	ok(sx_style_id_matches("\xc3\x84" "B-1", "\xc3\x84" "b-1"), "style: non-ASCII byte-equal");
+	ok(sx_style_id_matches("\xc3\x84"
+	                       "B-1",
+	                       "\xc3\x84"
+	                       "b-1"),
+	   "style: non-ASCII byte-equal");
 	ok(!sx_style_id_matches("AB", "AB/CD"), "style: SKU with '/' is not a part");
 
 	/* the whole styleId is tried too, so a SKU with '/' can match */
@@ -548,8 +564,8 @@ test_style_id_matches(void)
 static void
 test_variants(void)
 {
-	SxVariant  *v;
-	int			n;
+	SxVariant *v;
+	int n;
 
 	track_begin(-1);
 	is_int(variants(SAMPLE_VARIANTS, &v, &n), SX_PARSE_OK, "variants sample: OK");
@@ -558,40 +574,42 @@ test_variants(void)
 	is_str(v[0].variant_name, "Nike-AF1-Supreme:9.5", "variants sample: variantName");
 	is_str(v[0].variant_value, "9.5", "variants sample: variantValue");
 	is_str(v[0].gtins_json, "[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]",
-		   "variants sample: gtins kept as compact JSON text");
+	       "variants sample: gtins kept as compact JSON text");
 	ok(json_equal_text(v[0].size_chart_json,
-					   "{\"defaultConversion\": {\"size\": \"US M 9.5\", \"type\": \"us m\"},"
-					   "\"availableConversions\": [{\"size\": \"US M 9.5\", \"type\": \"us m\"},"
-					   "{\"size\": \"EU 43\", \"type\": \"eu\"}]}"),
+	                   "{\"defaultConversion\": {\"size\": \"US M 9.5\", \"type\": \"us m\"},"
+	                   "\"availableConversions\": [{\"size\": \"US M 9.5\", \"type\": \"us m\"},"
+	                   "{\"size\": \"EU 43\", \"type\": \"eu\"}]}"),
 	   "variants sample: sizeChart kept as equivalent JSON text");
 
 	is_int(variants("[{\"variantId\":\"" UUID_V "\",\"variantName\":\"x\",\"variantValue\":null,"
-					"\"gtins\":null,\"sizeChart\":{\"defaultConversion\":null,"
-					"\"availableConversions\":[{\"size\":\"EU 43/44\",\"type\":\"eu\"}]}},"
-					"{\"variantId\":\"" UUID_V2 "\"}]", &v, &n),
-		   SX_PARSE_OK, "variants with nulls: OK");
+	                "\"gtins\":null,\"sizeChart\":{\"defaultConversion\":null,"
+	                "\"availableConversions\":[{\"size\":\"EU 43/44\",\"type\":\"eu\"}]}},"
+	                "{\"variantId\":\"" UUID_V2 "\"}]",
+	                &v, &n),
+	       SX_PARSE_OK, "variants with nulls: OK");
 	is_int(n, 2, "variants with nulls: two variants");
 	is_str(v[0].variant_value, NULL, "variantValue null -> NULL");
 	is_str(v[0].gtins_json, NULL, "gtins null -> NULL");
 	ok(v[0].size_chart_json != NULL &&
-	   strstr(v[0].size_chart_json, "\"defaultConversion\":null") != NULL,
+	       strstr(v[0].size_chart_json, "\"defaultConversion\":null") != NULL,
 	   "sizeChart: a null defaultConversion is kept");
 	ok(v[0].size_chart_json != NULL && strstr(v[0].size_chart_json, "EU 43/44") != NULL,
 	   "sizeChart: '/' is not escaped");
-	ok(v[1].variant_name == NULL && v[1].variant_value == NULL &&
-	   v[1].gtins_json == NULL && v[1].size_chart_json == NULL,
+	ok(v[1].variant_name == NULL && v[1].variant_value == NULL && v[1].gtins_json == NULL &&
+	       v[1].size_chart_json == NULL,
 	   "variant with only an id: other fields NULL");
 	is_str(v[1].variant_id, UUID_V2, "second variant id");
 
 	is_int(variants("[{\"variantId\":\"" UUID_V "\",\"variantValue\":\"6.5W\","
-					"\"gtins\":[],\"sizeChart\":{}}]", &v, &n),
-		   SX_PARSE_OK, "variants with empty gtins: OK");
+	                "\"gtins\":[],\"sizeChart\":{}}]",
+	                &v, &n),
+	       SX_PARSE_OK, "variants with empty gtins: OK");
 	is_str(v[0].gtins_json, "[]", "empty gtins -> \"[]\"");
 	is_str(v[0].size_chart_json, "{}", "empty sizeChart -> \"{}\"");
 	is_str(v[0].variant_value, "6.5W", "variantValue 6.5W");
 
-	is_int(variants("[{\"variantId\":\"" UUID_V "\",\"variantValue\":9.5}]", &v, &n),
-		   SX_PARSE_OK, "variantValue a number: OK");
+	is_int(variants("[{\"variantId\":\"" UUID_V "\",\"variantValue\":9.5}]", &v, &n), SX_PARSE_OK,
+	       "variantValue a number: OK");
 	is_str(v[0].variant_value, "9.5", "variantValue 9.5 -> \"9.5\"");
 
 	is_int(variants("[]", &v, &n), SX_PARSE_OK, "variants []: OK");
@@ -599,16 +617,16 @@ test_variants(void)
 	is_int(variants(" [ ] \n", &v, &n), SX_PARSE_OK, "variants with blanks around: OK");
 
 	is_int(variants("[{\"variantId\":\"nope\"}]", &v, &n), SX_PARSE_MALFORMED,
-		   "variantId not a UUID -> MALFORMED");
+	       "variantId not a UUID -> MALFORMED");
 	ok(v == NULL && n == 0, "MALFORMED: *out NULL, *count 0");
 	is_int(variants("[{\"variantName\":\"x\"}]", &v, &n), SX_PARSE_MALFORMED,
-		   "variantId missing -> MALFORMED");
+	       "variantId missing -> MALFORMED");
 	is_int(variants("[{\"variantId\":\"" UUID_V "\"}, 5]", &v, &n), SX_PARSE_MALFORMED,
-		   "variant not an object -> MALFORMED");
+	       "variant not an object -> MALFORMED");
 	is_int(variants("[{\"variantId\":\"" UUID_V "\",\"variantName\":[1]}]", &v, &n),
-		   SX_PARSE_MALFORMED, "variantName an array -> MALFORMED");
+	       SX_PARSE_MALFORMED, "variantName an array -> MALFORMED");
 	is_int(variants("{\"variantId\":\"" UUID_V "\"}", &v, &n), SX_PARSE_MALFORMED,
-		   "variants: top-level object where an array is expected -> MALFORMED");
+	       "variants: top-level object where an array is expected -> MALFORMED");
 	ok(strstr(errbuf, "array") != NULL, "variants: errbuf says array");
 	track_end();
 }
@@ -620,8 +638,8 @@ test_variants(void)
 static void
 test_market(void)
 {
-	SxMarket   *m;
-	int			n;
+	SxMarket *m;
+	int n;
 
 	track_begin(-1);
 	is_int(market(SAMPLE_MARKET, &m, &n), SX_PARSE_OK, "market sample: OK");
@@ -635,10 +653,11 @@ test_market(void)
 	is_str(m[0].flex_lowest_ask, NULL, "market sample: flexLowestAsk null -> NULL");
 
 	is_int(market(MARKET_WITH("\"lowestAskAmount\":212.5,\"highestBidAmount\":180,"
-							  "\"sellFasterAmount\":\"205.50\",\"earnMoreAmount\":\"\","
-							  "\"flexLowestAskAmount\":1.0,"
-							  "\"standardMarketData\":{\"lowestAsk\":\"1\"}"), &m, &n),
-		   SX_PARSE_OK, "market mixed types: OK");
+	                          "\"sellFasterAmount\":\"205.50\",\"earnMoreAmount\":\"\","
+	                          "\"flexLowestAskAmount\":1.0,"
+	                          "\"standardMarketData\":{\"lowestAsk\":\"1\"}"),
+	              &m, &n),
+	       SX_PARSE_OK, "market mixed types: OK");
 	is_str(m[0].lowest_ask, "212.5", "market: number 212.5 stays \"212.5\"");
 	is_str(m[0].highest_bid, "180", "market: number 180 -> \"180\"");
 	is_str(m[0].sell_faster, "205.50", "market: string \"205.50\" kept as sent");
@@ -646,40 +665,41 @@ test_market(void)
 	is_str(m[0].flex_lowest_ask, "1.0", "market: 1.0 stays \"1.0\"");
 
 	is_int(market(MARKET_WITH("\"lowestAskAmount\":-0.5,\"highestBidAmount\":1E5"), &m, &n),
-		   SX_PARSE_OK, "market: negative and exponent numbers OK");
+	       SX_PARSE_OK, "market: negative and exponent numbers OK");
 	is_str(m[0].lowest_ask, "-0.5", "market: -0.5");
 	is_str(m[0].highest_bid, "1E5", "market: 1E5 keeps its text");
 
 	is_int(market(MARKET_WITH("\"lowestAskAmount\":\"abc\""), &m, &n), SX_PARSE_MALFORMED,
-		   "market: \"abc\" -> MALFORMED");
+	       "market: \"abc\" -> MALFORMED");
 	ok(strstr(errbuf, "lowestAskAmount") != NULL, "market: errbuf names the field");
 	is_int(market(MARKET_WITH("\"lowestAskAmount\":\" 12\""), &m, &n), SX_PARSE_MALFORMED,
-		   "market: \" 12\" -> MALFORMED");
+	       "market: \" 12\" -> MALFORMED");
 	is_int(market(MARKET_WITH("\"highestBidAmount\":true"), &m, &n), SX_PARSE_MALFORMED,
-		   "market: true -> MALFORMED");
+	       "market: true -> MALFORMED");
 	is_int(market(MARKET_WITH("\"highestBidAmount\":[1]"), &m, &n), SX_PARSE_MALFORMED,
-		   "market: array -> MALFORMED");
+	       "market: array -> MALFORMED");
 	is_int(market(MARKET_WITH("\"highestBidAmount\":NaN"), &m, &n), SX_PARSE_MALFORMED,
-		   "market: NaN -> MALFORMED");
+	       "market: NaN -> MALFORMED");
 	is_int(market(MARKET_WITH("\"highestBidAmount\":\"1e5x\""), &m, &n), SX_PARSE_MALFORMED,
-		   "market: \"1e5x\" -> MALFORMED");
+	       "market: \"1e5x\" -> MALFORMED");
 
-	is_int(market("[{\"variantId\":\"" UUID_V "\",\"currencyCode\":\"USD\",\"lowestAskAmount\":\"1\"},"
-				  "{\"variantId\":\"" UUID_V2 "\",\"currencyCode\":\"USD\",\"lowestAskAmount\":null},"
-				  "{\"variantId\":\"" UUID_X "\"}]", &m, &n),
-		   SX_PARSE_OK, "market: three entries OK");
+	is_int(
+	    market("[{\"variantId\":\"" UUID_V "\",\"currencyCode\":\"USD\",\"lowestAskAmount\":\"1\"},"
+	           "{\"variantId\":\"" UUID_V2 "\",\"currencyCode\":\"USD\",\"lowestAskAmount\":null},"
+	           "{\"variantId\":\"" UUID_X "\"}]",
+	           &m, &n),
+	    SX_PARSE_OK, "market: three entries OK");
 	is_int(n, 3, "market: count 3");
 	ok(m[2].currency_code == NULL && m[2].lowest_ask == NULL && m[2].earn_more == NULL,
 	   "market: missing fields -> NULL");
 	is_str(m[1].variant_id, UUID_V2, "market: second variantId");
 
-	is_int(market(MARKET_WITH("\"lowestAskAmount\":\"1\"") ",{\"currencyCode\":\"USD\"}]",
-				  &m, &n),
-		   SX_PARSE_MALFORMED, "market: trailing garbage after the array -> MALFORMED");
+	is_int(market(MARKET_WITH("\"lowestAskAmount\":\"1\"") ",{\"currencyCode\":\"USD\"}]", &m, &n),
+	       SX_PARSE_MALFORMED, "market: trailing garbage after the array -> MALFORMED");
 	is_int(market("[{\"currencyCode\":\"USD\"}]", &m, &n), SX_PARSE_MALFORMED,
-		   "market: variantId missing -> MALFORMED");
+	       "market: variantId missing -> MALFORMED");
 	is_int(market("{\"variantId\":\"" UUID_V "\"}", &m, &n), SX_PARSE_MALFORMED,
-		   "market: a single object where an array is expected -> MALFORMED");
+	       "market: a single object where an array is expected -> MALFORMED");
 
 	/*
 	 * Known defect: an integer beyond 64 bits is silently replaced by
@@ -687,15 +707,13 @@ test_market(void)
 	 * refused or kept as sent.
 	 */
 	{
-		SxParseResult r = market(MARKET_WITH("\"lowestAskAmount\":99999999999999999999"),
-								 &m, &n);
+		SxParseResult r = market(MARKET_WITH("\"lowestAskAmount\":99999999999999999999"), &m, &n);
 
-		if (!ok(r == SX_PARSE_MALFORMED ||
-				(r == SX_PARSE_OK && m[0].lowest_ask != NULL &&
-				 strcmp(m[0].lowest_ask, "99999999999999999999") == 0),
-				"market: a 20-digit integer amount is refused or kept exactly"))
+		if (!ok(r == SX_PARSE_MALFORMED || (r == SX_PARSE_OK && m[0].lowest_ask != NULL &&
+		                                    strcmp(m[0].lowest_ask, "99999999999999999999") == 0),
+		        "market: a 20-digit integer amount is refused or kept exactly"))
 			diag("result %d, lowest_ask %s", (int) r,
-				 r == SX_PARSE_OK && m[0].lowest_ask ? m[0].lowest_ask : "(none)");
+			     r == SX_PARSE_OK && m[0].lowest_ask ? m[0].lowest_ask : "(none)");
 	}
 	track_end();
 }
@@ -708,30 +726,30 @@ static void
 test_invalid_json(void)
 {
 	static const char *const bad[] = {
-		"{", "[", "[{]", "nul", "[1,]", "{\"a\":}", "[] x", "[][]", "{} {}",
-		"\"str\"", "42", "null", "true", "[\"unterminated]", "{\"a\" 1}",
-		"\xff\xfe[]", "[\"\\uZZZZ\"]"
+		"{",         "[",          "[{]",          "nul", "[1,]", "{\"a\":}", "[] x",
+		"[][]",      "{} {}",      "\"str\"",      "42",  "null", "true",     "[\"unterminated]",
+		"{\"a\" 1}", "\xff\xfe[]", "[\"\\uZZZZ\"]"
 	};
-	const int	nbad = (int) (sizeof(bad) / sizeof(bad[0]));
-	SxProduct	p;
-	SxVariant  *v;
-	SxMarket   *m;
-	SxToken		t;
-	int			n;
-	int			i;
-	bool		all_malformed = true;
-	bool		all_errbuf = true;
-	char	   *deep;
-	char	   *deep_in;
-	size_t		len;
-	int			d;
-	char		name[128];
+	const int nbad = (int) (sizeof(bad) / sizeof(bad[0]));
+	SxProduct p;
+	SxVariant *v;
+	SxMarket *m;
+	SxToken t;
+	int n;
+	int i;
+	bool all_malformed = true;
+	bool all_errbuf = true;
+	char *deep;
+	char *deep_in;
+	size_t len;
+	int d;
+	char name[128];
 
 	track_begin(-1);
 	for (i = 0; i < nbad; i++)
 	{
 		SxParseResult r[4];
-		int			k;
+		int k;
 
 		r[0] = search(bad[i], "A", &p);
 		r[1] = variants(bad[i], &v, &n);
@@ -751,15 +769,15 @@ test_invalid_json(void)
 
 	/* truncated sample bodies, at every length */
 	{
-		const char *const samples[] = {SAMPLE_SEARCH, SAMPLE_VARIANTS, SAMPLE_MARKET,
-		SAMPLE_TOKEN};
-		bool		trunc_ok = true;
-		int			s;
+		const char *const samples[] = { SAMPLE_SEARCH, SAMPLE_VARIANTS, SAMPLE_MARKET,
+			                            SAMPLE_TOKEN };
+		bool trunc_ok = true;
+		int s;
 
 		for (s = 0; s < 4; s++)
 		{
-			size_t		full = strlen(samples[s]);
-			size_t		cut;
+			size_t full = strlen(samples[s]);
+			size_t cut;
 
 			/* the samples end with "}" or "]" and maybe a newline */
 			while (full > 0 && samples[s][full - 1] == '\n')
@@ -800,14 +818,13 @@ test_invalid_json(void)
 	is_int(variants_n("", 0, &v, &n), SX_PARSE_MALFORMED, "empty body: variants");
 	is_int(market_n("", 0, &m, &n), SX_PARSE_MALFORMED, "empty body: market");
 	is_int(token_n("", 0, &t), SX_PARSE_MALFORMED, "empty body: token");
-	is_int(sx_parse_search(NULL, 0, "A", &A, &p, errbuf), SX_PARSE_MALFORMED,
-		   "NULL body: search");
+	is_int(sx_parse_search(NULL, 0, "A", &A, &p, errbuf), SX_PARSE_MALFORMED, "NULL body: search");
 	is_int(sx_parse_variants(NULL, 10, &A, &v, &n, errbuf), SX_PARSE_MALFORMED,
-		   "NULL body with a length: variants");
+	       "NULL body with a length: variants");
 	is_int(variants("  \n\t ", &v, &n), SX_PARSE_MALFORMED, "blank body: variants");
 	is_int(sx_parse_market("[]", 2, &A, &m, &n, NULL), SX_PARSE_OK, "NULL errbuf: OK works");
 	is_int(sx_parse_market("[", 1, &A, &m, &n, NULL), SX_PARSE_MALFORMED,
-		   "NULL errbuf: MALFORMED without a crash");
+	       "NULL errbuf: MALFORMED without a crash");
 
 	/* the length is honoured: what follows it is not read */
 	is_int(variants_n("[]garbage", 2, &v, &n), SX_PARSE_OK, "len stops before garbage");
@@ -816,16 +833,15 @@ test_invalid_json(void)
 	/* deep nesting: 1000 levels, alone and inside each kind of answer */
 	for (d = 0; d < 4; d++)
 	{
-		static const char *const prefix[] = {
-			"", "{\"products\":", "[{\"variantId\":\"" UUID_V "\",\"gtins\":",
-			"{\"access_token\":\"t\",\"x\":"
-		};
-		static const char *const suffix[] = {"", "}", "}]", "}"};
-		size_t		pl = strlen(prefix[d]);
-		size_t		sl = strlen(suffix[d]);
+		static const char *const prefix[] = { "", "{\"products\":",
+			                                  "[{\"variantId\":\"" UUID_V "\",\"gtins\":",
+			                                  "{\"access_token\":\"t\",\"x\":" };
+		static const char *const suffix[] = { "", "}", "}]", "}" };
+		size_t pl = strlen(prefix[d]);
+		size_t sl = strlen(suffix[d]);
 		SxParseResult r[4];
-		int			k;
-		bool		all = true;
+		int k;
+		bool all = true;
 
 		len = pl + 2000 + sl;
 		deep = malloc(len + 1);
@@ -842,7 +858,7 @@ test_invalid_json(void)
 			if (r[k] != SX_PARSE_MALFORMED)
 				all = false;
 		snprintf(name, sizeof(name), "depth 1000 (%s...): every parser MALFORMED",
-				 d == 0 ? "bare" : prefix[d]);
+		         d == 0 ? "bare" : prefix[d]);
 		ok(all, name);
 		free(deep);
 	}
@@ -850,18 +866,18 @@ test_invalid_json(void)
 	/* moderate nesting inside gtins is kept */
 	deep_in = malloc(200);
 	snprintf(deep_in, 200, "[{\"variantId\":\"" UUID_V "\",\"gtins\":%s1%s}]",
-			 "[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]");
+	         "[[[[[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]]]]]");
 	is_int(variants(deep_in, &v, &n), SX_PARSE_OK, "depth 20 inside gtins: OK");
 	is_str(v[0].gtins_json, "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]",
-		   "depth 20 inside gtins: kept as text");
+	       "depth 20 inside gtins: kept as text");
 	free(deep_in);
 
 	/* too many elements */
 	{
-		int			count = 10001;
-		size_t		blen = 2 + (size_t) count * 3;
-		char	   *big = malloc(blen + 1);
-		char	   *q = big;
+		int count = 10001;
+		size_t blen = 2 + (size_t) count * 3;
+		char *big = malloc(blen + 1);
+		char *q = big;
 
 		*q++ = '[';
 		for (i = 0; i < count; i++)
@@ -885,7 +901,7 @@ test_invalid_json(void)
 static void
 test_token(void)
 {
-	SxToken		t;
+	SxToken t;
 
 	track_begin(-1);
 	is_int(token(SAMPLE_TOKEN, &t), SX_PARSE_OK, "token sample: OK");
@@ -894,37 +910,37 @@ test_token(void)
 	is_str(t.refresh_token, NULL, "token: no rotated refresh_token -> NULL");
 
 	is_int(token("{\"access_token\":\"a\",\"expires_in\":43200.9}", &t), SX_PARSE_OK,
-		   "token: expires_in double OK");
+	       "token: expires_in double OK");
 	is_int(t.expires_in, 43200, "token: expires_in 43200.9 -> 43200");
-	is_int(token("{\"access_token\":\"a\",\"expires_in\":3600.0,\"refresh_token\":\"r2\"}",
-				 &t), SX_PARSE_OK, "token: rotated refresh_token OK");
+	is_int(token("{\"access_token\":\"a\",\"expires_in\":3600.0,\"refresh_token\":\"r2\"}", &t),
+	       SX_PARSE_OK, "token: rotated refresh_token OK");
 	is_int(t.expires_in, 3600, "token: expires_in 3600.0");
 	is_str(t.refresh_token, "r2", "token: rotated refresh_token copied");
 	is_int(token("{\"access_token\":\"a\",\"refresh_token\":\"\"}", &t), SX_PARSE_OK,
-		   "token: empty refresh_token OK");
+	       "token: empty refresh_token OK");
 	is_str(t.refresh_token, NULL, "token: empty refresh_token -> NULL");
 	is_int(token("{\"access_token\":\"a\",\"refresh_token\":null}", &t), SX_PARSE_OK,
-		   "token: null refresh_token OK");
+	       "token: null refresh_token OK");
 	is_str(t.refresh_token, NULL, "token: null refresh_token -> NULL");
 	is_int(token("{\"access_token\":\"a\"}", &t), SX_PARSE_OK, "token: no expires_in OK");
 	is_int(t.expires_in, 300, "token: missing expires_in defaults to 300");
 	is_int(token("{\"access_token\":\"a\",\"expires_in\":\"43200\"}", &t), SX_PARSE_OK,
-		   "token: string expires_in OK");
+	       "token: string expires_in OK");
 	is_int(t.expires_in, 300, "token: string expires_in ignored (300)");
 
 	is_int(token("{\"token_type\":\"Bearer\",\"expires_in\":1}", &t), SX_PARSE_MALFORMED,
-		   "token: missing access_token -> MALFORMED");
+	       "token: missing access_token -> MALFORMED");
 	ok(strstr(errbuf, "access_token") != NULL, "token: errbuf names access_token");
 	is_int(token("{\"access_token\":\"\"}", &t), SX_PARSE_MALFORMED,
-		   "token: empty access_token -> MALFORMED");
+	       "token: empty access_token -> MALFORMED");
 	is_int(token("{\"access_token\":null}", &t), SX_PARSE_MALFORMED,
-		   "token: null access_token -> MALFORMED");
+	       "token: null access_token -> MALFORMED");
 	is_int(token("{\"access_token\":123}", &t), SX_PARSE_MALFORMED,
-		   "token: numeric access_token -> MALFORMED");
+	       "token: numeric access_token -> MALFORMED");
 	is_int(token("[{\"access_token\":\"a\"}]", &t), SX_PARSE_MALFORMED,
-		   "token: array body -> MALFORMED");
+	       "token: array body -> MALFORMED");
 	is_int(token("{\"error\":\"invalid_grant\",\"error_description\":\"d\"}", &t),
-		   SX_PARSE_MALFORMED, "token: OAuth error body -> MALFORMED");
+	       SX_PARSE_MALFORMED, "token: OAuth error body -> MALFORMED");
 
 	/*
 	 * Known defect: expires_in is converted with an unchecked double ->
@@ -934,7 +950,7 @@ test_token(void)
 		SxParseResult r = token("{\"access_token\":\"a\",\"expires_in\":1e300}", &t);
 
 		if (!ok(r == SX_PARSE_MALFORMED || (r == SX_PARSE_OK && t.expires_in > 0),
-				"token: expires_in 1e300 is refused or stays positive"))
+		        "token: expires_in 1e300 is refused or stays positive"))
 			diag("result %d, expires_in %" PRId64, (int) r, t.expires_in);
 	}
 	track_end();
@@ -947,33 +963,33 @@ test_token(void)
 static void
 test_error_message(void)
 {
-	char		buf[64];
-	char		tiny[4];
+	char buf[64];
+	char tiny[4];
 
-	is_str(error_message("{\"statusCode\":400,\"message\":\"Bad\"}", buf, sizeof(buf)),
-		   "Bad", "error: {statusCode, message}");
+	is_str(error_message("{\"statusCode\":400,\"message\":\"Bad\"}", buf, sizeof(buf)), "Bad",
+	       "error: {statusCode, message}");
 	is_str(error_message("{\"errorMessage\":\"x\"}", buf, sizeof(buf)), "x",
-		   "error: {errorMessage}");
-	is_str(error_message("{\"error\":\"invalid_grant\",\"error_description\":\"d\"}",
-						 buf, sizeof(buf)),
-		   "d", "error: OAuth error_description preferred");
-	is_str(error_message("{\"error\":\"invalid_grant\"}", buf, sizeof(buf)),
-		   "invalid_grant", "error: OAuth error alone");
-	is_str(error_message("{\"message\":\"m\",\"errorMessage\":\"e\"}", buf, sizeof(buf)),
-		   "m", "error: message wins over errorMessage");
-	is_str(error_message("{\"message\":5,\"errorMessage\":\"e\"}", buf, sizeof(buf)),
-		   "e", "error: a non-string message is skipped");
+	       "error: {errorMessage}");
+	is_str(error_message("{\"error\":\"invalid_grant\",\"error_description\":\"d\"}", buf,
+	                     sizeof(buf)),
+	       "d", "error: OAuth error_description preferred");
+	is_str(error_message("{\"error\":\"invalid_grant\"}", buf, sizeof(buf)), "invalid_grant",
+	       "error: OAuth error alone");
+	is_str(error_message("{\"message\":\"m\",\"errorMessage\":\"e\"}", buf, sizeof(buf)), "m",
+	       "error: message wins over errorMessage");
+	is_str(error_message("{\"message\":5,\"errorMessage\":\"e\"}", buf, sizeof(buf)), "e",
+	       "error: a non-string message is skipped");
 	is_str(error_message("<html>502 Bad Gateway</html>", buf, sizeof(buf)), "",
-		   "error: non-JSON -> empty");
+	       "error: non-JSON -> empty");
 	is_str(error_message("[\"message\"]", buf, sizeof(buf)), "", "error: array -> empty");
 	is_str(error_message("{}", buf, sizeof(buf)), "", "error: no known key -> empty");
 	is_str(error_message("", buf, sizeof(buf)), "", "error: empty body -> empty");
-	is_str(error_message("{\"message\":\"a\\u0001b\\nc\\u00e9\\t\"}", buf, sizeof(buf)),
-		   "a?b?c???", "error: control and non-ASCII bytes replaced by '?'");
+	is_str(error_message("{\"message\":\"a\\u0001b\\nc\\u00e9\\t\"}", buf, sizeof(buf)), "a?b?c???",
+	       "error: control and non-ASCII bytes replaced by '?'");
 	is_str(error_message("{\"message\":\"a\\u0000b\"}", buf, sizeof(buf)), "a",
-		   "error: an embedded NUL ends the message");
+	       "error: an embedded NUL ends the message");
 	is_str(error_message("{\"message\":\"Badly\"}", tiny, sizeof(tiny)), "Bad",
-		   "error: truncated to the buffer, NUL-terminated");
+	       "error: truncated to the buffer, NUL-terminated");
 	is_str(error_message("{\"message\":\"Badly\"}", tiny, 1), "", "error: buflen 1 -> empty");
 	strcpy(tiny, "zz");
 	error_message("{\"message\":\"Badly\"}", tiny, 0);
@@ -1075,7 +1091,7 @@ typedef enum ParseKind
 typedef struct OomCase
 {
 	const char *name;
-	ParseKind	kind;
+	ParseKind kind;
 	const char *body;
 	const char *sku;
 } OomCase;
@@ -1085,7 +1101,7 @@ typedef struct OomCase
 static void
 snap_add(char *snap, const char *label, const char *value)
 {
-	size_t		used = strlen(snap);
+	size_t used = strlen(snap);
 
 	snprintf(snap + used, SNAP_SIZE - used, "%s=%s|", label, value ? value : "<NULL>");
 }
@@ -1095,12 +1111,12 @@ static SxParseResult
 run_case(const OomCase *c, char *snap)
 {
 	SxParseResult r;
-	SxProduct	p;
-	SxVariant  *v;
-	SxMarket   *m;
-	SxToken		t;
-	int			n;
-	int			i;
+	SxProduct p;
+	SxVariant *v;
+	SxMarket *m;
+	SxToken t;
+	int n;
+	int i;
 
 	snap[0] = '\0';
 	switch (c->kind)
@@ -1154,7 +1170,7 @@ run_case(const OomCase *c, char *snap)
 			r = token(c->body, &t);
 			if (r == SX_PARSE_OK)
 			{
-				char		num[32];
+				char num[32];
 
 				snap_add(snap, "access", t.access_token);
 				snap_add(snap, "refresh", t.refresh_token);
@@ -1170,53 +1186,55 @@ static void
 test_failing_allocator(void)
 {
 	static const OomCase cases[] = {
-		{"search sample", P_SEARCH, SAMPLE_SEARCH, "CU9225-001"},
-		{"search not found", P_SEARCH, SAMPLE_SEARCH, "NOPE"},
-		{"search fuzzy", P_SEARCH,
-			"{\"products\":[{\"productId\":\"" UUID_X "\",\"styleId\":\"A-1\"},"
-			"{\"productId\":\"" UUID_P "\",\"styleId\":\"B/a\",\"title\":\"t\","
-		"\"productAttributes\":{\"retailPrice\":1.5,\"releaseDate\":\"2020-01-01T00:00Z\"}}]}",
-		"a"},
-		{"search malformed attribute", P_SEARCH,
-		SEARCH_WITH_ATTRS("{\"gender\":\"m\",\"season\":\"s\",\"releaseDate\":\"2020-02-30\"}"),
-		"SKU-1"},
-		{"search bad productId", P_SEARCH,
-		"{\"products\":[{\"productId\":\"x\",\"styleId\":\"A\"}]}", "A"},
-		{"variants sample", P_VARIANTS, SAMPLE_VARIANTS, NULL},
-		{"variants several", P_VARIANTS,
-			"[{\"variantId\":\"" UUID_V "\",\"variantName\":\"a\",\"variantValue\":\"1\","
-			"\"gtins\":[{\"identifier\":\"1\",\"type\":\"UPC\"}],\"sizeChart\":{}},"
-			"{\"variantId\":\"" UUID_V2 "\",\"variantValue\":null},"
-		"{\"variantId\":\"" UUID_X "\",\"gtins\":[]}]", NULL},
-		{"variants bad second", P_VARIANTS,
-		"[{\"variantId\":\"" UUID_V "\",\"variantName\":\"a\"},{\"variantId\":1}]", NULL},
-		{"variants empty", P_VARIANTS, "[]", NULL},
-		{"market sample", P_MARKET, SAMPLE_MARKET, NULL},
-		{"market several", P_MARKET,
-			"[{\"variantId\":\"" UUID_V "\",\"currencyCode\":\"USD\",\"lowestAskAmount\":1.5,"
-			"\"highestBidAmount\":\"2\",\"sellFasterAmount\":\"\",\"earnMoreAmount\":3,"
-			"\"flexLowestAskAmount\":\"4.25\"},"
-		"{\"variantId\":\"" UUID_V2 "\",\"currencyCode\":\"USD\"}]", NULL},
-		{"market bad amount", P_MARKET,
-		MARKET_WITH("\"lowestAskAmount\":\"1\",\"highestBidAmount\":\"x\""), NULL},
-		{"token sample", P_TOKEN, SAMPLE_TOKEN, NULL},
-		{"token rotated", P_TOKEN,
-		"{\"access_token\":\"a\",\"expires_in\":10.5,\"refresh_token\":\"r\"}", NULL},
-		{"token missing", P_TOKEN, "{\"expires_in\":10}", NULL},
-		{"invalid JSON", P_MARKET, "[{", NULL},
+		{ "search sample", P_SEARCH, SAMPLE_SEARCH, "CU9225-001" },
+		{ "search not found", P_SEARCH, SAMPLE_SEARCH, "NOPE" },
+		{ "search fuzzy", P_SEARCH,
+		  "{\"products\":[{\"productId\":\"" UUID_X "\",\"styleId\":\"A-1\"},"
+		  "{\"productId\":\"" UUID_P "\",\"styleId\":\"B/a\",\"title\":\"t\","
+		  "\"productAttributes\":{\"retailPrice\":1.5,\"releaseDate\":\"2020-01-01T00:00Z\"}}]}",
+		  "a" },
+		{ "search malformed attribute", P_SEARCH,
+		  SEARCH_WITH_ATTRS("{\"gender\":\"m\",\"season\":\"s\",\"releaseDate\":\"2020-02-30\"}"),
+		  "SKU-1" },
+		{ "search bad productId", P_SEARCH,
+		  "{\"products\":[{\"productId\":\"x\",\"styleId\":\"A\"}]}", "A" },
+		{ "variants sample", P_VARIANTS, SAMPLE_VARIANTS, NULL },
+		{ "variants several", P_VARIANTS,
+		  "[{\"variantId\":\"" UUID_V "\",\"variantName\":\"a\",\"variantValue\":\"1\","
+		  "\"gtins\":[{\"identifier\":\"1\",\"type\":\"UPC\"}],\"sizeChart\":{}},"
+		  "{\"variantId\":\"" UUID_V2 "\",\"variantValue\":null},"
+		  "{\"variantId\":\"" UUID_X "\",\"gtins\":[]}]",
+		  NULL },
+		{ "variants bad second", P_VARIANTS,
+		  "[{\"variantId\":\"" UUID_V "\",\"variantName\":\"a\"},{\"variantId\":1}]", NULL },
+		{ "variants empty", P_VARIANTS, "[]", NULL },
+		{ "market sample", P_MARKET, SAMPLE_MARKET, NULL },
+		{ "market several", P_MARKET,
+		  "[{\"variantId\":\"" UUID_V "\",\"currencyCode\":\"USD\",\"lowestAskAmount\":1.5,"
+		  "\"highestBidAmount\":\"2\",\"sellFasterAmount\":\"\",\"earnMoreAmount\":3,"
+		  "\"flexLowestAskAmount\":\"4.25\"},"
+		  "{\"variantId\":\"" UUID_V2 "\",\"currencyCode\":\"USD\"}]",
+		  NULL },
+		{ "market bad amount", P_MARKET,
+		  MARKET_WITH("\"lowestAskAmount\":\"1\",\"highestBidAmount\":\"x\""), NULL },
+		{ "token sample", P_TOKEN, SAMPLE_TOKEN, NULL },
+		{ "token rotated", P_TOKEN,
+		  "{\"access_token\":\"a\",\"expires_in\":10.5,\"refresh_token\":\"r\"}", NULL },
+		{ "token missing", P_TOKEN, "{\"expires_in\":10}", NULL },
+		{ "invalid JSON", P_MARKET, "[{", NULL },
 	};
-	char	   *want = malloc(SNAP_SIZE);
-	char	   *got = malloc(SNAP_SIZE);
-	int			c;
-	char		name[160];
+	char *want = malloc(SNAP_SIZE);
+	char *got = malloc(SNAP_SIZE);
+	int c;
+	char name[160];
 
 	for (c = 0; c < (int) (sizeof(cases) / sizeof(cases[0])); c++)
 	{
 		SxParseResult expected;
-		int			needed;
-		int			k;
-		bool		good = true;
-		bool		used_no_memory = false;
+		int needed;
+		int k;
+		bool good = true;
+		bool used_no_memory = false;
 
 		track_begin(-1);
 		expected = run_case(&cases[c], want);
@@ -1234,15 +1252,15 @@ test_failing_allocator(void)
 				used_no_memory = true;
 				if (k >= needed)
 				{
-					diag("%s: NO_MEMORY with k=%d although %d allocations suffice",
-						 cases[c].name, k, needed);
+					diag("%s: NO_MEMORY with k=%d although %d allocations suffice", cases[c].name,
+					     k, needed);
 					good = false;
 				}
 			}
 			else if (r != expected || strcmp(got, want) != 0)
 			{
-				diag("%s: k=%d gives result %d (expected %d)", cases[c].name, k,
-					 (int) r, (int) expected);
+				diag("%s: k=%d gives result %d (expected %d)", cases[c].name, k, (int) r,
+				     (int) expected);
 				good = false;
 			}
 			if (track.count > k)
@@ -1253,8 +1271,8 @@ test_failing_allocator(void)
 			track_end();
 		}
 		snprintf(name, sizeof(name),
-				 "failing allocator k=0..200, %s: NO_MEMORY or the full result (%d allocs)",
-				 cases[c].name, needed);
+		         "failing allocator k=0..200, %s: NO_MEMORY or the full result (%d allocs)",
+		         cases[c].name, needed);
 		ok(good && (needed == 0 || used_no_memory), name);
 	}
 	free(want);

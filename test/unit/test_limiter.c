@@ -21,8 +21,8 @@
 #define DAY SX_USECS_PER_DAY
 
 /* 2024-01-15 12:00:00 UTC: mid-day, so quota tests know the next midnight */
-#define T0 (INT64_C(1705320000) * SEC)
-#define T0_DAY INT64_C(19737)
+#define T0          (INT64_C(1705320000) * SEC)
+#define T0_DAY      INT64_C(19737)
 #define T0_MIDNIGHT ((T0_DAY + 1) * DAY)
 
 /* Sun, 06 Nov 1994 08:49:37 GMT, the example date of RFC 9110 */
@@ -80,7 +80,7 @@ make_config(double rps, int burst)
 static SxVerdict
 acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t *wait)
 {
-	*wait = -12345;				/* must always be overwritten */
+	*wait = -12345; /* must always be overwritten */
 	return sx_limiter_acquire(l, cfg, now, wait);
 }
 
@@ -93,9 +93,9 @@ static void
 test_gcra_spacing(double rps, int64_t interval)
 {
 	SxLimiterConfig cfg = make_config(rps, 1);
-	SxLimiter	l;
-	int64_t		wait;
-	char		name[128];
+	SxLimiter l;
+	int64_t wait;
+	char name[128];
 
 	sx_limiter_init(&l, &cfg, T0);
 
@@ -133,10 +133,10 @@ static void
 test_gcra_burst(void)
 {
 	SxLimiterConfig cfg = make_config(1.0, 3);
-	SxLimiter	l;
-	int64_t		wait;
-	int			i;
-	int			gos = 0;
+	SxLimiter l;
+	int64_t wait;
+	int i;
+	int gos = 0;
 
 	sx_limiter_init(&l, &cfg, T0);
 	for (i = 0; i < 3; i++)
@@ -146,7 +146,7 @@ test_gcra_burst(void)
 	is_int(acquire(&l, &cfg, T0, &wait), SX_WAIT, "burst 3: the fourth waits");
 	is_int(wait, SEC, "burst 3: for exactly one interval");
 	is_int(acquire(&l, &cfg, T0 + SEC - 1, &wait), SX_WAIT,
-		   "burst 3: 1 us before the slot still waits");
+	       "burst 3: 1 us before the slot still waits");
 	is_int(acquire(&l, &cfg, T0 + SEC, &wait), SX_GO, "burst 3: GO at the slot");
 	ok(acquire(&l, &cfg, T0 + SEC, &wait) == SX_WAIT && wait == SEC,
 	   "burst 3: then one interval again");
@@ -160,8 +160,8 @@ test_gcra_burst(void)
 	/* burst 0 and negative burst behave as burst 1 */
 	cfg = make_config(1.0, 0);
 	sx_limiter_init(&l, &cfg, T0);
-	ok(acquire(&l, &cfg, T0, &wait) == SX_GO &&
-	   acquire(&l, &cfg, T0, &wait) == SX_WAIT && wait == SEC,
+	ok(acquire(&l, &cfg, T0, &wait) == SX_GO && acquire(&l, &cfg, T0, &wait) == SX_WAIT &&
+	       wait == SEC,
 	   "burst 0 behaves as burst 1");
 }
 
@@ -179,20 +179,19 @@ static void
 test_simulation(double rps, int burst, uint64_t seed)
 {
 	SxLimiterConfig cfg = make_config(rps, burst);
-	SxLimiter	l;
-	int64_t		interval = (int64_t) ceil((double) SEC / rps);
-	int64_t		next[SIM_WORKERS];
-	int64_t    *go_at = malloc(sizeof(int64_t) * SIM_MAX_GOS);
-	int64_t		end = T0 + 100 * SEC;
-	int			gos = 0;
-	int			i,
-				j;
-	bool		bad_wait = false;
-	bool		bad_verdict = false;
-	bool		too_close = false;
-	bool		over_rate = false;
-	int64_t		min_gap = INT64_MAX;
-	char		name[160];
+	SxLimiter l;
+	int64_t interval = (int64_t) ceil((double) SEC / rps);
+	int64_t next[SIM_WORKERS];
+	int64_t *go_at = malloc(sizeof(int64_t) * SIM_MAX_GOS);
+	int64_t end = T0 + 100 * SEC;
+	int gos = 0;
+	int i, j;
+	bool bad_wait = false;
+	bool bad_verdict = false;
+	bool too_close = false;
+	bool over_rate = false;
+	int64_t min_gap = INT64_MAX;
+	char name[160];
 
 	rng_seed(seed);
 	sx_limiter_init(&l, &cfg, T0);
@@ -201,10 +200,10 @@ test_simulation(double rps, int burst, uint64_t seed)
 
 	for (;;)
 	{
-		int			w = 0;
-		int64_t		now;
-		int64_t		wait;
-		SxVerdict	v;
+		int w = 0;
+		int64_t now;
+		int64_t wait;
+		SxVerdict v;
 
 		for (i = 1; i < SIM_WORKERS; i++)
 			if (next[i] < next[w])
@@ -242,38 +241,34 @@ test_simulation(double rps, int burst, uint64_t seed)
 	for (i = 0; i < gos && !over_rate; i++)
 		for (j = i; j < gos; j++)
 			if ((double) (j - i + 1) >
-				rps * (double) (go_at[j] - go_at[i]) / (double) SEC + burst + 1e-9)
+			    rps * (double) (go_at[j] - go_at[i]) / (double) SEC + burst + 1e-9)
 			{
 				diag("window %d..%d: %d GOs in %" PRId64 " us", i, j, j - i + 1,
-					 go_at[j] - go_at[i]);
+				     go_at[j] - go_at[i]);
 				over_rate = true;
 				break;
 			}
 	if (burst <= 1 && gos > 1 && min_gap < interval)
 		too_close = true;
 
-	snprintf(name, sizeof(name),
-			 "sim %g rps burst %d: GOs never exceed rate*elapsed + burst", rps, burst);
+	snprintf(name, sizeof(name), "sim %g rps burst %d: GOs never exceed rate*elapsed + burst", rps,
+	         burst);
 	ok(!over_rate && (double) gos <= rps * 100.0 + burst, name);
 	if (burst <= 1)
 	{
 		snprintf(name, sizeof(name),
-				 "sim %g rps burst 1: consecutive GOs at least one interval apart", rps);
+		         "sim %g rps burst 1: consecutive GOs at least one interval apart", rps);
 		if (!ok(!too_close, name))
 			diag("smallest gap %" PRId64 " us, interval %" PRId64, min_gap, interval);
 	}
-	snprintf(name, sizeof(name), "sim %g rps burst %d: every WAIT carries a sane wait",
-			 rps, burst);
+	snprintf(name, sizeof(name), "sim %g rps burst %d: every WAIT carries a sane wait", rps, burst);
 	ok(!bad_wait, name);
-	snprintf(name, sizeof(name), "sim %g rps burst %d: only GO and WAIT verdicts",
-			 rps, burst);
+	snprintf(name, sizeof(name), "sim %g rps burst %d: only GO and WAIT verdicts", rps, burst);
 	ok(!bad_verdict, name);
 	snprintf(name, sizeof(name),
-			 "sim %g rps burst %d: at least half the rate gets through (%d GOs)",
-			 rps, burst, gos);
+	         "sim %g rps burst %d: at least half the rate gets through (%d GOs)", rps, burst, gos);
 	ok((double) gos >= rps * 100.0 * 0.5, name);
-	snprintf(name, sizeof(name), "sim %g rps burst %d: requests_today equals the GOs",
-			 rps, burst);
+	snprintf(name, sizeof(name), "sim %g rps burst %d: requests_today equals the GOs", rps, burst);
 	is_int(l.requests_today, gos, name);
 	free(go_at);
 }
@@ -282,8 +277,8 @@ test_simulation(double rps, int burst, uint64_t seed)
 static double
 backoff_bound(int base_ms, int max_ms, int n)
 {
-	double		ceiling = (double) base_ms * 1000.0 * ldexp(1.0, n > 1000 ? 1000 : n);
-	double		cap = (double) max_ms * 1000.0;
+	double ceiling = (double) base_ms * 1000.0 * ldexp(1.0, n > 1000 ? 1000 : n);
+	double cap = (double) max_ms * 1000.0;
 
 	return ceiling < cap ? ceiling : cap;
 }
@@ -296,39 +291,35 @@ backoff_bound(int base_ms, int max_ms, int n)
 static void
 test_backoff(void)
 {
-	static const int pairs[][2] = {
-		{1000, 60000}, {1, 1}, {500, 3600000}, {0, 1000}, {1000, 0},
-		{5000, 1000}, {INT_MAX, INT_MAX}, {1, INT_MAX}, {250, 30000}
-	};
-	static const double fixed[] = {0.0, 1e-12, 0.25, 0.5, 0.75, 0.999999,
-	0.9999999999, 1.0, 1.5, -0.5};
-	int			p,
-				n,
-				r;
-	bool		in_bounds = true;
-	bool		monotonic = true;
-	bool		reaches_cap = true;
+	static const int pairs[][2] = { { 1000, 60000 },      { 1, 1 },       { 500, 3600000 },
+		                            { 0, 1000 },          { 1000, 0 },    { 5000, 1000 },
+		                            { INT_MAX, INT_MAX }, { 1, INT_MAX }, { 250, 30000 } };
+	static const double fixed[] = { 0.0,      1e-12,        0.25, 0.5, 0.75,
+		                            0.999999, 0.9999999999, 1.0,  1.5, -0.5 };
+	int p, n, r;
+	bool in_bounds = true;
+	bool monotonic = true;
+	bool reaches_cap = true;
 
 	for (p = 0; p < (int) (sizeof(pairs) / sizeof(pairs[0])); p++)
 	{
-		int64_t		prev = -1;
+		int64_t prev = -1;
 
 		for (n = 0; n <= 70; n++)
 		{
-			double		bound = backoff_bound(pairs[p][0], pairs[p][1], n);
-			int64_t		v;
+			double bound = backoff_bound(pairs[p][0], pairs[p][1], n);
+			int64_t v;
 
 			for (r = 0; r < (int) (sizeof(fixed) / sizeof(fixed[0])) + 50; r++)
 			{
-				double		u = r < (int) (sizeof(fixed) / sizeof(fixed[0])) ?
-				fixed[r] : rng_unit();
+				double u = r < (int) (sizeof(fixed) / sizeof(fixed[0])) ? fixed[r] : rng_unit();
 
 				v = sx_backoff_us(pairs[p][0], pairs[p][1], n, u);
 				if (v < 0 || (double) v > bound)
 				{
 					if (in_bounds)
 						diag("base %d max %d n %d u %.17g: %" PRId64 " not in [0, %.0f]",
-							 pairs[p][0], pairs[p][1], n, u, v, bound);
+						     pairs[p][0], pairs[p][1], n, u, v, bound);
 					in_bounds = false;
 				}
 			}
@@ -339,8 +330,8 @@ test_backoff(void)
 		}
 		/* u just below 1 at a huge attempt gives (almost) the cap */
 		if (pairs[p][1] > 0 && pairs[p][0] > 0 &&
-			(double) sx_backoff_us(pairs[p][0], pairs[p][1], 62, 0.999999) <
-			0.999 * (double) pairs[p][1] * 1000.0)
+		    (double) sx_backoff_us(pairs[p][0], pairs[p][1], 62, 0.999999) <
+		        0.999 * (double) pairs[p][1] * 1000.0)
 			reaches_cap = false;
 	}
 	ok(in_bounds, "backoff: 0 <= value <= min(max, base*2^n) for n 0..70, all randoms");
@@ -351,7 +342,7 @@ test_backoff(void)
 	is_int(sx_backoff_us(1000, 60000, 3, 0.5), 4000000, "backoff: n 3 doubles three times");
 	is_int(sx_backoff_us(1000, 60000, 62, 0.5), 30000000, "backoff: n 62 is capped at max");
 	is_int(sx_backoff_us(1000, 60000, INT_MAX, 0.5), 30000000,
-		   "backoff: n INT_MAX is capped at max (and terminates)");
+	       "backoff: n INT_MAX is capped at max (and terminates)");
 	is_int(sx_backoff_us(1000, 60000, -5, 0.5), 500000, "backoff: negative n counts as 0");
 	is_int(sx_backoff_us(1000, 60000, 5, 0.0), 0, "backoff: u 0 gives 0");
 	ok(sx_backoff_us(1000, 60000, 62, 1.0) < 60000000, "backoff: u 1.0 stays below the cap");
@@ -374,9 +365,9 @@ static void
 test_429_pause(void)
 {
 	SxLimiterConfig cfg = make_config(1.0, 1);
-	SxLimiter	l;
-	int64_t		wait;
-	int64_t		pause;
+	SxLimiter l;
+	int64_t wait;
+	int64_t pause;
 
 	sx_limiter_init(&l, &cfg, T0);
 	pause = sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
@@ -386,7 +377,7 @@ test_429_pause(void)
 	is_int(acquire(&l, &cfg, T0 + 200000, &wait), SX_PAUSED, "429: worker B is paused");
 	is_int(wait, 300000, "429: worker B waits the remaining pause");
 	is_int(sx_limiter_next_slot(&l, &cfg, T0 + 200000), T0 + 500000,
-		   "429: next_slot is the end of the pause");
+	       "429: next_slot is the end of the pause");
 	is_int(acquire(&l, &cfg, T0 + 499999, &wait), SX_PAUSED, "429: 1 us before the end");
 	is_int(wait, 1, "429: ... waits 1 us");
 	is_int(acquire(&l, &cfg, T0 + 500000, &wait), SX_GO, "429: GO when the pause ends");
@@ -404,7 +395,7 @@ test_429_pause(void)
 	sx_limiter_on_success(&l, &cfg);
 	is_int(l.consecutive_429, 0, "success resets the consecutive count");
 	is_int(sx_limiter_on_429(&l, &cfg, T0 + 10 * SEC, -1, 0.5), 500000,
-		   "429 after a success: backoff starts over");
+	       "429 after a success: backoff starts over");
 	is_int(l.responses_429_total, 4, "429: total count keeps counting");
 
 	/* Retry-After larger than the backoff wins */
@@ -417,13 +408,13 @@ test_429_pause(void)
 	/* Retry-After smaller than the backoff loses */
 	sx_limiter_init(&l, &cfg, T0);
 	is_int(sx_limiter_on_429(&l, &cfg, T0, 100000, 0.5), 500000,
-		   "Retry-After 0.1 s loses against backoff 0.5 s");
+	       "Retry-After 0.1 s loses against backoff 0.5 s");
 
 	/* a later 429 with a shorter pause does not shorten the pause */
 	sx_limiter_init(&l, &cfg, T0);
 	sx_limiter_on_429(&l, &cfg, T0, 30 * SEC, 0.5);
 	is_int(sx_limiter_on_429(&l, &cfg, T0 + SEC, -1, 0.0), 29 * SEC,
-		   "a shorter second pause keeps the longer one in force");
+	       "a shorter second pause keeps the longer one in force");
 	ok(acquire(&l, &cfg, T0 + 29 * SEC, &wait) == SX_PAUSED && wait == SEC,
 	   "the longer pause still holds");
 
@@ -442,22 +433,22 @@ static void
 test_adaptive_rate(void)
 {
 	SxLimiterConfig cfg = make_config(10.0, 1);
-	SxLimiter	l;
-	int64_t		wait;
-	int			i;
-	bool		above_floor = true;
-	bool		below_rate = true;
-	bool		monotonic = true;
-	int			steps_to_full = -1;
-	double		prev;
+	SxLimiter l;
+	int64_t wait;
+	int i;
+	bool above_floor = true;
+	bool below_rate = true;
+	bool monotonic = true;
+	int steps_to_full = -1;
+	double prev;
 
 	sx_limiter_init(&l, &cfg, T0);
 	is_dbl(sx_rate_floor(&cfg), 1.0, 1e-12, "floor of 10 rps is 1 rps");
 	is_dbl(l.effective_rate, 10.0, 1e-12, "effective rate starts at the configured rate");
 	sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
 	is_dbl(l.effective_rate, 7.0, 1e-9, "one 429: rate * 0.7");
-	ok(acquire(&l, &cfg, T0, &wait) == SX_GO &&
-	   acquire(&l, &cfg, T0, &wait) == SX_WAIT && wait == 142858,
+	ok(acquire(&l, &cfg, T0, &wait) == SX_GO && acquire(&l, &cfg, T0, &wait) == SX_WAIT &&
+	       wait == 142858,
 	   "at 7 rps the interval is ceil(1e6/7) = 142858 us");
 	sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
 	is_dbl(l.effective_rate, 4.9, 1e-9, "two 429s: rate * 0.49");
@@ -471,8 +462,8 @@ test_adaptive_rate(void)
 	ok(above_floor, "100 more 429s: never below the floor");
 	is_dbl(l.effective_rate, 1.0, 1e-12, "after many 429s the rate sits at the floor");
 	l.tat = T0;
-	ok(acquire(&l, &cfg, T0, &wait) == SX_GO &&
-	   acquire(&l, &cfg, T0, &wait) == SX_WAIT && wait == SEC,
+	ok(acquire(&l, &cfg, T0, &wait) == SX_GO && acquire(&l, &cfg, T0, &wait) == SX_WAIT &&
+	       wait == SEC,
 	   "at the floor (1 rps) the interval is 1 s");
 
 	prev = l.effective_rate;
@@ -504,15 +495,15 @@ static void
 test_reload(void)
 {
 	SxLimiterConfig cfg = make_config(10.0, 1);
-	SxLimiter	l;
-	int64_t		wait;
-	int			i;
+	SxLimiter l;
+	int64_t wait;
+	int i;
 
 	sx_limiter_init(&l, &cfg, T0);
 	is_int(acquire(&l, &cfg, T0, &wait), SX_GO, "reload: GO at 10 rps");
 	cfg.requests_per_second = 2.0;
 	is_int(acquire(&l, &cfg, T0 + 100000, &wait), SX_GO,
-		   "reload: the slot earned at 10 rps is still valid");
+	       "reload: the slot earned at 10 rps is still valid");
 	is_dbl(l.effective_rate, 2.0, 0.0, "reload to 2 rps clamps the effective rate");
 	ok(acquire(&l, &cfg, T0 + 100000, &wait) == SX_WAIT && wait == 500000,
 	   "reload: the next interval is 0.5 s");
@@ -533,8 +524,8 @@ test_reload(void)
 		sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
 	is_dbl(l.effective_rate, 1.0, 1e-12, "reload: cut down to the floor of 10 rps");
 	cfg.requests_per_second = 100.0;
-	ok(acquire(&l, &cfg, T0, &wait) == SX_GO &&
-	   acquire(&l, &cfg, T0, &wait) == SX_WAIT && wait == 100000,
+	ok(acquire(&l, &cfg, T0, &wait) == SX_GO && acquire(&l, &cfg, T0, &wait) == SX_WAIT &&
+	       wait == 100000,
 	   "reload to 100 rps: the floor (10 rps) lifts the rate, interval 0.1 s");
 	is_dbl(l.effective_rate, 10.0, 1e-12, "reload: effective rate raised to the new floor");
 }
@@ -549,12 +540,12 @@ static void
 test_circuit(void)
 {
 	SxLimiterConfig cfg = make_config(1.0, 1);
-	SxLimiter	l;
-	int64_t		wait;
-	int64_t		now = T0;
-	int64_t		expect;
-	int			i;
-	bool		doubling_ok = true;
+	SxLimiter l;
+	int64_t wait;
+	int64_t now = T0;
+	int64_t expect;
+	int i;
+	bool doubling_ok = true;
 
 	cfg.circuit_threshold = 3;
 	cfg.circuit_open_ms = 60000;
@@ -574,7 +565,7 @@ test_circuit(void)
 	is_int(l.circuit, SX_CIRCUIT_OPEN, "circuit: three consecutive 429s open it");
 	is_int(l.circuit_open_until, now + 60 * SEC, "circuit: open for circuit_open_ms");
 	is_int(acquire(&l, &cfg, now + 10 * SEC, &wait), SX_REFUSED_CIRCUIT,
-		   "circuit: acquire while open is SX_REFUSED_CIRCUIT");
+	       "circuit: acquire while open is SX_REFUSED_CIRCUIT");
 	is_int(wait, 50 * SEC, "circuit: wait until the open time is up");
 	ok(sx_limiter_circuit_refuses(&l, now + 10 * SEC), "circuit_refuses while open");
 	ok(sx_limiter_circuit_refuses(&l, now + 60 * SEC - 1), "circuit_refuses 1 us before");
@@ -595,7 +586,7 @@ test_circuit(void)
 	is_int(acquire(&l, &cfg, now, &wait), SX_WAIT, "half-open: second worker waits");
 	ok(wait > 0, "half-open: with a positive wait");
 	is_int(acquire(&l, &cfg, now + 100 * SEC, &wait), SX_WAIT,
-		   "half-open: others keep waiting while the probe is out, even much later");
+	       "half-open: others keep waiting while the probe is out, even much later");
 
 	sx_limiter_on_success(&l, &cfg);
 	is_int(l.circuit, SX_CIRCUIT_CLOSED, "half-open: success closes the circuit");
@@ -610,18 +601,16 @@ test_circuit(void)
 	expect = 60 * SEC;
 	for (i = 0; i < 16; i++)
 	{
-		int64_t		opened_at = now;
+		int64_t opened_at = now;
 
-		if (l.circuit != SX_CIRCUIT_OPEN ||
-			l.circuit_open_until - opened_at != expect)
+		if (l.circuit != SX_CIRCUIT_OPEN || l.circuit_open_until - opened_at != expect)
 		{
-			diag("trip %d: state %d, open %" PRId64 " us, expected %" PRId64,
-				 i + 1, (int) l.circuit, l.circuit_open_until - opened_at, expect);
+			diag("trip %d: state %d, open %" PRId64 " us, expected %" PRId64, i + 1,
+			     (int) l.circuit, l.circuit_open_until - opened_at, expect);
 			doubling_ok = false;
 		}
 		now = l.circuit_open_until;
-		if (acquire(&l, &cfg, now, &wait) != SX_GO ||
-			l.circuit != SX_CIRCUIT_HALF_OPEN)
+		if (acquire(&l, &cfg, now, &wait) != SX_GO || l.circuit != SX_CIRCUIT_HALF_OPEN)
 		{
 			diag("trip %d: the probe did not go", i + 1);
 			doubling_ok = false;
@@ -640,7 +629,7 @@ test_circuit(void)
 	for (i = 0; i < 3; i++)
 		sx_limiter_on_429(&l, &cfg, now, -1, 0.5);
 	is_int(l.circuit_open_until - now, 60 * SEC,
-		   "circuit: after closing, the next trip is circuit_open_ms again");
+	       "circuit: after closing, the next trip is circuit_open_ms again");
 
 	/* other failures release the probe without deciding anything */
 	now = l.circuit_open_until;
@@ -649,8 +638,7 @@ test_circuit(void)
 	sx_limiter_on_other_failure(&l);
 	is_int(l.circuit, SX_CIRCUIT_HALF_OPEN, "other failure: still half-open");
 	ok(!l.probe_in_flight, "other failure: the probe is released");
-	is_int(acquire(&l, &cfg, now + 20 * SEC, &wait), SX_GO,
-		   "other failure: a new probe may go");
+	is_int(acquire(&l, &cfg, now + 20 * SEC, &wait), SX_GO, "other failure: a new probe may go");
 	is_int(acquire(&l, &cfg, now + 40 * SEC, &wait), SX_WAIT, "...and only one");
 
 	/* other failures do nothing on a closed circuit */
@@ -681,13 +669,13 @@ test_circuit(void)
 static void
 test_quota(void)
 {
-	SxLimiterConfig cfg = make_config(1000.0, 1);	/* interval 1 ms */
-	SxLimiter	l;
-	int64_t		wait;
-	int64_t		now = T0;
-	int			i;
-	int			gos = 0;
-	bool		all_go = true;
+	SxLimiterConfig cfg = make_config(1000.0, 1); /* interval 1 ms */
+	SxLimiter l;
+	int64_t wait;
+	int64_t now = T0;
+	int i;
+	int gos = 0;
+	bool all_go = true;
 
 	cfg.daily_limit = 5;
 	sx_limiter_init(&l, &cfg, now);
@@ -699,7 +687,7 @@ test_quota(void)
 	is_int(acquire(&l, &cfg, now, &wait), SX_REFUSED_QUOTA, "quota 5: the sixth stops");
 	is_int(wait, T0_MIDNIGHT - now, "quota: wait until the next 00:00 UTC");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT - 1, &wait), SX_REFUSED_QUOTA,
-		   "quota: 23:59:59.999999 is still the same day");
+	       "quota: 23:59:59.999999 is still the same day");
 	is_int(wait, 1, "quota: 1 us before midnight waits 1 us");
 	ok(sx_limiter_quota_spent(&l, &cfg, T0_MIDNIGHT - 1), "quota_spent at 23:59:59.999999");
 	ok(!sx_limiter_quota_spent(&l, &cfg, T0_MIDNIGHT), "quota_spent false at 00:00:00");
@@ -708,15 +696,15 @@ test_quota(void)
 	is_int(l.requests_today, 1, "quota: the count restarted");
 
 	/* a GO in the last microsecond of a day and one at midnight, limit 1 */
-	cfg = make_config(1e6, 1);	/* interval 1 us */
+	cfg = make_config(1e6, 1); /* interval 1 us */
 	cfg.daily_limit = 1;
 	sx_limiter_init(&l, &cfg, T0_MIDNIGHT - 2);
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT - 1, &wait), SX_GO, "limit 1: GO at 23:59:59.999999");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT - 1, &wait), SX_REFUSED_QUOTA,
-		   "limit 1: then stop in the same microsecond");
+	       "limit 1: then stop in the same microsecond");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT, &wait), SX_GO, "limit 1: GO at 00:00:00");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT + 1, &wait), SX_REFUSED_QUOTA,
-		   "limit 1: stop again at 00:00:00.000001");
+	       "limit 1: stop again at 00:00:00.000001");
 	is_int(wait, DAY - 1, "limit 1: wait almost a full day");
 
 	/* 0 = unlimited */
@@ -736,7 +724,7 @@ test_quota(void)
 	acquire(&l, &cfg, T0, &wait);
 	sx_limiter_on_429(&l, &cfg, T0, 10 * SEC, 0.5);
 	is_int(acquire(&l, &cfg, T0 + SEC, &wait), SX_REFUSED_QUOTA,
-		   "quota spent and paused: SX_REFUSED_QUOTA");
+	       "quota spent and paused: SX_REFUSED_QUOTA");
 
 	/* persisted counts */
 	cfg = make_config(1000.0, 1);
@@ -760,7 +748,7 @@ test_quota(void)
 	is_int(l.requests_today, 0, "persisted: the old day's count does not apply");
 	sx_limiter_note_persisted(&l, T0_MIDNIGHT + SEC, T0_DAY + 1, 4);
 	ok(acquire(&l, &cfg, T0_MIDNIGHT + SEC, &wait) == SX_GO &&
-	   acquire(&l, &cfg, T0_MIDNIGHT + SEC + 1000, &wait) == SX_REFUSED_QUOTA,
+	       acquire(&l, &cfg, T0_MIDNIGHT + SEC + 1000, &wait) == SX_REFUSED_QUOTA,
 	   "persisted 4 on the new day: one GO left");
 }
 
@@ -788,16 +776,16 @@ static void
 test_next_slot(void)
 {
 	SxLimiterConfig cfg = make_config(1.0, 1);
-	SxLimiter	l;
-	SxLimiter	before;
-	int64_t		wait;
+	SxLimiter l;
+	SxLimiter before;
+	int64_t wait;
 
 	sx_limiter_init(&l, &cfg, T0);
 	is_int(sx_limiter_next_slot(&l, &cfg, T0), T0, "next_slot: fresh limiter is now");
 	acquire(&l, &cfg, T0, &wait);
 	is_int(sx_limiter_next_slot(&l, &cfg, T0), T0 + SEC, "next_slot: one interval after a GO");
 	is_int(sx_limiter_next_slot(&l, &cfg, T0 + 5 * SEC), T0 + 5 * SEC,
-		   "next_slot: never in the past");
+	       "next_slot: never in the past");
 	before = l;
 	(void) sx_limiter_next_slot(&l, &cfg, T0);
 	ok(memcmp(&before, &l, sizeof(l)) == 0, "next_slot: the limiter is unchanged");
@@ -813,8 +801,7 @@ test_next_slot(void)
 	is_int(sx_limiter_next_slot(&l, &cfg, T0), T0 + SEC, "next_slot burst 3: all used, +1 s");
 
 	sx_limiter_on_429(&l, &cfg, T0, 7 * SEC, 0.0);
-	is_int(sx_limiter_next_slot(&l, &cfg, T0), T0 + 7 * SEC,
-		   "next_slot: a pause pushes the slot");
+	is_int(sx_limiter_next_slot(&l, &cfg, T0), T0 + 7 * SEC, "next_slot: a pause pushes the slot");
 }
 
 /*
@@ -832,7 +819,7 @@ test_retry_after(void)
 	is_int(sx_parse_retry_after("86400", T0), DAY, "Retry-After one day");
 	is_int(sx_parse_retry_after("86401", T0), DAY, "Retry-After capped at one day");
 	is_int(sx_parse_retry_after("99999999999999999999999999999", T0), DAY,
-		   "Retry-After huge number capped (no overflow)");
+	       "Retry-After huge number capped (no overflow)");
 	is_int(sx_parse_retry_after("abc", T0), -1, "Retry-After \"abc\"");
 	is_int(sx_parse_retry_after("-1", T0), -1, "Retry-After \"-1\"");
 	is_int(sx_parse_retry_after("+3", T0), -1, "Retry-After \"+3\"");
@@ -844,81 +831,81 @@ test_retry_after(void)
 	is_int(sx_parse_retry_after(NULL, T0), -1, "Retry-After NULL");
 
 	/* IMF-fixdate */
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   5 * SEC, "IMF-fixdate 5 s in the future");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", RFC_DATE - 1),
-		   1, "IMF-fixdate 1 us in the future");
-	is_int(sx_parse_retry_after("  Sun, 06 Nov 1994 08:49:37 GMT  ", RFC_DATE - 5 * SEC),
-		   5 * SEC, "IMF-fixdate with surrounding blanks");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC), 5 * SEC,
+	       "IMF-fixdate 5 s in the future");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", RFC_DATE - 1), 1,
+	       "IMF-fixdate 1 us in the future");
+	is_int(sx_parse_retry_after("  Sun, 06 Nov 1994 08:49:37 GMT  ", RFC_DATE - 5 * SEC), 5 * SEC,
+	       "IMF-fixdate with surrounding blanks");
 	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", RFC_DATE), 0,
-		   "IMF-fixdate exactly now -> 0");
+	       "IMF-fixdate exactly now -> 0");
 	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", T0), 0,
-		   "IMF-fixdate in the past -> 0");
+	       "IMF-fixdate in the past -> 0");
 	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 0), DAY,
-		   "IMF-fixdate far ahead -> capped at one day");
-	is_int(sx_parse_retry_after("Thu, 29 Feb 2024 12:00:00 GMT",
-								INT64_C(1709208000) * SEC - 10 * SEC),
-		   10 * SEC, "IMF-fixdate on a leap day");
-	is_int(sx_parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT",
-								INT64_C(4102444800) * SEC - 10 * SEC),
-		   10 * SEC, "IMF-fixdate in 2100 (not a leap year before it)");
-	is_int(sx_parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", -5 * SEC),
-		   5 * SEC, "IMF-fixdate at the epoch");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:60 GMT", RFC_DATE - 5 * SEC),
-		   28 * SEC, "IMF-fixdate leap second 60 accepted");
+	       "IMF-fixdate far ahead -> capped at one day");
+	is_int(
+	    sx_parse_retry_after("Thu, 29 Feb 2024 12:00:00 GMT", INT64_C(1709208000) * SEC - 10 * SEC),
+	    10 * SEC, "IMF-fixdate on a leap day");
+	is_int(
+	    sx_parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT", INT64_C(4102444800) * SEC - 10 * SEC),
+	    10 * SEC, "IMF-fixdate in 2100 (not a leap year before it)");
+	is_int(sx_parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", -5 * SEC), 5 * SEC,
+	       "IMF-fixdate at the epoch");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:60 GMT", RFC_DATE - 5 * SEC), 28 * SEC,
+	       "IMF-fixdate leap second 60 accepted");
 
 	/*
 	 * The weekday must be a day name, though it is not checked against the
 	 * date: "Foo" is malformed, a wrong but real day name is accepted.
 	 */
-	is_int(sx_parse_retry_after("Foo, 06 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate: an unknown weekday name -> -1");
-	is_int(sx_parse_retry_after("Mon, 06 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   5 * SEC, "IMF-fixdate: the weekday is not checked against the date");
+	is_int(sx_parse_retry_after("Foo, 06 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate: an unknown weekday name -> -1");
+	is_int(sx_parse_retry_after("Mon, 06 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC), 5 * SEC,
+	       "IMF-fixdate: the weekday is not checked against the date");
 
 	/* malformed dates */
-	is_int(sx_parse_retry_after("Sun, 32 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate day 32 -> -1");
-	is_int(sx_parse_retry_after("Sun, 00 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate day 0 -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nox 1994 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate unknown month -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate month is case-sensitive -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 24:00:00 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate hour 24 -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:60:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate minute 60 -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:61 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate second 61 -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1969 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate before 1970 -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMTx", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate trailing garbage -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT 1", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate trailing word -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 UTC", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate zone other than GMT -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate without zone -> -1");
-	is_int(sx_parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "obsolete RFC 850 date -> -1");
-	is_int(sx_parse_retry_after("Sun Nov  6 08:49:37 1994", RFC_DATE - 5 * SEC),
-		   -1, "obsolete asctime date -> -1");
+	is_int(sx_parse_retry_after("Sun, 32 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate day 32 -> -1");
+	is_int(sx_parse_retry_after("Sun, 00 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate day 0 -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nox 1994 08:49:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate unknown month -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate month is case-sensitive -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 24:00:00 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate hour 24 -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:60:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate minute 60 -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:61 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate second 61 -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1969 08:49:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate before 1970 -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMTx", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate trailing garbage -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT 1", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate trailing word -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 UTC", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate zone other than GMT -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate without zone -> -1");
+	is_int(sx_parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "obsolete RFC 850 date -> -1");
+	is_int(sx_parse_retry_after("Sun Nov  6 08:49:37 1994", RFC_DATE - 5 * SEC), -1,
+	       "obsolete asctime date -> -1");
 	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT                   x",
-								RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate longer than 40 characters -> -1");
+	                            RFC_DATE - 5 * SEC),
+	       -1, "IMF-fixdate longer than 40 characters -> -1");
 
 	/*
 	 * Known defects (see the report): negative time fields and a day beyond
 	 * the month's length pass the range checks.  These must be -1.
 	 */
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 -8:49:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate negative hour -> -1");
-	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:-1:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate negative minute -> -1");
-	is_int(sx_parse_retry_after("Sun, 31 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC),
-		   -1, "IMF-fixdate 31 November -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 -8:49:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate negative hour -> -1");
+	is_int(sx_parse_retry_after("Sun, 06 Nov 1994 08:-1:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate negative minute -> -1");
+	is_int(sx_parse_retry_after("Sun, 31 Nov 1994 08:49:37 GMT", RFC_DATE - 5 * SEC), -1,
+	       "IMF-fixdate 31 November -> -1");
 }
 
 int
