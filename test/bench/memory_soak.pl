@@ -34,12 +34,18 @@ while (1)
 		'SELECT pid, processed, memory_bytes FROM stockx_enrich_status');
 	last unless $row;
 	my ($pid, $processed, $mem) = split /\|/, $row;
-	my $rss = 0;
+	# RssAnon: private memory (palloc, json-c, libcurl); RssShmem grows with
+	# the shared buffers the worker touches and is not the worker's own
+	my ($anon, $shmem) = (0, 0);
 	if (open my $fh, '<', "/proc/$pid/status")
 	{
-		while (<$fh>) { $rss = $1 * 1024 if /^VmRSS:\s+(\d+)/; }
+		while (<$fh>)
+		{
+			$anon = $1 * 1024 if /^RssAnon:\s+(\d+)/;
+			$shmem = $1 * 1024 if /^RssShmem:\s+(\d+)/;
+		}
 	}
-	push @samples, [ time() - $t0, $processed, $mem, $rss ];
+	push @samples, [ time() - $t0, $processed, $mem, $anon, $shmem ];
 	sleep 1;
 }
 my $reason = wait_run($node, $run, 600);
@@ -52,9 +58,9 @@ diag sprintf "run %s ended %s after %.1f s: processed|enriched|not_found|request
 my ($processed, undef, undef, $requests) = split /\|/, $stats;
 diag sprintf "throughput: %.1f products/s, %.1f requests/s (limit %d/s), %.2f requests/product\n",
   $processed / $elapsed, $requests / $elapsed, $rate, $requests / $processed;
-diag sprintf "%8s %10s %14s %12s", 'time_s', 'processed', 'context_bytes', 'rss_bytes';
+diag sprintf "%8s %10s %14s %14s %14s", 'time_s', 'processed', 'context_bytes', 'rss_anon', 'rss_shmem';
 my @keep = grep { $_ % int(@samples / 10 + 1) == 0 || $_ == $#samples } 0 .. $#samples;
-diag sprintf("%8.1f %10d %14d %12d", @{ $samples[$_] }) for @keep;
+diag sprintf("%8.1f %10d %14d %14d %14d", @{ $samples[$_] }) for @keep;
 
 sub avg
 {
@@ -71,7 +77,7 @@ if (@samples >= 8)
 	my ($r1, $r4) = (avg(1, $q, 3), avg(@samples - $q, $#samples, 3));
 	diag sprintf "context memory: first quarter avg %d, last quarter avg %d, growth %+d bytes (%+.2f%%)\n",
 	  $m1, $m4, $m4 - $m1, 100 * ($m4 - $m1) / $m1;
-	diag sprintf "resident set:   first quarter avg %d, last quarter avg %d, growth %+d bytes (%+.2f%%)\n",
+	diag sprintf "private RSS:    first quarter avg %d, last quarter avg %d, growth %+d bytes (%+.2f%%)\n",
 	  $r1, $r4, $r4 - $r1, 100 * ($r4 - $r1) / $r1;
 }
 ok(1, 'benchmark ran');

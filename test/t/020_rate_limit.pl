@@ -221,9 +221,9 @@ for my $bad ('3.5', '3 seconds')
 }
 
 my $log = slurp_file($node->logfile);
-like($log, qr/rate limited endpoint=\w+ sku="RB-\d+" retry=0\/\d+ wait_ms=\d+ retry_after_ms=3000/,
+like($log, qr/rate limited endpoint=[\w-]+ sku="RB-\d+" retry=0\/\d+ wait_ms=\d+ retry_after_ms=3000/,
 	'server log records the 429 with retry_after_ms=3000');
-like($log, qr/rate limited endpoint=\w+ sku="RM-\d+" retry=0\/\d+ wait_ms=\d+ retry_after_ms=-1/,
+like($log, qr/rate limited endpoint=[\w-]+ sku="RM-\d+" retry=0\/\d+ wait_ms=\d+ retry_after_ms=-1/,
 	'server log records the malformed Retry-After as absent (retry_after_ms=-1)');
 
 $node->stop;

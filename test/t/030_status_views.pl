@@ -169,21 +169,24 @@ cmp_ok(scalar @act_ok, '>=', 0.8 * @busy,
 	"pg_stat_activity shows the workers with backend_type 'stockx_enrich worker' ("
 	  . scalar(@act_ok) . ' of ' . scalar(@busy) . ' samples match exactly)');
 
-# two samples at least 3 s apart, same two workers
+# two samples at least 7 s apart (a worker commits every 5 rows, about every
+# 6 s here), the first after a commit, with the same two workers
+my $processed_of = sub { my $s = shift; my $n = 0; $n += $_->{processed} for @{ $s->{status} }; $n };
 my ($sa, $sb);
 OUTER:
 for my $i (0 .. $#busy)
 {
+	next unless $processed_of->($busy[$i]) > 0;
 	for my $j ($i + 1 .. $#busy)
 	{
-		next unless $busy[$j]{t} - $busy[$i]{t} >= 3;
+		next unless $busy[$j]{t} - $busy[$i]{t} >= 7;
 		next unless join(',', map { $_->{pid} } @{ $busy[$i]{status} })
 		  eq join(',', map { $_->{pid} } @{ $busy[$j]{status} });
 		($sa, $sb) = ($busy[$i], $busy[$j]);
 		last OUTER;
 	}
 }
-ok(defined $sb, 'two samples 3 s apart with the same workers');
+ok(defined $sb, 'two samples 7 s apart with the same workers, the first after a commit');
 if ($sb)
 {
 	note sprintf('samples at +%.1f s and +%.1f s', $sa->{t} - $t0, $sb->{t} - $t0);
@@ -195,8 +198,8 @@ if ($sb)
 		cmp_ok($wb->{processed}, '>=', $wa->{processed},
 			"worker $wa->{pid}: processed never falls ($wa->{processed} -> $wb->{processed})");
 	}
-	my $proc = sub { my $s = shift; my $n = 0; $n += $_->{processed} for @{ $s->{status} }; $n };
-	cmp_ok($proc->($sb), '>', $proc->($sa), 'processed rises across the workers');
+	cmp_ok($processed_of->($sb), '>', $processed_of->($sa),
+		sprintf('processed rises across the workers (%d -> %d)', $processed_of->($sa), $processed_of->($sb)));
 
 	my ($la, $lb) = ($sa->{limiter}, $sb->{limiter});
 	is($la->{requests_per_second}, 5, 'stockx_enrich_limiter shows requests_per_second 5');
