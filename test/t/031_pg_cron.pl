@@ -89,6 +89,11 @@ my $fired_during = sql(
 cmp_ok($fired_during, '>=', 2,
 	"$fired_during succeeded firings from the start of the run to its end");
 is(sql(
+	"SELECT count(*) >= 1 FROM cron.job_run_details
+	  WHERE jobid = $jobid AND status = 'succeeded'
+	    AND start_time > to_timestamp($started) AND start_time < to_timestamp($finished)"),
+	't', 'at least one of them fired while the run was active');
+is(sql(
 	"SELECT count(*) FROM stockx_run
 	  WHERE started_at >= (SELECT min(start_time) FROM cron.job_run_details WHERE jobid = $jobid) - interval '1 second'
 	    AND started_at <= to_timestamp($finished)"),
