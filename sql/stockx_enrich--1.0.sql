@@ -209,8 +209,17 @@ CREATE VIEW stockx_enrich_status AS
 	 WHERE database = (SELECT oid FROM pg_catalog.pg_database
 						WHERE datname = pg_catalog.current_database());
 
+-- requests_today also reads stockx_quota, so that the count persisted before
+-- a restart shows before any worker has merged it back into shared memory
 CREATE VIEW stockx_enrich_limiter AS
-	SELECT * FROM stockx_enrich_limiter_state();
+	SELECT l.requests_per_second, l.effective_rate, l.next_slot_at, l.paused_until,
+		   greatest(l.requests_today,
+					coalesce((SELECT q.requests FROM stockx_quota q
+							   WHERE q.day = (l.quota_resets_at AT TIME ZONE 'UTC')::date - 1),
+							 0)) AS requests_today,
+		   l.daily_limit, l.quota_resets_at, l.circuit_state, l.circuit_open_until,
+		   l.consecutive_429, l.responses_429_total
+	  FROM stockx_enrich_limiter_state() l;
 
 CREATE VIEW stockx_enrich_queue AS
 	SELECT status,
@@ -224,7 +233,7 @@ CREATE VIEW stockx_enrich_queue AS
 
 CREATE VIEW stockx_enrich_alerts AS
 	WITH l AS (
-		SELECT * FROM stockx_enrich_limiter_state()
+		SELECT * FROM stockx_enrich_limiter
 	), r AS (
 		SELECT * FROM stockx_run ORDER BY run_id DESC LIMIT 1
 	)

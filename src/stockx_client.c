@@ -26,7 +26,7 @@
 #include "stockx_json.h"
 
 #define SX_USER_AGENT "stockx_enrich/" STOCKX_ENRICH_VERSION
-/* refresh a token this long before it expires */
+/* renew a token this long before it expires (at most half its lifetime) */
 #define SX_TOKEN_MARGIN_US (60 * USECS_PER_SEC)
 
 struct StockxClient
@@ -34,7 +34,7 @@ struct StockxClient
 	CURL *curl;
 	MemoryContext cxt;            /* owns the token copies */
 	char *access_token;           /* NULL until we have one */
-	TimestampTz token_expires_at; /* 0 = unknown (configured token) */
+	TimestampTz token_renew_at; /* 0 = never (configured token) */
 	char *rotated_refresh_token;  /* set when the server rotated it */
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -297,8 +297,7 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 
 	errbuf[0] = '\0';
 	if (!force_refresh && client->access_token != NULL &&
-	    (client->token_expires_at == 0 ||
-	     GetCurrentTimestamp() < client->token_expires_at - SX_TOKEN_MARGIN_US))
+	    (client->token_renew_at == 0 || GetCurrentTimestamp() < client->token_renew_at))
 		return SX_TOKEN_OK;
 
 	refresh = client->rotated_refresh_token ? client->rotated_refresh_token
@@ -308,7 +307,7 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 	{
 		client->access_token =
 		    MemoryContextStrdup(client->cxt, stockx_secret(SX_SECRET_ACCESS_TOKEN));
-		client->token_expires_at = 0;
+		client->token_renew_at = 0;
 		return SX_TOKEN_OK;
 	}
 	if (refresh == NULL || stockx_secret(SX_SECRET_CLIENT_ID) == NULL ||
@@ -372,7 +371,10 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 	}
 	explicit_bzero(resp.body, resp.body_len);
 	client->access_token = token.access_token;
-	client->token_expires_at = GetCurrentTimestamp() + Max(token.expires_in, 1) * USECS_PER_SEC;
+	/* renew a minute early, or halfway through a token shorter-lived than two minutes */
+	client->token_renew_at =
+	    GetCurrentTimestamp() + Max(token.expires_in, 1) * USECS_PER_SEC -
+	    Min(SX_TOKEN_MARGIN_US, Max(token.expires_in, 1) * USECS_PER_SEC / 2);
 	if (token.refresh_token != NULL)
 	{
 		zero_and_free(client->rotated_refresh_token);
