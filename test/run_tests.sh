@@ -45,7 +45,7 @@ fi
 
 echo "== TAP integration tests"
 tap_tests=("$@")
-[ ${#tap_tests[@]} -gt 0 ] || tap_tests=(t/)
+[ ${#tap_tests[@]} -gt 0 ] || tap_tests=(--ext .pl t/)
 if ! (cd "$work/test" && as_pg env TESTDIR="$work/test" \
 		PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
 		STOCKX_STANDIN="$work/test/standin/stockx_standin.py" \
