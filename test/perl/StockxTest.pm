@@ -18,7 +18,7 @@ use Test::More;
 
 our @EXPORT = qw(standin_start standin_stop admin_config admin_reset admin_log
   admin_stats expect_product stockx_node wait_run api_requests min_gap
-  standin_url json_decode_utf8);
+  standin_url json_decode_utf8 enqueue_skus poll_until num_eq extreme_amount);
 
 my $json = JSON::PP->new->utf8->canonical;
 my $http = HTTP::Tiny->new(timeout => 30);
@@ -139,6 +139,48 @@ sub stockx_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION stockx_enrich');
 	return $node;
+}
+
+# Queue SKUs through stockx_enrich_enqueue; returns how many were new.
+sub enqueue_skus
+{
+	my ($node, @skus) = @_;
+	my $array = join(',', map { my $s = $_; $s =~ s/'/''/g; "'$s'" } @skus);
+	return $node->safe_psql('postgres', "SELECT stockx_enrich_enqueue(ARRAY[$array])");
+}
+
+# Poll $cond every 50 ms until it returns true or $timeout_s passes.
+sub poll_until
+{
+	my ($timeout_s, $cond) = @_;
+	my $end = time() + $timeout_s;
+	while (time() < $end)
+	{
+		my $v = $cond->();
+		return $v if $v;
+		usleep(50_000);
+	}
+	return undef;
+}
+
+# Numeric equality where both sides may be NULL (undef).
+sub num_eq
+{
+	my ($got, $want) = @_;
+	return !defined $got && !defined $want if !defined $got || !defined $want;
+	return $got == $want;
+}
+
+# The amount under $key that $better prefers over all others (min or max),
+# ignoring nulls, across the stand-in's market data entries.
+sub extreme_amount
+{
+	my ($market, $key, $better) = @_;
+	my @v = grep { defined } map { $_->{$key} } @$market;
+	return undef unless @v;
+	my $best = shift @v;
+	for (@v) { $best = $_ if $better->($_, $best); }
+	return $best;
 }
 
 # Wait for a run to end; returns its stop_reason.

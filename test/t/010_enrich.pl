@@ -58,23 +58,6 @@ my $rows = $node->safe_psql('postgres', q{
 	  FROM stockx_product p});
 my %row = map { $_->{sku} => $_ } @{ json_decode_utf8($rows) };
 
-sub num_eq
-{
-	my ($got, $want) = @_;
-	return !defined $got && !defined $want if !defined $got || !defined $want;
-	return $got == $want;
-}
-
-sub min_amount
-{
-	my ($market, $key, $pick) = @_;
-	my @v = grep { defined } map { $_->{$key} } @$market;
-	return undef unless @v;
-	my $best = shift @v;
-	for (@v) { $best = $_ if $pick->($_, $best); }
-	return $best;
-}
-
 my $field_errors = 0;
 for my $sku (@found)
 {
@@ -101,8 +84,8 @@ for my $sku (@found)
 	push @bad, 'retail_price' unless num_eq($r->{retail_price}, $a->{retailPrice});
 	push @bad, 'product json' unless ($r->{product_id_in_json} // '') eq $p->{productId};
 	push @bad, "variants $r->{variants}" unless $r->{variants} == @{ $e->{variants} };
-	my $lo = min_amount($e->{market}, 'lowestAskAmount', sub { $_[0] < $_[1] });
-	my $hi = min_amount($e->{market}, 'highestBidAmount', sub { $_[0] > $_[1] });
+	my $lo = extreme_amount($e->{market}, 'lowestAskAmount', sub { $_[0] < $_[1] });
+	my $hi = extreme_amount($e->{market}, 'highestBidAmount', sub { $_[0] > $_[1] });
 	push @bad, 'lowest_ask' unless num_eq($r->{lowest_ask}, $lo);
 	push @bad, 'highest_bid' unless num_eq($r->{highest_bid}, $hi);
 	push @bad, 'currency' unless $r->{currency_code} eq 'USD' && $r->{has_market_time};

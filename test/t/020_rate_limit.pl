@@ -27,27 +27,6 @@ my $node = stockx_node('rate_limit',
 
 # ---------------------------------------------------------------- helpers
 
-sub enqueue
-{
-	my (@skus) = @_;
-	my $array = join(',', map { "'$_'" } @skus);
-	return $node->safe_psql('postgres', "SELECT stockx_enrich_enqueue(ARRAY[$array])");
-}
-
-# Poll $cond every 50 ms until it returns true or $timeout_s passes.
-sub poll_until
-{
-	my ($timeout_s, $cond) = @_;
-	my $end = time() + $timeout_s;
-	while (time() < $end)
-	{
-		my $v = $cond->();
-		return $v if $v;
-		usleep(50_000);
-	}
-	return undef;
-}
-
 # Requests per second over the run: intervals between first and last arrival.
 sub achieved_rate
 {
@@ -95,7 +74,7 @@ sub gap_after_429
 	admin_reset();
 	admin_config({ rate_limit_rps => $rate, rate_tolerance_ms => $tolerance_ms });
 	my @skus = map { sprintf('RA-%04d', $_) } 1 .. 120;
-	is(enqueue(@skus), 120, '(a) 120 fresh SKUs queued (360 requests)');
+	is(enqueue_skus($node, @skus), 120, '(a) 120 fresh SKUs queued (360 requests)');
 
 	my $run_id = $node->safe_psql('postgres', 'SELECT stockx_enrich_start(4)');
 	is(wait_run($node, $run_id, 120), 'done', '(a) 4-worker run ends done');
@@ -121,7 +100,7 @@ sub gap_after_429
 	admin_config({ rate_limit_rps => $rate, rate_tolerance_ms => $tolerance_ms,
 		latency_ms => 150 });
 	my @skus = map { sprintf('RL-%04d', $_) } 1 .. 60;
-	is(enqueue(@skus), 60, '(a) 60 more SKUs queued, answers now take 150 ms');
+	is(enqueue_skus($node, @skus), 60, '(a) 60 more SKUs queued, answers now take 150 ms');
 
 	my $run_id = $node->safe_psql('postgres', 'SELECT stockx_enrich_start(4)');
 	is(wait_run($node, $run_id, 120), 'done', '(a) slow-answer run ends done');
@@ -145,7 +124,7 @@ sub run_with_one_429
 	admin_reset();
 	admin_config({ rate_limit_rps => $rate, rate_tolerance_ms => $tolerance_ms });
 	my @skus = map { sprintf('%s-%04d', $prefix, $_) } 1 .. $nskus;
-	enqueue(@skus);
+	enqueue_skus($node, @skus);
 	my $before_429 = $node->safe_psql('postgres',
 		'SELECT responses_429_total FROM stockx_enrich_limiter');
 

@@ -25,26 +25,6 @@ my $open_ms = 6000;              # a bit longer than the block
 
 # ---------------------------------------------------------------- helpers
 
-sub enqueue
-{
-	my ($node, @skus) = @_;
-	my $array = join(',', map { "'$_'" } @skus);
-	return $node->safe_psql('postgres', "SELECT stockx_enrich_enqueue(ARRAY[$array])");
-}
-
-sub poll_until
-{
-	my ($timeout_s, $cond) = @_;
-	my $end = time() + $timeout_s;
-	while (time() < $end)
-	{
-		my $v = $cond->();
-		return $v if $v;
-		usleep(50_000);
-	}
-	return undef;
-}
-
 # Call stockx_enrich_start expecting an error; returns (ok, stderr).
 sub start_refused
 {
@@ -67,7 +47,7 @@ my $node = stockx_node('circuit',
 admin_reset();
 admin_config({ block => { after_429s => 1, seconds => $block_s } });
 my @skus = map { sprintf('CB-%04d', $_) } 1 .. 30;
-is(enqueue($node, @skus), 30, '(a) 30 SKUs queued');
+is(enqueue_skus($node, @skus), 30, '(a) 30 SKUs queued');
 
 my $run1 = $node->safe_psql('postgres', 'SELECT stockx_enrich_start(4)');
 ok(poll_until(30, sub { admin_stats()->{api_total} >= 12 }), '(a) run under way');
@@ -168,7 +148,7 @@ SKIP:
 		daily_request_limit => $quota);
 	admin_reset();
 	my @qskus = map { sprintf('QU-%04d', $_) } 1 .. 15;
-	is(enqueue($qnode, @qskus), 15, '(b) 15 fresh SKUs queued (45 requests needed)');
+	is(enqueue_skus($qnode, @qskus), 15, '(b) 15 fresh SKUs queued (45 requests needed)');
 	my $run = $qnode->safe_psql('postgres', 'SELECT stockx_enrich_start(2)');
 	is(wait_run($qnode, $run, 60), 'quota', "(b) with daily_request_limit = $quota the run ends with quota");
 	is(admin_stats()->{api_total}, $quota, "(b) exactly $quota requests reached the stand-in");

@@ -28,26 +28,6 @@ my $node = stockx_node('errors_tokens',
 
 # ---------------------------------------------------------------- helpers
 
-sub enqueue
-{
-	my (@skus) = @_;
-	my $array = join(',', map { "'$_'" } @skus);
-	return $node->safe_psql('postgres', "SELECT stockx_enrich_enqueue(ARRAY[$array])");
-}
-
-sub poll_until
-{
-	my ($timeout_s, $cond) = @_;
-	my $end = time() + $timeout_s;
-	while (time() < $end)
-	{
-		my $v = $cond->();
-		return $v if $v;
-		usleep(50_000);
-	}
-	return undef;
-}
-
 # ALTER SYSTEM SET (or RESET, for undef) and reload; waits until a new
 # session (forked by the postmaster, like the workers) sees the values.
 sub set_conf
@@ -105,7 +85,7 @@ sub start_and_wait
 # ------------------------------------------------- (a) 5xx burst retried
 {
 	admin_reset();
-	enqueue(map { sprintf('EA-%04d', $_) } 1 .. 10);
+	enqueue_skus($node, map { sprintf('EA-%04d', $_) } 1 .. 10);
 	my $run_id = $node->safe_psql('postgres', 'SELECT stockx_enrich_start(2)');
 	ok(poll_until(20, sub { admin_stats()->{api_total} >= 5 }), '(a) run under way');
 	admin_config({ fail_next => [ { status => 500, count => 2 } ] });
@@ -126,7 +106,7 @@ sub start_and_wait
 		backoff_max_ms => 6000);
 	admin_reset();
 	admin_config({ fail_next => [ { status => 500, count => 1000, endpoint => 'search' } ] });
-	enqueue('EF-0001');
+	enqueue_skus($node, 'EF-0001');
 
 	my ($run1, $reason1) = start_and_wait(1, 30);
 	is($reason1, 'done', '(a) first run over an always-500 row ends done');
@@ -168,7 +148,7 @@ sub start_and_wait
 		malformed_skus => ['EB-MAL'],
 		oversize_skus => ['EB-BIG'] });
 	# 10 rows, batch_size 10, one worker: all of them in one batch
-	is(enqueue(@plain, 'EB-MAL', 'EB-BIG'), 10, '(b) 10 SKUs queued: one batch');
+	is(enqueue_skus($node, @plain, 'EB-MAL', 'EB-BIG'), 10, '(b) 10 SKUs queued: one batch');
 	my ($run_id, $reason) = start_and_wait(1, 60);
 	is($reason, 'done', '(b) the run ends done despite 4 bad rows');
 	my $rows = rows('EB-%');
@@ -205,7 +185,7 @@ sub start_and_wait
 # ------------------------------------------------ (c) token expiry
 {
 	admin_reset();
-	enqueue(map { sprintf('EC-%04d', $_) } 1 .. 20);
+	enqueue_skus($node, map { sprintf('EC-%04d', $_) } 1 .. 20);
 	my $run_id = $node->safe_psql('postgres', 'SELECT stockx_enrich_start(2)');
 	ok(poll_until(20, sub { admin_stats()->{api_total} >= 10 }), '(c) run under way');
 	admin_config({ expire_tokens => JSON::PP::true });
@@ -225,7 +205,7 @@ sub start_and_wait
 	# expires; the run (60 requests, 100 ms each) lasts longer than that
 	admin_reset();
 	admin_config({ token_ttl_s => 4, latency_ms => 100 });
-	enqueue(map { sprintf('ET-%04d', $_) } 1 .. 20);
+	enqueue_skus($node, map { sprintf('ET-%04d', $_) } 1 .. 20);
 	my ($run2, $reason2) = start_and_wait(1, 60);
 	is($reason2, 'done', '(c) short-lived tokens: the run ends done');
 	$log = admin_log();
@@ -241,7 +221,7 @@ sub start_and_wait
 	admin_reset();
 	admin_config({ revoke_tokens => JSON::PP::true });
 	# 15 rows: a batch of 10 for one worker, 5 for the other
-	enqueue(map { sprintf('ED-%04d', $_) } 1 .. 15);
+	enqueue_skus($node, map { sprintf('ED-%04d', $_) } 1 .. 15);
 	my $offset = -s $node->logfile;
 	my ($run_id, $reason) = start_and_wait(2, 60);
 	is($reason, 'credentials', '(d) every token refused: the run ends with credentials');
@@ -270,7 +250,7 @@ sub start_and_wait
 	admin_config({ latency_ms => 3000 });
 	# 20 rows: a batch of 10 for each worker
 	my @skus = map { sprintf('EE-%04d', $_) } 1 .. 20;
-	enqueue(@skus);
+	enqueue_skus($node, @skus);
 	my $run_id = $node->safe_psql('postgres', 'SELECT stockx_enrich_start(2)');
 	ok(poll_until(10, sub { admin_stats()->{api_total} >= 2 }),
 		'(e) both workers wait on a 3 s answer');

@@ -34,13 +34,6 @@ sub mon_sql
 	return $node->safe_psql('postgres', $_[0], extra_params => [ '-U', 'mon' ]);
 }
 
-sub enqueue
-{
-	my @skus = @_;
-	my $array = join(',', map { "'$_'" } @skus);
-	return sql("SELECT stockx_enrich_enqueue(ARRAY[$array])");
-}
-
 sub alerts
 {
 	return mon_sql('SELECT coalesce(string_agg(alert, \',\' ORDER BY alert), \'\') FROM stockx_enrich_alerts');
@@ -78,7 +71,7 @@ is(mon_sql('SELECT count(*) FROM stockx_enrich_status'), 0, 'no worker row befor
 
 # ---------------------------------------------------------------- a slow run, polled
 my @skus = map { sprintf('ST%04d-%03d', 2000 + $_, $_) } 1 .. 40;
-is(enqueue(@skus), 40, '40 SKUs queued');
+is(enqueue_skus($node, @skus), 40, '40 SKUs queued');
 admin_config({ latency_ms => 200 });
 
 my $run_id = sql('SELECT stockx_enrich_start(2)');
@@ -245,7 +238,7 @@ ok(!(grep { /\bmemory=0\b/ } @cp), 'checkpoint lines report memory > 0');
 
 # ---------------------------------------------------------------- stopped by stockx_enrich_stop()
 my @skus2 = map { sprintf('SP%04d-%03d', 3000 + $_, $_) } 1 .. 30;
-enqueue(@skus2);
+enqueue_skus($node, @skus2);
 my $run_stop = sql('SELECT stockx_enrich_start(2)');
 $node->poll_query_until('postgres',
 	"SELECT coalesce(sum(processed), 0) >= 5 FROM stockx_enrich_status")
@@ -279,7 +272,7 @@ sql(q{ALTER SYSTEM SET stockx_enrich.requests_per_second = 50});
 sql('SELECT pg_reload_conf()');
 sleep 1;
 my @skus3 = map { sprintf('RL%04d-%03d', 4000 + $_, $_) } 1 .. 10;
-enqueue(@skus3);
+enqueue_skus($node, @skus3);
 my $pending = sql(q{SELECT count(*) FROM stockx_product WHERE status = 'pending'});
 admin_reset();
 admin_config({ error_429_ratio => 0.2 });
@@ -307,7 +300,7 @@ sql('SELECT pg_reload_conf()');
 sleep 1;
 admin_reset();
 admin_config({ fail_next => [ { status => 429, count => 20 } ] });
-enqueue(map { sprintf('CO%04d-%03d', 5000 + $_, $_) } 1 .. 5);
+enqueue_skus($node, map { sprintf('CO%04d-%03d', 5000 + $_, $_) } 1 .. 5);
 my $t_open = time();
 my $run_co = sql('SELECT stockx_enrich_start(1)');
 is(wait_run($node, $run_co, 30), 'circuit_open', 'three 429s in a row end the run with circuit_open');

@@ -20,23 +20,6 @@ admin_reset();
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
-sub num_eq
-{
-	my ($got, $want) = @_;
-	return !defined $got && !defined $want if !defined $got || !defined $want;
-	return $got == $want;
-}
-
-sub extreme
-{
-	my ($market, $key, $pick) = @_;
-	my @v = grep { defined } map { $_->{$key} } @$market;
-	return undef unless @v;
-	my $best = shift @v;
-	for (@v) { $best = $_ if $pick->($_, $best); }
-	return $best;
-}
-
 # Current state of products and variants, keyed by SKU / variant id.
 sub snapshot
 {
@@ -66,8 +49,8 @@ sub market_mismatches
 	for my $sku (@$skus)
 	{
 		my $e = expect_product($sku);
-		my $lo = extreme($e->{market}, 'lowestAskAmount', sub { $_[0] < $_[1] });
-		my $hi = extreme($e->{market}, 'highestBidAmount', sub { $_[0] > $_[1] });
+		my $lo = extreme_amount($e->{market}, 'lowestAskAmount', sub { $_[0] < $_[1] });
+		my $hi = extreme_amount($e->{market}, 'highestBidAmount', sub { $_[0] > $_[1] });
 		push @bad, "$sku lowest_ask $p->{$sku}{lowest_ask} vs $lo"
 		  unless num_eq($p->{$sku}{lowest_ask}, $lo);
 		push @bad, "$sku highest_bid" unless num_eq($p->{$sku}{highest_bid}, $hi);
