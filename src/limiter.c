@@ -147,7 +147,14 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_
 		return SX_PAUSED;
 	}
 
-	/* Half-open: exactly one probe; the others wait for its verdict. */
+	/*
+	 * Half-open: exactly one probe; the others wait for its verdict.  A
+	 * probe whose sender vanished without a verdict (its request must have
+	 * ended by probe_timeout_ms) no longer blocks the next one.
+	 */
+	if (l->circuit == SX_CIRCUIT_HALF_OPEN && l->probe_in_flight &&
+	    now - l->probe_sent_at > cfg->probe_timeout_ms * 1000)
+		l->probe_in_flight = false;
 	if (l->circuit == SX_CIRCUIT_HALF_OPEN && l->probe_in_flight)
 	{
 		*wait_us = emission_interval(l, cfg);
@@ -166,7 +173,10 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_
 	l->tat = tat + interval;
 	l->requests_today++;
 	if (l->circuit == SX_CIRCUIT_HALF_OPEN)
+	{
 		l->probe_in_flight = true;
+		l->probe_sent_at = now;
+	}
 	return SX_GO;
 }
 

@@ -30,6 +30,7 @@ typedef struct SxLimiterConfig
 	int backoff_max_ms;
 	int circuit_threshold; /* 0 = never open */
 	int64_t circuit_open_ms;
+	int64_t probe_timeout_ms; /* a probe has surely ended after this */
 } SxLimiterConfig;
 
 typedef enum SxCircuitState
@@ -50,7 +51,8 @@ typedef struct SxLimiter
 	int64_t circuit_open_until;
 	int circuit_trips;    /* trips since the circuit last closed */
 	bool probe_in_flight; /* half-open: the one probe is out */
-	int64_t quota_day;    /* days since the epoch (UTC) */
+	int64_t probe_sent_at;
+	int64_t quota_day; /* days since the epoch (UTC) */
 	int64_t requests_today;
 } SxLimiter;
 

@@ -121,6 +121,8 @@ stockx_limiter_config(SxLimiterConfig *cfg)
 	cfg->backoff_max_ms = stockx_backoff_max_ms;
 	cfg->circuit_threshold = stockx_circuit_threshold;
 	cfg->circuit_open_ms = stockx_circuit_open_ms;
+	/* a request cannot outlive its connect and total timeouts */
+	cfg->probe_timeout_ms = (int64) stockx_connect_timeout_ms + stockx_request_timeout_ms + 1000;
 }
 
 SxVerdict

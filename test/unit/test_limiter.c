@@ -74,6 +74,7 @@ make_config(double rps, int burst)
 	cfg.backoff_max_ms = 60000;
 	cfg.circuit_threshold = 0;
 	cfg.circuit_open_ms = 60000;
+	cfg.probe_timeout_ms = 300000;
 	return cfg;
 }
 
@@ -640,6 +641,14 @@ test_circuit(void)
 	ok(!l.probe_in_flight, "other failure: the probe is released");
 	is_int(acquire(&l, &cfg, now + 20 * SEC, &wait), SX_GO, "other failure: a new probe may go");
 	is_int(acquire(&l, &cfg, now + 40 * SEC, &wait), SX_WAIT, "...and only one");
+
+	/* a probe that never reports (its worker vanished) expires */
+	is_int(acquire(&l, &cfg, now + 20 * SEC + 300 * SEC, &wait), SX_WAIT,
+	       "lost probe: others wait until probe_timeout_ms has passed");
+	is_int(acquire(&l, &cfg, now + 20 * SEC + 300 * SEC + 1, &wait), SX_GO,
+	       "lost probe: after probe_timeout_ms a new probe may go");
+	is_int(acquire(&l, &cfg, now + 20 * SEC + 301 * SEC, &wait), SX_WAIT,
+	       "lost probe: ...and again only one");
 
 	/* other failures do nothing on a closed circuit */
 	sx_limiter_init(&l, &cfg, T0);
