@@ -152,11 +152,16 @@ stockx_store_init(void)
 int
 stockx_store_claim(int limit, StockxClaim **claims, MemoryContext cxt)
 {
-	static const char *const kinds[] = {
-		"status = 'pending' ORDER BY next_attempt_at NULLS FIRST, created_at",
-		"status = 'enriched' AND market_updated_at < now() - make_interval(secs => $4) ORDER BY "
-		"market_updated_at",
-		"status = 'not_found' AND updated_at < now() - interval '7 days' ORDER BY updated_at"
+	/* each kind reads the head of its own partial index, in index order */
+	static const struct
+	{
+		const char *where;
+		const char *order_by;
+	} kinds[] = {
+		{ "status = 'pending'", "next_attempt_at NULLS FIRST, created_at" },
+		{ "status = 'enriched' AND market_updated_at < now() - make_interval(secs => $4)",
+		  "market_updated_at" },
+		{ "status = 'not_found' AND updated_at < now() - interval '7 days'", "updated_at" },
 	};
 	int pids[256];
 	int npids = stockx_live_worker_pids(pids, lengthof(pids));
@@ -171,32 +176,24 @@ stockx_store_claim(int limit, StockxClaim **claims, MemoryContext cxt)
 	for (k = 0; k < (int) lengthof(kinds) && got < limit; k++)
 	{
 		Params p = { 0 };
-		char *where_order;
 		char *sql;
 		uint64 row;
 
 		if (k == 1 && stockx_refresh_after_s <= 0)
 			continue;
-		where_order = pstrdup(kinds[k]);
-		/* split "condition ORDER BY order" */
-		{
-			char *ob = strstr(where_order, " ORDER BY ");
-
-			*ob = '\0';
-			sql = psprintf("UPDATE %s.stockx_product p "
-			               "   SET lease_pid = $2, lease_until = now() + " SX_LEASE " "
-			               "  FROM (SELECT sku FROM %s.stockx_product "
-			               "         WHERE %s "
-			               "           AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
-			               "           AND (lease_pid IS NULL OR lease_until < now() OR lease_pid "
-			               "<> ALL ($3)) "
-			               "         ORDER BY %s LIMIT $1 FOR UPDATE SKIP LOCKED) due "
-			               " WHERE p.sku = due.sku "
-			               "RETURNING p.sku, p.status, p.stockx_product_id::text, p.attempts, "
-			               "  (SELECT string_agg(v.variant_id::text, ',') FROM %s.stockx_variant v "
-			               "WHERE v.sku = p.sku)",
-			               schema, schema, where_order, ob + strlen(" ORDER BY "), schema);
-		}
+		sql = psprintf("UPDATE %s.stockx_product p "
+		               "   SET lease_pid = $2, lease_until = now() + " SX_LEASE " "
+		               "  FROM (SELECT sku FROM %s.stockx_product "
+		               "         WHERE %s "
+		               "           AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
+		               "           AND (lease_pid IS NULL OR lease_until < now() "
+		               "                OR lease_pid <> ALL ($3)) "
+		               "         ORDER BY %s LIMIT $1 FOR UPDATE SKIP LOCKED) due "
+		               " WHERE p.sku = due.sku "
+		               "RETURNING p.sku, p.status, p.stockx_product_id::text, p.attempts, "
+		               "  (SELECT string_agg(v.variant_id::text, ',') "
+		               "     FROM %s.stockx_variant v WHERE v.sku = p.sku)",
+		               schema, schema, kinds[k].where, kinds[k].order_by, schema);
 		param_int4(&p, limit - got);
 		param_int4(&p, MyProcPid);
 		param_array(&p, INT4ARRAYOID, INT4OID, pid_datums, npids);
