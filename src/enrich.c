@@ -154,24 +154,29 @@ request(StockxEnricher *e, const char *path, const char *endpoint, const char *s
 			}
 			else if (resp->status == 401 && !token_refreshed)
 			{
-				StockxTokenResult tr;
-
+				/* an expired or revoked token: refresh it once and repeat */
 				stockx_limiter_success();
-				token_refreshed = true;
-				tr = stockx_client_token(e->client, true, errbuf, sizeof(errbuf));
-				if (tr == SX_TOKEN_REJECTED)
+				switch (stockx_client_token(e->client, true, errbuf, sizeof(errbuf)))
 				{
-					snprintf(e->credentials_error, sizeof(e->credentials_error), "%s", errbuf);
-					*signal = SX_RUN_STOP_CREDENTIALS;
-					return REQ_STOP;
+					case SX_TOKEN_OK:
+						token_refreshed = true;
+						continue;
+					case SX_TOKEN_REJECTED:
+						snprintf(e->credentials_error, sizeof(e->credentials_error), "%s", errbuf);
+						*signal = SX_RUN_STOP_CREDENTIALS;
+						return REQ_STOP;
+					case SX_TOKEN_UNAVAILABLE:
+						*error = pstrdup(errbuf);
+						transient = true;
+						break;
 				}
-				continue;
 			}
 			else if (resp->status == 401 || resp->status == 403)
 			{
 				stockx_limiter_success();
 				snprintf(e->credentials_error, sizeof(e->credentials_error),
-				         "%s answered HTTP %ld after a token refresh", endpoint, resp->status);
+				         "%s answered HTTP %ld%s", endpoint, resp->status,
+				         resp->status == 401 ? " again after a token refresh" : "");
 				*signal = SX_RUN_STOP_CREDENTIALS;
 				return REQ_STOP;
 			}
