@@ -147,5 +147,6 @@ extern void *stockx_palloc_no_oom(void *context, size_t size);
 
 /* worker.c */
 extern PGDLLEXPORT void stockx_enrich_worker_main(Datum main_arg);
+extern const char *stockx_worker_state_name(StockxWorkerState state);
 
 #endif /* STOCKX_ENRICH_H */

@@ -23,6 +23,4 @@ typedef struct StockxWorkerArgs
 StaticAssertDecl(sizeof(StockxWorkerArgs) <= BGW_EXTRALEN,
                  "StockxWorkerArgs must fit in bgw_extra");
 
-extern const char *stockx_worker_state_name(StockxWorkerState state);
-
 #endif /* STOCKX_WORKER_ARGS_H */
