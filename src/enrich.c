@@ -41,6 +41,26 @@ describe_http_error(StockxResponse *resp, const char *endpoint, char **error)
 }
 
 /*
+ * Get a token (force: a fresh one).  A refusal asks the run to stop for
+ * credentials; an outage is described in *error for a transient retry.
+ */
+static StockxTokenResult
+obtain_token(StockxEnricher *e, bool force, char **error, StockxRunSignal *signal)
+{
+	char errbuf[256];
+	StockxTokenResult result = stockx_client_token(e->client, force, errbuf, sizeof(errbuf));
+
+	if (result == SX_TOKEN_REJECTED)
+	{
+		snprintf(e->credentials_error, sizeof(e->credentials_error), "%s", errbuf);
+		*signal = SX_RUN_STOP_CREDENTIALS;
+	}
+	else if (result == SX_TOKEN_UNAVAILABLE)
+		*error = pstrdup(errbuf);
+	return result;
+}
+
+/*
  * Send one GET through the limiter, with retries.  On REQ_OK the answer is
  * in *resp; otherwise *error says why (palloc'd) and *signal may ask the
  * run to stop.
@@ -51,13 +71,13 @@ request(StockxEnricher *e, const char *path, const char *endpoint, const char *s
 {
 	int retries = 0;
 	bool token_refreshed = false;
-	char errbuf[256];
 
 	for (;;)
 	{
 		int64 wait_us;
 		SxVerdict verdict;
-		bool transient = false;
+		StockxTokenResult token;
+		bool transient;
 
 		CHECK_FOR_INTERRUPTS();
 		if (stockx_worker_stop_requested())
@@ -66,19 +86,10 @@ request(StockxEnricher *e, const char *path, const char *endpoint, const char *s
 			return REQ_STOP;
 		}
 
-		switch (stockx_client_token(e->client, false, errbuf, sizeof(errbuf)))
-		{
-			case SX_TOKEN_OK:
-				break;
-			case SX_TOKEN_REJECTED:
-				snprintf(e->credentials_error, sizeof(e->credentials_error), "%s", errbuf);
-				*signal = SX_RUN_STOP_CREDENTIALS;
-				return REQ_STOP;
-			case SX_TOKEN_UNAVAILABLE:
-				*error = pstrdup(errbuf);
-				transient = true;
-				break;
-		}
+		token = obtain_token(e, false, error, signal);
+		if (token == SX_TOKEN_REJECTED)
+			return REQ_STOP;
+		transient = (token == SX_TOKEN_UNAVAILABLE);
 
 		if (!transient)
 		{
@@ -156,20 +167,15 @@ request(StockxEnricher *e, const char *path, const char *endpoint, const char *s
 			{
 				/* an expired or revoked token: refresh it once and repeat */
 				stockx_limiter_success();
-				switch (stockx_client_token(e->client, true, errbuf, sizeof(errbuf)))
+				token = obtain_token(e, true, error, signal);
+				if (token == SX_TOKEN_REJECTED)
+					return REQ_STOP;
+				if (token == SX_TOKEN_OK)
 				{
-					case SX_TOKEN_OK:
-						token_refreshed = true;
-						continue;
-					case SX_TOKEN_REJECTED:
-						snprintf(e->credentials_error, sizeof(e->credentials_error), "%s", errbuf);
-						*signal = SX_RUN_STOP_CREDENTIALS;
-						return REQ_STOP;
-					case SX_TOKEN_UNAVAILABLE:
-						*error = pstrdup(errbuf);
-						transient = true;
-						break;
+					token_refreshed = true;
+					continue;
 				}
+				transient = true;
 			}
 			else if (resp->status == 401 || resp->status == 403)
 			{
