@@ -25,7 +25,8 @@
 #include "store.h"
 
 #define SX_MAX_PARAMS 16
-#define SX_LEASE      "interval '15 minutes'"
+/* live workers' leases are recognised by pid; expiry only guards against a reused pid */
+#define SX_LEASE "interval '1 hour'"
 
 typedef struct Params
 {
