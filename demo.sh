@@ -47,12 +47,19 @@ conf="$dir/data/postgresql.conf"
 if [ -n "${STOCKX_API_KEY:-}" ] && [ -n "${STOCKX_REFRESH_TOKEN:-}" ]; then
 	mode="the real StockX API (1 request/s)"
 	skus="DD1391-100 CW2288-111 DZ5485-612 FD0774-101 555088-134 DV0833-104 HQ4540 GW2871 U9060GRY 1201A789-020"
-	{
-		echo "stockx_enrich.api_key = '${STOCKX_API_KEY}'"
-		echo "stockx_enrich.client_id = '${STOCKX_CLIENT_ID:-}'"
-		echo "stockx_enrich.client_secret = '${STOCKX_CLIENT_SECRET:-}'"
-		echo "stockx_enrich.refresh_token = '${STOCKX_REFRESH_TOKEN}'"
-	} >>"$conf"
+	# secrets go to a private file the server reads, not to postgresql.conf
+	creds="$dir/data/stockx.credentials"
+	(
+		umask 077
+		{
+			echo "api_key = '${STOCKX_API_KEY}'"
+			echo "client_id = '${STOCKX_CLIENT_ID:-}'"
+			echo "client_secret = '${STOCKX_CLIENT_SECRET:-}'"
+			echo "refresh_token = '${STOCKX_REFRESH_TOKEN}'"
+		} >"$creds"
+	)
+	chown postgres: "$creds"
+	echo "stockx_enrich.credentials_file = '$creds'" >>"$conf"
 else
 	mode="the bundled StockX stand-in (5 requests/s)"
 	skus="DD1391-100 CW2288-111 DZ5485-612 FD0774-101 555088-134 DV0833-104 HQ4540 GW2871 NF-UNKNOWN-1 NF-UNKNOWN-2 CMP-AF1 NUL-1 MANY-1 NUM-1"
