@@ -356,7 +356,44 @@ detach_slot(int code, Datum arg)
 	LWLockRelease(stockx_shared->slots_lock);
 }
 
-/* Record why we ended; the last worker of the run closes its stockx_run row. */
+/* Report the error being handled and roll back whatever transaction is open. */
+static void
+recover_from_error(void)
+{
+	HOLD_INTERRUPTS();
+	EmitErrorReport();
+	AbortOutOfAnyTransaction();
+	FlushErrorState();
+	MemoryContextSwitchTo(TopMemoryContext);
+	RESUME_INTERRUPTS();
+}
+
+/* Add our last counters to stockx_run; false (error reported) if that failed. */
+static bool
+try_flush_run_counters(void)
+{
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		tx_begin();
+		flush_run_counters();
+		tx_commit();
+		flushed = counters;
+	}
+	PG_CATCH();
+	{
+		recover_from_error();
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Record why we ended; the last worker of the run closes its stockx_run
+ * row.  Runs on every way out of the loop, errors included.
+ */
 static void
 finish(StockxStopReason reason)
 {
@@ -366,10 +403,8 @@ finish(StockxStopReason reason)
 	int i;
 
 	stockx_worker_set_state(SX_STATE_STOPPING, "");
-	tx_begin();
-	flush_run_counters();
-	tx_commit();
-	flushed = counters;
+	if (!try_flush_run_counters())
+		reason = SX_STOP_ERROR;
 
 	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
 	my_slot()->exiting = true;
@@ -448,12 +483,7 @@ stockx_enrich_worker_main(Datum main_arg)
 	PG_CATCH();
 	{
 		/* report, clean up, and still close the run properly */
-		HOLD_INTERRUPTS();
-		EmitErrorReport();
-		AbortOutOfAnyTransaction();
-		FlushErrorState();
-		MemoryContextSwitchTo(TopMemoryContext);
-		RESUME_INTERRUPTS();
+		recover_from_error();
 		reason = SX_STOP_ERROR;
 	}
 	PG_END_TRY();
