@@ -7,7 +7,7 @@ packages=(
 	make gcc pkg-config
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron
 	libcurl4-openssl-dev libjson-c-dev
-	libipc-run-perl python3
+	libipc-run-perl python3 openssl
 )
 
 missing=()

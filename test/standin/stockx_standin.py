@@ -700,9 +700,19 @@ def main(argv=None):
     ap.add_argument("--refresh-token", default="test-refresh")
     ap.add_argument("--static-token", default="test-access-token")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     args = ap.parse_args(argv)
 
     server = Server(("127.0.0.1", args.port), Handler)
+    if args.tls_cert:
+        # TLS for tests of certificate verification; the handshake happens in
+        # the handler thread, so a client that refuses it blocks nobody
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
     server.verbose = args.verbose
     server.state = State(args)
     port = server.server_address[1]
