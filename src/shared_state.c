@@ -4,9 +4,8 @@
  *	  the run and worker slots read by the status views.
  *
  * Locks (named tranche "stockx_enrich"):
- *	  limiter_lock: StockxShared.limiter and quota_loaded_day.  Taken
- *		exclusively for every limiter call (a few arithmetic operations),
- *		shared for snapshots.
+ *	  limiter_lock: StockxShared.limiter.  Taken exclusively for every
+ *		limiter call (a few arithmetic operations), shared for snapshots.
  *	  slots_lock: runs[] and workers[].  Workers take it exclusively to
  *		publish their state and counters; readers take it shared, so a view
  *		never sees a half-written slot.
@@ -69,7 +68,6 @@ stockx_shmem_startup(void)
 		                                stockx_max_workers * sizeof(StockxWorkerSlot)));
 		stockx_limiter_config(&cfg);
 		sx_limiter_init(&stockx_shared->limiter, &cfg, stockx_now_us());
-		stockx_shared->quota_loaded_day = -1;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -209,6 +207,5 @@ stockx_quota_merge(int64 day, int64 requests)
 {
 	LWLockAcquire(stockx_shared->limiter_lock, LW_EXCLUSIVE);
 	sx_limiter_note_persisted(&stockx_shared->limiter, stockx_now_us(), day, requests);
-	stockx_shared->quota_loaded_day = day;
 	LWLockRelease(stockx_shared->limiter_lock);
 }

@@ -113,15 +113,14 @@ typedef struct StockxRunSlot
 } StockxRunSlot;
 
 /*
- * The shared state.  limiter_lock guards limiter and quota_loaded_day;
- * slots_lock guards runs[] and workers[].  Neither is held across I/O.
+ * The shared state.  limiter_lock guards limiter; slots_lock guards runs[]
+ * and workers[].  Neither is held across I/O.
  */
 typedef struct StockxShared
 {
 	LWLock *limiter_lock;
 	LWLock *slots_lock;
 	SxLimiter limiter;
-	int64 quota_loaded_day; /* day whose persisted count was merged */
 	int nslots;
 	StockxRunSlot *runs; /* nslots entries, after workers[] */
 	StockxWorkerSlot workers[FLEXIBLE_ARRAY_MEMBER];
