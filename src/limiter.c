@@ -59,6 +59,13 @@ sx_day_of(int64_t now)
 	return day;
 }
 
+/* 00:00 UTC after the limiter's quota day: when its count starts again. */
+int64_t
+sx_quota_resets_at(const SxLimiter *l)
+{
+	return (l->quota_day + 1) * SX_USECS_PER_DAY;
+}
+
 static void
 roll_quota_day(SxLimiter *l, int64_t now)
 {
@@ -137,7 +144,7 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_
 
 	if (sx_limiter_quota_spent(l, cfg, now))
 	{
-		*wait_us = (l->quota_day + 1) * SX_USECS_PER_DAY - now;
+		*wait_us = sx_quota_resets_at(l) - now;
 		return SX_REFUSED_QUOTA;
 	}
 

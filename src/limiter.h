@@ -80,6 +80,7 @@ extern double sx_rate_floor(const SxLimiterConfig *cfg);
 
 extern int64_t sx_backoff_us(int base_ms, int max_ms, int attempt, double unit_random);
 extern int64_t sx_day_of(int64_t now);
+extern int64_t sx_quota_resets_at(const SxLimiter *l);
 extern int64_t sx_parse_retry_after(const char *value, int64_t now);
 
 #endif /* STOCKX_LIMITER_H */

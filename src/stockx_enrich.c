@@ -297,7 +297,7 @@ refuse_if_limited(void)
 		                   snap.consecutive_429),
 		         errhint("Call stockx_enrich_start() again after that time; one probe request will "
 		                 "then decide.")));
-	if (cfg.daily_limit > 0 && snap.requests_today >= cfg.daily_limit)
+	if (sx_limiter_quota_spent(&snap, &cfg, now))
 		ereport(
 		    ERROR,
 		    (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -305,8 +305,7 @@ refuse_if_limited(void)
 		            " requests)",
 		            snap.requests_today, cfg.daily_limit),
 		     errhint("The quota resets at %s (00:00 UTC); see stockx_enrich.daily_request_limit.",
-		             timestamptz_to_str(
-		                 stockx_timestamp_from_us((snap.quota_day + 1) * SX_USECS_PER_DAY)))));
+		             timestamptz_to_str(stockx_timestamp_from_us(sx_quota_resets_at(&snap))))));
 }
 
 /* Register one worker for slot; false if the postmaster has no room. */
@@ -670,8 +669,7 @@ stockx_enrich_limiter_state(PG_FUNCTION_ARGS)
 	nulls[3] = (snap.paused_until <= now);
 	values[4] = Int64GetDatum(snap.requests_today);
 	values[5] = Int64GetDatum(cfg.daily_limit);
-	values[6] =
-	    TimestampTzGetDatum(stockx_timestamp_from_us((snap.quota_day + 1) * SX_USECS_PER_DAY));
+	values[6] = TimestampTzGetDatum(stockx_timestamp_from_us(sx_quota_resets_at(&snap)));
 	values[7] = CStringGetTextDatum(circuit);
 	values[8] = TimestampTzGetDatum(stockx_timestamp_from_us(snap.circuit_open_until));
 	nulls[8] = (snap.circuit == SX_CIRCUIT_CLOSED);
