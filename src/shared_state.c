@@ -183,19 +183,28 @@ stockx_limiter_snapshot(SxLimiter *copy)
 	(void) sx_limiter_quota_spent(copy, &cfg, stockx_now_us());
 }
 
-/* The pids of every worker that is running now (for lease takeover). */
+/*
+ * Count the workers in use (launching or running) of a database, or of every
+ * database when it is InvalidOid, and of one run, or of all when run_id is 0.
+ * The first max of their pids go to pids (0 for one still launching).
+ */
 int
-stockx_live_worker_pids(int *pids, int max)
+stockx_worker_slots(Oid database, int64 run_id, int *pids, int max)
 {
 	int i, n = 0;
 
 	LWLockAcquire(stockx_shared->slots_lock, LW_SHARED);
-	for (i = 0; i < stockx_shared->nslots && n < max; i++)
+	for (i = 0; i < stockx_shared->nslots; i++)
 	{
 		StockxWorkerSlot *w = &stockx_shared->workers[i];
 
-		if (w->in_use && w->pid != 0)
-			pids[n++] = w->pid;
+		if (w->in_use && (!OidIsValid(database) || w->database == database) &&
+		    (run_id == 0 || w->run_id == run_id))
+		{
+			if (pids != NULL && n < max)
+				pids[n] = w->pid;
+			n++;
+		}
 	}
 	LWLockRelease(stockx_shared->slots_lock);
 	return n;

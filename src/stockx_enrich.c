@@ -491,33 +491,11 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(run_id);
 }
 
-/* Count the live workers of a database (or of one run when run_id != 0). */
-static int
-count_workers(Oid database, int64 run_id, pid_t *pids, int max)
-{
-	int i, n = 0;
-
-	LWLockAcquire(stockx_shared->slots_lock, LW_SHARED);
-	for (i = 0; i < stockx_shared->nslots; i++)
-	{
-		StockxWorkerSlot *w = &stockx_shared->workers[i];
-
-		if (w->in_use && w->database == database && (run_id == 0 || w->run_id == run_id))
-		{
-			if (pids != NULL && n < max)
-				pids[n] = w->pid;
-			n++;
-		}
-	}
-	LWLockRelease(stockx_shared->slots_lock);
-	return n;
-}
-
 Datum
 stockx_enrich_stop(PG_FUNCTION_ARGS)
 {
 	int timeout_ms = PG_GETARG_INT32(0);
-	pid_t pids[64];
+	int pids[64];
 	int before;
 	int i;
 	TimestampTz deadline;
@@ -533,20 +511,20 @@ stockx_enrich_stop(PG_FUNCTION_ARGS)
 			stockx_shared->runs[i].stop_requested = true;
 	LWLockRelease(stockx_shared->slots_lock);
 
-	before = count_workers(MyDatabaseId, 0, pids, (int) lengthof(pids));
+	before = stockx_worker_slots(MyDatabaseId, 0, pids, (int) lengthof(pids));
 	for (i = 0; i < Min(before, (int) lengthof(pids)); i++)
 		if (pids[i] != 0)
 			kill(pids[i], SIGTERM);
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	while (count_workers(MyDatabaseId, 0, NULL, 0) > 0 && GetCurrentTimestamp() < deadline)
+	while (stockx_worker_slots(MyDatabaseId, 0, NULL, 0) > 0 && GetCurrentTimestamp() < deadline)
 	{
 		CHECK_FOR_INTERRUPTS();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20L,
 		                 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-	PG_RETURN_INT32(before - count_workers(MyDatabaseId, 0, NULL, 0));
+	PG_RETURN_INT32(before - stockx_worker_slots(MyDatabaseId, 0, NULL, 0));
 }
 
 Datum
@@ -562,7 +540,7 @@ stockx_enrich_wait(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("timeout_ms must not be negative")));
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	while (count_workers(MyDatabaseId, run_id, NULL, 0) > 0)
+	while (stockx_worker_slots(MyDatabaseId, run_id, NULL, 0) > 0)
 	{
 		if (GetCurrentTimestamp() >= deadline)
 			PG_RETURN_NULL();

@@ -139,7 +139,7 @@ extern void stockx_limiter_success(void);
 extern int64 stockx_limiter_429(int64 retry_after_us);
 extern void stockx_limiter_other_failure(void);
 extern void stockx_limiter_snapshot(SxLimiter *copy);
-extern int stockx_live_worker_pids(int *pids, int max);
+extern int stockx_worker_slots(Oid database, int64 run_id, int *pids, int max);
 extern double stockx_random(void);
 extern void stockx_quota_merge(int64 day, int64 requests);
 extern void *stockx_palloc_no_oom(void *context, size_t size);

@@ -165,7 +165,7 @@ stockx_store_claim(int limit, StockxClaim **claims, MemoryContext cxt)
 		{ "status = 'not_found' AND updated_at < now() - interval '7 days'", "updated_at" },
 	};
 	int pids[256];
-	int npids = stockx_live_worker_pids(pids, lengthof(pids));
+	int npids = Min(stockx_worker_slots(InvalidOid, 0, pids, lengthof(pids)), (int) lengthof(pids));
 	Datum pid_datums[256];
 	StockxClaim *out = MemoryContextAllocZero(cxt, sizeof(StockxClaim) * limit);
 	int got = 0;
