@@ -32,10 +32,10 @@
 struct StockxClient
 {
 	CURL *curl;
-	MemoryContext cxt;            /* owns the token copies */
-	char *access_token;           /* NULL until we have one */
-	TimestampTz token_renew_at; /* 0 = never (configured token) */
-	char *rotated_refresh_token;  /* set when the server rotated it */
+	MemoryContext cxt;           /* owns the token copies */
+	char *access_token;          /* NULL until we have one */
+	TimestampTz token_renew_at;  /* 0 = never (configured token) */
+	char *rotated_refresh_token; /* set when the server rotated it */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -372,9 +372,8 @@ stockx_client_token(StockxClient *client, bool force_refresh, char *errbuf, size
 	explicit_bzero(resp.body, resp.body_len);
 	client->access_token = token.access_token;
 	/* renew a minute early, or halfway through a token shorter-lived than two minutes */
-	client->token_renew_at =
-	    GetCurrentTimestamp() + Max(token.expires_in, 1) * USECS_PER_SEC -
-	    Min(SX_TOKEN_MARGIN_US, Max(token.expires_in, 1) * USECS_PER_SEC / 2);
+	client->token_renew_at = GetCurrentTimestamp() + Max(token.expires_in, 1) * USECS_PER_SEC -
+	                         Min(SX_TOKEN_MARGIN_US, Max(token.expires_in, 1) * USECS_PER_SEC / 2);
 	if (token.refresh_token != NULL)
 	{
 		zero_and_free(client->rotated_refresh_token);
