@@ -3,13 +3,29 @@
  *	  Pure arithmetic of the rate limiter (see limiter.h).
  *
  * GCRA: each request moves the theoretical arrival time (tat) forward by
- * one emission interval T = 1/effective_rate; a request may go when
- * tat - tau <= now, where tau = T * (burst - 1) is the tolerance.
+ * one emission interval T = 1/effective_rate + margin; a request may go
+ * when tat - tau <= now, where tau = T * (burst - 1) is the tolerance.
  *
- * A 429 pauses everybody until the later of Retry-After and a full-jitter
- * backoff, cuts the effective rate by SX_RATE_CUT (never below the floor),
- * and counts toward the circuit breaker.  Successes raise the rate again by
- * SX_RATE_STEP of the configured rate each.
+ * Pacing follows actual send times, not slot times: a granted slot stays
+ * "pending" until the caller reports when the request really left
+ * (sx_limiter_sent), and the next slot is then at least one interval after
+ * that moment.  While burst slots are pending nobody else gets one, so a
+ * sender descheduled between its slot and its send cannot shorten the gap
+ * to the next request.  A pending slot never confirmed is forgotten after
+ * send_timeout_ms.
+ *
+ * 429s: an isolated one (the first after a success) only widens the margin
+ * by SX_MARGIN_STEP of the interval (at least SX_MARGIN_STEP_MIN_US) and
+ * holds everybody for one interval; the widening decays again after
+ * SX_MARGIN_DECAY_AFTER successes.  A 429 that follows another one pauses
+ * every worker for a full-jitter backoff, cuts the effective rate by
+ * SX_RATE_CUT (never below the floor) and counts toward the circuit
+ * breaker; successes raise the rate by SX_RATE_STEP of the configured rate
+ * each.  Retry-After, when sent, is always honoured.
+ *
+ * A clock reading more than SX_CLOCK_STEP_US behind the latest one is a
+ * step back of the clock: every deadline moves back with it, so no wait
+ * grows by the size of the step.
  *-------------------------------------------------------------------------
  */
 #include "limiter.h"
@@ -20,9 +36,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SX_RATE_CUT   0.7
-#define SX_RATE_STEP  0.02
-#define SX_RATE_FLOOR 0.1
+#define SX_RATE_CUT           0.7
+#define SX_RATE_STEP          0.02
+#define SX_RATE_FLOOR         0.1
+#define SX_MARGIN_STEP        0.01
+#define SX_MARGIN_STEP_MIN_US INT64_C(1000)
+#define SX_MARGIN_MAX         0.10
+#define SX_MARGIN_DECAY_AFTER 1000
+#define SX_PENDING_POLL_US    INT64_C(1000)
+#define SX_CLOCK_STEP_US      SX_USECS_PER_SEC
 
 double
 sx_rate_floor(const SxLimiterConfig *cfg)
@@ -41,20 +63,45 @@ current_rate(SxLimiter *l, const SxLimiterConfig *cfg)
 	return l->effective_rate;
 }
 
+/* 1/rate without any margin: the gap the gateway itself insists on. */
+static int64_t
+base_interval(SxLimiter *l, const SxLimiterConfig *cfg)
+{
+	return (int64_t) ceil((double) SX_USECS_PER_SEC / current_rate(l, cfg));
+}
+
 static int64_t
 emission_interval(SxLimiter *l, const SxLimiterConfig *cfg)
 {
-	double rate = current_rate(l, cfg);
+	double margin = cfg->margin_ms > 0 ? cfg->margin_ms * 1000.0 : 0.0;
 
-	return (int64_t) ceil((double) SX_USECS_PER_SEC / rate);
+	return base_interval(l, cfg) + (int64_t) ceil(margin) + l->extra_margin;
+}
+
+/* The current emission interval, margin included (for the status view). */
+int64_t
+sx_limiter_interval(const SxLimiter *l, const SxLimiterConfig *cfg)
+{
+	SxLimiter copy = *l;
+
+	return emission_interval(&copy, cfg);
+}
+
+/* The margin in force: configured plus widened, in us. */
+int64_t
+sx_limiter_margin(const SxLimiter *l, const SxLimiterConfig *cfg)
+{
+	SxLimiter copy = *l;
+
+	return emission_interval(&copy, cfg) - base_interval(&copy, cfg);
 }
 
 int64_t
-sx_day_of(int64_t now)
+sx_day_of(int64_t wall_us)
 {
-	int64_t day = now / SX_USECS_PER_DAY;
+	int64_t day = wall_us / SX_USECS_PER_DAY;
 
-	if (now < 0 && now % SX_USECS_PER_DAY != 0)
+	if (wall_us < 0 && wall_us % SX_USECS_PER_DAY != 0)
 		day--;
 	return day;
 }
@@ -66,26 +113,52 @@ sx_quota_resets_at(const SxLimiter *l)
 	return (l->quota_day + 1) * SX_USECS_PER_DAY;
 }
 
+/* The quota day only moves forward: a wall clock stepping back keeps the count. */
 static void
-roll_quota_day(SxLimiter *l, int64_t now)
+roll_quota_day(SxLimiter *l, int64_t day)
 {
-	int64_t day = sx_day_of(now);
-
-	if (day != l->quota_day)
+	if (day > l->quota_day)
 	{
 		l->quota_day = day;
 		l->requests_today = 0;
 	}
 }
 
+static void
+shift_deadline(int64_t *t, int64_t by)
+{
+	if (*t != 0)
+		*t += by;
+}
+
+/* Notice a clock that stepped back and move every deadline with it. */
+static void
+advance_clock(SxLimiter *l, int64_t now)
+{
+	if (l->last_now != 0 && now < l->last_now - SX_CLOCK_STEP_US)
+	{
+		int64_t step = now - l->last_now;
+
+		shift_deadline(&l->tat, step);
+		shift_deadline(&l->pending_since, step);
+		shift_deadline(&l->paused_until, step);
+		shift_deadline(&l->circuit_open_until, step);
+		shift_deadline(&l->probe_sent_at, step);
+		l->last_now = now;
+	}
+	if (now > l->last_now)
+		l->last_now = now;
+}
+
 void
-sx_limiter_init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now)
+sx_limiter_init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t day)
 {
 	memset(l, 0, sizeof(*l));
 	l->tat = now;
+	l->last_now = now;
 	l->effective_rate = cfg->requests_per_second;
 	l->circuit = SX_CIRCUIT_CLOSED;
-	l->quota_day = sx_day_of(now);
+	l->quota_day = day;
 }
 
 /* An open circuit whose time is up becomes half-open. */
@@ -106,19 +179,26 @@ sx_limiter_circuit_refuses(const SxLimiter *l, int64_t now)
 }
 
 bool
-sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now)
+sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t day)
 {
-	roll_quota_day(l, now);
+	roll_quota_day(l, day);
 	return cfg->daily_limit > 0 && l->requests_today >= cfg->daily_limit;
+}
+
+static int64_t
+tolerance(SxLimiter *l, const SxLimiterConfig *cfg)
+{
+	return emission_interval(l, cfg) * (cfg->burst > 1 ? cfg->burst - 1 : 0);
 }
 
 int64_t
 sx_limiter_next_slot(const SxLimiter *l, const SxLimiterConfig *cfg, int64_t now)
 {
 	SxLimiter copy = *l;
-	int64_t tau = emission_interval(&copy, cfg) * (cfg->burst > 1 ? cfg->burst - 1 : 0);
-	int64_t slot = copy.tat - tau;
+	int64_t slot;
 
+	advance_clock(&copy, now);
+	slot = copy.tat - tolerance(&copy, cfg);
 	if (slot < now)
 		slot = now;
 	if (slot < copy.paused_until)
@@ -127,14 +207,15 @@ sx_limiter_next_slot(const SxLimiter *l, const SxLimiterConfig *cfg, int64_t now
 }
 
 SxVerdict
-sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t *wait_us)
+sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t day,
+                   int64_t *wait_us)
 {
 	int64_t interval;
-	int64_t tau;
 	int64_t tat;
+	int burst = cfg->burst > 1 ? cfg->burst : 1;
 
 	*wait_us = 0;
-
+	advance_clock(l, now);
 	advance_circuit(l, now);
 	if (l->circuit == SX_CIRCUIT_OPEN)
 	{
@@ -142,9 +223,9 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_
 		return SX_REFUSED_CIRCUIT;
 	}
 
-	if (sx_limiter_quota_spent(l, cfg, now))
+	if (sx_limiter_quota_spent(l, cfg, day))
 	{
-		*wait_us = sx_quota_resets_at(l) - now;
+		*wait_us = SX_USECS_PER_DAY;
 		return SX_REFUSED_QUOTA;
 	}
 
@@ -168,16 +249,31 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_
 		return SX_WAIT;
 	}
 
-	interval = emission_interval(l, cfg);
-	tau = interval * (cfg->burst > 1 ? cfg->burst - 1 : 0);
-	tat = l->tat > now ? l->tat : now;
-	if (tat - tau > now)
+	/* slots granted but not yet sent hold the next one back */
+	if (l->pending_sends >= burst)
 	{
-		*wait_us = tat - tau - now;
+		int64_t expires = l->pending_since + cfg->send_timeout_ms * 1000;
+
+		if (now < expires)
+		{
+			*wait_us = expires - now < SX_PENDING_POLL_US ? expires - now : SX_PENDING_POLL_US;
+			return SX_WAIT;
+		}
+		l->pending_sends = 0;
+		l->pending_since = 0;
+	}
+
+	interval = emission_interval(l, cfg);
+	tat = l->tat > now ? l->tat : now;
+	if (tat - tolerance(l, cfg) > now)
+	{
+		*wait_us = tat - tolerance(l, cfg) - now;
 		return SX_WAIT;
 	}
 
 	l->tat = tat + interval;
+	if (l->pending_sends++ == 0)
+		l->pending_since = now;
 	l->requests_today++;
 	if (l->circuit == SX_CIRCUIT_HALF_OPEN)
 	{
@@ -185,6 +281,28 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_
 		l->probe_sent_at = now;
 	}
 	return SX_GO;
+}
+
+/* A granted request left at sent_at: the next one goes an interval later. */
+void
+sx_limiter_sent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t sent_at)
+{
+	int64_t next;
+
+	advance_clock(l, sent_at);
+	if (l->pending_sends > 0 && --l->pending_sends == 0)
+		l->pending_since = 0;
+	next = sent_at + emission_interval(l, cfg);
+	if (next > l->tat)
+		l->tat = next;
+}
+
+/* A granted slot whose request was never sent (it still counts as used). */
+void
+sx_limiter_unsent(SxLimiter *l)
+{
+	if (l->pending_sends > 0 && --l->pending_sends == 0)
+		l->pending_since = 0;
 }
 
 void
@@ -201,6 +319,17 @@ sx_limiter_on_success(SxLimiter *l, const SxLimiterConfig *cfg)
 	}
 	rate += cfg->requests_per_second * SX_RATE_STEP;
 	l->effective_rate = rate > cfg->requests_per_second ? cfg->requests_per_second : rate;
+
+	/* the widened margin comes back down slowly while nothing is refused */
+	if (++l->successes >= SX_MARGIN_DECAY_AFTER)
+	{
+		int64_t step = (int64_t) ((double) base_interval(l, cfg) * SX_MARGIN_STEP);
+
+		if (step < SX_MARGIN_STEP_MIN_US)
+			step = SX_MARGIN_STEP_MIN_US;
+		l->extra_margin = l->extra_margin > step ? l->extra_margin - step : 0;
+		l->successes = 0;
+	}
 }
 
 /*
@@ -212,20 +341,41 @@ sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t
                   double unit_random)
 {
 	int64_t pause;
-	double rate = current_rate(l, cfg);
+	int64_t base;
 
+	advance_clock(l, now);
 	l->consecutive_429++;
 	l->responses_429_total++;
+	l->successes = 0;
+	base = base_interval(l, cfg);
 
-	pause = sx_backoff_us(cfg->backoff_base_ms, cfg->backoff_max_ms, l->consecutive_429 - 1,
-	                      unit_random);
+	if (l->consecutive_429 == 1)
+	{
+		/* isolated: we were a hair early; leave more room from now on */
+		int64_t step = (int64_t) ((double) base * SX_MARGIN_STEP);
+		int64_t cap = (int64_t) ((double) base * SX_MARGIN_MAX);
+
+		if (step < SX_MARGIN_STEP_MIN_US)
+			step = SX_MARGIN_STEP_MIN_US;
+		l->extra_margin += step;
+		if (l->extra_margin > cap)
+			l->extra_margin = cap > step ? cap : step;
+		pause = emission_interval(l, cfg);
+	}
+	else
+	{
+		double rate = current_rate(l, cfg) * SX_RATE_CUT;
+
+		pause = sx_backoff_us(cfg->backoff_base_ms, cfg->backoff_max_ms, l->consecutive_429 - 1,
+		                      unit_random);
+		l->effective_rate = rate < sx_rate_floor(cfg) ? sx_rate_floor(cfg) : rate;
+	}
 	if (retry_after_us > pause)
 		pause = retry_after_us;
 	if (now + pause > l->paused_until)
 		l->paused_until = now + pause;
-
-	rate *= SX_RATE_CUT;
-	l->effective_rate = rate < sx_rate_floor(cfg) ? sx_rate_floor(cfg) : rate;
+	if (l->paused_until > l->tat)
+		l->tat = l->paused_until;
 
 	if (l->circuit == SX_CIRCUIT_HALF_OPEN ||
 	    (cfg->circuit_threshold > 0 && l->consecutive_429 >= cfg->circuit_threshold &&
@@ -256,11 +406,15 @@ sx_limiter_on_other_failure(SxLimiter *l)
 
 /* Merge a count read back from durable storage (after a restart). */
 void
-sx_limiter_note_persisted(SxLimiter *l, int64_t now, int64_t day, int64_t requests)
+sx_limiter_note_persisted(SxLimiter *l, int64_t day, int64_t requests)
 {
-	roll_quota_day(l, now);
 	if (day == l->quota_day && requests > l->requests_today)
 		l->requests_today = requests;
+	else if (day > l->quota_day)
+	{
+		l->quota_day = day;
+		l->requests_today = requests;
+	}
 }
 
 /* Full jitter: random(0, min(max, base * 2^attempt)). */
@@ -329,7 +483,7 @@ two_digits(const char *s, int *out)
  * Delays are capped at one day.
  */
 int64_t
-sx_parse_retry_after(const char *value, int64_t now)
+sx_parse_retry_after(const char *value, int64_t wall_now)
 {
 	const char *p = value;
 	int64_t result;
@@ -392,7 +546,7 @@ sx_parse_retry_after(const char *value, int64_t now)
 			return -1;
 		when = (days_from_civil(year, month, day) * 86400 + hh * 3600 + mm * 60 + ss) *
 		       SX_USECS_PER_SEC;
-		result = when - now;
+		result = when - wall_now;
 		if (result < 0)
 			result = 0;
 		if (result > SX_USECS_PER_DAY)

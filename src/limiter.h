@@ -1,13 +1,16 @@
 /*-------------------------------------------------------------------------
  * limiter.h
- *	  The arithmetic of the cluster-wide rate limiter: GCRA slots, the
- *	  shared pause after a 429, full-jitter backoff, the adaptive rate, the
- *	  circuit breaker and the daily quota.
+ *	  The arithmetic of the cluster-wide rate limiter: GCRA slots paced by
+ *	  actual send times, a safety margin that widens after an isolated 429,
+ *	  the shared pause and full-jitter backoff after repeated 429s, the
+ *	  adaptive rate, the circuit breaker and the daily quota.
  *
  * Plain C with no PostgreSQL dependency: every function takes the clock as
- * an argument (microseconds since the Unix epoch) and randomness as a
- * number in [0, 1), so the unit tests drive it deterministically.  The
- * caller owns locking; see shared_state.c for the shared-memory wrapper.
+ * an argument and randomness as a number in [0, 1), so the unit tests drive
+ * it deterministically.  Two clocks are involved: "now" is a monotonic
+ * clock in microseconds (pacing, pauses, circuit), "day" is the UTC day
+ * number of the wall clock (the quota).  The caller owns locking; see
+ * shared_limiter.c for the shared-memory wrapper.
  *-------------------------------------------------------------------------
  */
 #ifndef STOCKX_LIMITER_H
@@ -31,6 +34,8 @@ typedef struct SxLimiterConfig
 	int circuit_threshold; /* 0 = never open */
 	int64_t circuit_open_ms;
 	int64_t probe_timeout_ms; /* a probe has surely ended after this */
+	double margin_ms;         /* added to every emission interval */
+	int64_t send_timeout_ms;  /* a granted slot never confirmed as sent is forgotten */
 } SxLimiterConfig;
 
 typedef enum SxCircuitState
@@ -43,7 +48,11 @@ typedef enum SxCircuitState
 typedef struct SxLimiter
 {
 	int64_t tat;           /* GCRA theoretical arrival time */
-	double effective_rate; /* requests/s after adaptive cuts */
+	int pending_sends;     /* slots granted whose send is not confirmed */
+	int64_t pending_since; /* when the oldest of them was granted */
+	double effective_rate; /* requests/s after cuts for repeated 429s */
+	int64_t extra_margin;  /* widened after isolated 429s, in us */
+	int64_t successes;     /* successes since the last 429 or margin decay */
 	int64_t paused_until;  /* cluster-wide pause after a 429 */
 	int consecutive_429;
 	int64_t responses_429_total;
@@ -52,6 +61,7 @@ typedef struct SxLimiter
 	int circuit_trips;    /* trips since the circuit last closed */
 	bool probe_in_flight; /* half-open: the one probe is out */
 	int64_t probe_sent_at;
+	int64_t last_now;  /* latest clock reading: a clock that steps back is noticed */
 	int64_t quota_day; /* days since the epoch (UTC) */
 	int64_t requests_today;
 } SxLimiter;
@@ -65,22 +75,26 @@ typedef enum SxVerdict
 	SX_REFUSED_QUOTA    /* stop: the daily quota is spent */
 } SxVerdict;
 
-extern void sx_limiter_init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now);
+extern void sx_limiter_init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t day);
 extern SxVerdict sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
-                                    int64_t *wait_us);
+                                    int64_t day, int64_t *wait_us);
+extern void sx_limiter_sent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t sent_at);
+extern void sx_limiter_unsent(SxLimiter *l);
 extern void sx_limiter_on_success(SxLimiter *l, const SxLimiterConfig *cfg);
 extern int64_t sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
                                  int64_t retry_after_us, double unit_random);
 extern void sx_limiter_on_other_failure(SxLimiter *l);
-extern void sx_limiter_note_persisted(SxLimiter *l, int64_t now, int64_t day, int64_t requests);
-extern bool sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now);
+extern void sx_limiter_note_persisted(SxLimiter *l, int64_t day, int64_t requests);
+extern bool sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t day);
 extern bool sx_limiter_circuit_refuses(const SxLimiter *l, int64_t now);
 extern int64_t sx_limiter_next_slot(const SxLimiter *l, const SxLimiterConfig *cfg, int64_t now);
+extern int64_t sx_limiter_interval(const SxLimiter *l, const SxLimiterConfig *cfg);
+extern int64_t sx_limiter_margin(const SxLimiter *l, const SxLimiterConfig *cfg);
 extern double sx_rate_floor(const SxLimiterConfig *cfg);
 
 extern int64_t sx_backoff_us(int base_ms, int max_ms, int attempt, double unit_random);
-extern int64_t sx_day_of(int64_t now);
+extern int64_t sx_day_of(int64_t wall_us);
 extern int64_t sx_quota_resets_at(const SxLimiter *l);
-extern int64_t sx_parse_retry_after(const char *value, int64_t now);
+extern int64_t sx_parse_retry_after(const char *value, int64_t wall_now);
 
 #endif /* STOCKX_LIMITER_H */

@@ -75,14 +75,36 @@ make_config(double rps, int burst)
 	cfg.circuit_threshold = 0;
 	cfg.circuit_open_ms = 60000;
 	cfg.probe_timeout_ms = 300000;
+	cfg.margin_ms = 0;
+	cfg.send_timeout_ms = 5000;
 	return cfg;
 }
 
+static void
+init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now)
+{
+	sx_limiter_init(l, cfg, now, sx_day_of(now));
+}
+
+/* Acquire a slot with the clock used as both clocks; a GO is sent at once. */
 static SxVerdict
 acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t *wait)
 {
+	SxVerdict v;
+
 	*wait = -12345; /* must always be overwritten */
-	return sx_limiter_acquire(l, cfg, now, wait);
+	v = sx_limiter_acquire(l, cfg, now, sx_day_of(now), wait);
+	if (v == SX_GO)
+		sx_limiter_sent(l, cfg, now);
+	return v;
+}
+
+/* Acquire without sending: the slot stays pending. */
+static SxVerdict
+acquire_only(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t *wait)
+{
+	*wait = -12345;
+	return sx_limiter_acquire(l, cfg, now, sx_day_of(now), wait);
 }
 
 /*
@@ -98,7 +120,7 @@ test_gcra_spacing(double rps, int64_t interval)
 	int64_t wait;
 	char name[128];
 
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 
 	snprintf(name, sizeof(name), "%g rps: first acquire is a GO", rps);
 	is_int(acquire(&l, &cfg, T0, &wait), SX_GO, name);
@@ -139,7 +161,7 @@ test_gcra_burst(void)
 	int i;
 	int gos = 0;
 
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	for (i = 0; i < 3; i++)
 		if (acquire(&l, &cfg, T0, &wait) == SX_GO && wait == 0)
 			gos++;
@@ -160,7 +182,7 @@ test_gcra_burst(void)
 
 	/* burst 0 and negative burst behave as burst 1 */
 	cfg = make_config(1.0, 0);
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	ok(acquire(&l, &cfg, T0, &wait) == SX_GO && acquire(&l, &cfg, T0, &wait) == SX_WAIT &&
 	       wait == SEC,
 	   "burst 0 behaves as burst 1");
@@ -195,7 +217,7 @@ test_simulation(double rps, int burst, uint64_t seed)
 	char name[160];
 
 	rng_seed(seed);
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	for (i = 0; i < SIM_WORKERS; i++)
 		next[i] = T0 + rng_below(interval);
 
@@ -357,10 +379,13 @@ test_backoff(void)
 }
 
 /*
- * A 429 pauses every worker: acquire answers SX_PAUSED with the remaining
- * pause until it is over.  Retry-After larger than the backoff wins; a
- * smaller one does not shorten it; a later, shorter pause never shortens
- * the pause in force.
+ * 429s.  An isolated one (the first after a success) holds everybody for
+ * one interval and widens the margin by 1% of the interval (at least 1 ms);
+ * it does not cut the rate.  One that follows another pauses every worker
+ * for the full-jitter backoff of its rank: acquire answers SX_PAUSED with
+ * the remaining pause.  Retry-After larger than that wins; a smaller one
+ * does not shorten it; a later, shorter pause never shortens the pause in
+ * force.
  */
 static void
 test_429_pause(void)
@@ -370,65 +395,271 @@ test_429_pause(void)
 	int64_t wait;
 	int64_t pause;
 
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	pause = sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
-	is_int(pause, 500000, "429: no Retry-After, pause = backoff (base 1 s, u 0.5)");
-	is_int(acquire(&l, &cfg, T0, &wait), SX_PAUSED, "429: worker A is paused");
-	is_int(wait, 500000, "429: worker A waits the whole pause");
-	is_int(acquire(&l, &cfg, T0 + 200000, &wait), SX_PAUSED, "429: worker B is paused");
-	is_int(wait, 300000, "429: worker B waits the remaining pause");
-	is_int(sx_limiter_next_slot(&l, &cfg, T0 + 200000), T0 + 500000,
-	       "429: next_slot is the end of the pause");
-	is_int(acquire(&l, &cfg, T0 + 499999, &wait), SX_PAUSED, "429: 1 us before the end");
-	is_int(wait, 1, "429: ... waits 1 us");
-	is_int(acquire(&l, &cfg, T0 + 500000, &wait), SX_GO, "429: GO when the pause ends");
+	is_int(l.extra_margin, 10000, "isolated 429 at 1 rps: margin +1% of the interval (10 ms)");
+	is_int(pause, SEC + 10000, "isolated 429: pause is one interval, margin included");
+	is_dbl(l.effective_rate, 1.0, 0.0, "isolated 429: the rate is not cut");
+	is_int(acquire(&l, &cfg, T0, &wait), SX_PAUSED, "isolated 429: worker A holds");
+	is_int(wait, SEC + 10000, "isolated 429: for one interval");
+	is_int(acquire(&l, &cfg, T0 + 200000, &wait), SX_PAUSED, "isolated 429: worker B holds");
+	is_int(wait, 810000, "isolated 429: worker B waits the remaining interval");
+	is_int(acquire(&l, &cfg, T0 + SEC + 10000, &wait), SX_GO, "isolated 429: GO after it");
 	is_int(l.consecutive_429, 1, "429: consecutive count is 1");
 	is_int(l.responses_429_total, 1, "429: total count is 1");
 
-	/* consecutive 429s double the backoff ceiling */
-	sx_limiter_init(&l, &cfg, T0);
-	is_int(sx_limiter_on_429(&l, &cfg, T0, -1, 0.5), 500000, "429 #1: 0.5 s");
-	is_int(sx_limiter_on_429(&l, &cfg, T0, -1, 0.5), 1000000, "429 #2: 1 s");
-	is_int(sx_limiter_on_429(&l, &cfg, T0, -1, 0.5), 2000000, "429 #3: 2 s");
+	/* a 429 that follows another backs off; the ceiling doubles with each */
+	init(&l, &cfg, T0);
+	is_int(sx_limiter_on_429(&l, &cfg, T0, -1, 0.5), SEC + 10000, "429 #1: one interval");
+	is_int(sx_limiter_on_429(&l, &cfg, T0 + 2 * SEC, -1, 0.5), SEC, "429 #2: backoff 0.5 * 2 s");
+	is_int(sx_limiter_on_429(&l, &cfg, T0 + 4 * SEC, -1, 0.5), 2 * SEC,
+	       "429 #3: backoff 0.5 * 4 s");
 	is_int(l.consecutive_429, 3, "429: three consecutive");
+	is_dbl(l.effective_rate, 0.49, 1e-9, "429 #2 and #3 cut the rate twice");
 
-	/* a success resets the backoff attempt */
+	/* a success resets the rank: the next 429 is isolated again */
 	sx_limiter_on_success(&l, &cfg);
 	is_int(l.consecutive_429, 0, "success resets the consecutive count");
-	is_int(sx_limiter_on_429(&l, &cfg, T0 + 10 * SEC, -1, 0.5), 500000,
-	       "429 after a success: backoff starts over");
+	ok(sx_limiter_on_429(&l, &cfg, T0 + 10 * SEC, -1, 0.5) <= 3 * SEC,
+	   "429 after a success: isolated again, one interval");
+	is_int(l.consecutive_429, 1, "429 after a success: rank 1");
 	is_int(l.responses_429_total, 4, "429: total count keeps counting");
 
-	/* Retry-After larger than the backoff wins */
-	sx_limiter_init(&l, &cfg, T0);
+	/* Retry-After is always honoured, also on an isolated 429 */
+	init(&l, &cfg, T0);
 	pause = sx_limiter_on_429(&l, &cfg, T0, 3 * SEC, 0.5);
-	is_int(pause, 3 * SEC, "Retry-After 3 s beats backoff 0.5 s");
+	is_int(pause, 3 * SEC, "Retry-After 3 s on an isolated 429");
 	ok(acquire(&l, &cfg, T0 + SEC, &wait) == SX_PAUSED && wait == 2 * SEC,
 	   "Retry-After: paused 2 s more after 1 s");
 
 	/* Retry-After smaller than the backoff loses */
-	sx_limiter_init(&l, &cfg, T0);
-	is_int(sx_limiter_on_429(&l, &cfg, T0, 100000, 0.5), 500000,
-	       "Retry-After 0.1 s loses against backoff 0.5 s");
+	init(&l, &cfg, T0);
+	sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
+	is_int(sx_limiter_on_429(&l, &cfg, T0 + 2 * SEC, 100000, 0.5), SEC,
+	       "Retry-After 0.1 s loses against a 1 s backoff");
 
 	/* a later 429 with a shorter pause does not shorten the pause */
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	sx_limiter_on_429(&l, &cfg, T0, 30 * SEC, 0.5);
 	is_int(sx_limiter_on_429(&l, &cfg, T0 + SEC, -1, 0.0), 29 * SEC,
 	       "a shorter second pause keeps the longer one in force");
 	ok(acquire(&l, &cfg, T0 + 29 * SEC, &wait) == SX_PAUSED && wait == SEC,
 	   "the longer pause still holds");
 
-	/* u = 0 and no Retry-After: no pause at all */
-	sx_limiter_init(&l, &cfg, T0);
-	is_int(sx_limiter_on_429(&l, &cfg, T0, -1, 0.0), 0, "429 with u 0: no pause");
-	is_int(acquire(&l, &cfg, T0, &wait), SX_GO, "429 with u 0: GO at once");
+	/* u = 0 on a repeated 429 and no Retry-After: no pause beyond the first */
+	init(&l, &cfg, T0);
+	sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
+	is_int(sx_limiter_on_429(&l, &cfg, T0 + 2 * SEC, -1, 0.0), 0,
+	       "repeated 429 with u 0: no pause");
+	is_int(acquire(&l, &cfg, T0 + 2 * SEC, &wait), SX_GO, "repeated 429 with u 0: GO at once");
 }
 
 /*
- * Adaptive rate: each 429 multiplies the effective rate by 0.7, never
- * below the floor (rate * 0.1); each success adds 2% of the configured rate
- * back, never above it.  The GCRA interval follows the effective rate.
+ * The margin: the configured pacing margin is added to every interval; an
+ * isolated 429 widens it by 1% of the interval (at least 1 ms), never
+ * beyond 10%; 1000 successes without a 429 take one step back.
+ */
+static void
+test_margin(void)
+{
+	SxLimiterConfig cfg = make_config(10.0, 1);
+	SxLimiter l;
+	int64_t wait;
+	int i;
+
+	cfg.margin_ms = 2.5;
+	init(&l, &cfg, T0);
+	is_int(sx_limiter_interval(&l, &cfg), 102500, "margin 2.5 ms at 10 rps: interval 102.5 ms");
+	ok(acquire(&l, &cfg, T0, &wait) == SX_GO && acquire(&l, &cfg, T0, &wait) == SX_WAIT &&
+	       wait == 102500,
+	   "margin: the next slot is one interval plus the margin later");
+
+	sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
+	is_int(l.extra_margin, 1000, "isolated 429 at 10 rps: +1 ms (1% of 100 ms)");
+	sx_limiter_on_success(&l, &cfg);
+	sx_limiter_on_429(&l, &cfg, T0 + SEC, -1, 0.5);
+	is_int(l.extra_margin, 2000, "a second isolated 429: +1 ms more");
+	for (i = 0; i < 50; i++)
+	{
+		sx_limiter_on_success(&l, &cfg);
+		sx_limiter_on_429(&l, &cfg, T0 + SEC, -1, 0.5);
+	}
+	is_int(l.extra_margin, 10000, "the widening stops at 10% of the interval");
+	is_int(sx_limiter_interval(&l, &cfg), 112500, "interval: 100 + 2.5 + 10 ms");
+	is_dbl(l.effective_rate, 10.0, 0.0, "isolated 429s never cut the rate");
+
+	for (i = 0; i < 999; i++)
+		sx_limiter_on_success(&l, &cfg);
+	is_int(l.extra_margin, 10000, "999 successes: the margin stays");
+	sx_limiter_on_success(&l, &cfg);
+	is_int(l.extra_margin, 9000, "1000 successes: one step back");
+	for (i = 0; i < 20000; i++)
+		sx_limiter_on_success(&l, &cfg);
+	is_int(l.extra_margin, 0, "enough successes: the widening is gone");
+
+	/* at 1 rps the step is 1% of 1 s */
+	cfg = make_config(1.0, 1);
+	init(&l, &cfg, T0);
+	sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
+	is_int(l.extra_margin, 10000, "isolated 429 at 1 rps: +10 ms");
+	/* at 1000 rps the step is the 1 ms minimum, capped at 10% = 0.1 ms */
+	cfg = make_config(1000.0, 1);
+	init(&l, &cfg, T0);
+	sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
+	is_int(l.extra_margin, 1000, "isolated 429 at 1000 rps: at least 1 ms");
+}
+
+/*
+ * Send-time pacing: a granted slot stays pending until the caller reports
+ * the send; meanwhile nobody gets a slot (burst 1).  The next slot is one
+ * interval after the actual send, so a sender descheduled between its slot
+ * and its send does not shorten the gap.  A slot never reported expires
+ * after send_timeout_ms; an unsent one frees the gate at once.
+ */
+static void
+test_send_time_pacing(void)
+{
+	SxLimiterConfig cfg = make_config(1.0, 1);
+	SxLimiter l;
+	int64_t wait;
+
+	init(&l, &cfg, T0);
+	is_int(acquire_only(&l, &cfg, T0, &wait), SX_GO, "pending: slot granted at T0");
+	is_int(acquire_only(&l, &cfg, T0 + 2 * SEC, &wait), SX_WAIT,
+	       "pending: 2 s later nobody else gets a slot while the send is unconfirmed");
+	ok(wait > 0 && wait <= 1000, "pending: the others poll every millisecond at most");
+	sx_limiter_sent(&l, &cfg, T0 + 2 * SEC + 300000);
+	is_int(l.pending_sends, 0, "sent: nothing pending");
+	is_int(acquire_only(&l, &cfg, T0 + 3 * SEC, &wait), SX_WAIT,
+	       "descheduled sender: the slot at T0 + 3 s is too early");
+	is_int(wait, 300000, "descheduled sender: next slot one interval after the actual send");
+	is_int(acquire_only(&l, &cfg, T0 + 3 * SEC + 300000, &wait), SX_GO,
+	       "descheduled sender: GO one interval after the send");
+	sx_limiter_unsent(&l);
+	is_int(l.pending_sends, 0, "unsent: the gate opens");
+	ok(acquire_only(&l, &cfg, T0 + 3 * SEC + 300000, &wait) == SX_WAIT && wait == SEC,
+	   "unsent: its slot still counts as used");
+
+	/* a slot never reported is forgotten after send_timeout_ms */
+	init(&l, &cfg, T0);
+	acquire_only(&l, &cfg, T0, &wait);
+	is_int(acquire_only(&l, &cfg, T0 + 5 * SEC - 1, &wait), SX_WAIT,
+	       "lost send: others wait until send_timeout_ms");
+	is_int(acquire_only(&l, &cfg, T0 + 5 * SEC, &wait), SX_GO,
+	       "lost send: after send_timeout_ms the next slot goes");
+
+	/* burst 2: two slots may be pending */
+	cfg = make_config(1.0, 2);
+	init(&l, &cfg, T0);
+	ok(acquire_only(&l, &cfg, T0, &wait) == SX_GO && acquire_only(&l, &cfg, T0, &wait) == SX_GO,
+	   "burst 2: two slots pending at once");
+	is_int(acquire_only(&l, &cfg, T0 + SEC, &wait), SX_WAIT, "burst 2: not a third");
+}
+
+/*
+ * Simulation of send-time pacing: workers take slots and send after a
+ * random delay of up to two intervals (a descheduled process); measured at
+ * the sends, consecutive requests are never closer than the interval.
+ */
+static void
+test_send_simulation(double rps, uint64_t seed)
+{
+	SxLimiterConfig cfg = make_config(rps, 1);
+	SxLimiter l;
+	int64_t interval = (int64_t) ceil((double) SEC / rps);
+	int64_t next[SIM_WORKERS];
+	int64_t send_at[SIM_WORKERS];
+	int64_t last_send = 0;
+	int64_t min_gap = INT64_MAX;
+	int64_t end = T0 + 200 * SEC;
+	int sends = 0;
+	int i;
+	char name[160];
+
+	rng_seed(seed);
+	init(&l, &cfg, T0);
+	for (i = 0; i < SIM_WORKERS; i++)
+	{
+		next[i] = T0 + rng_below(interval);
+		send_at[i] = 0;
+	}
+	for (;;)
+	{
+		int w = 0;
+		int64_t now;
+		int64_t wait;
+
+		for (i = 1; i < SIM_WORKERS; i++)
+			if (next[i] < next[w])
+				w = i;
+		now = next[w];
+		if (now > end)
+			break;
+		if (send_at[w] != 0)
+		{
+			/* the delayed send of worker w happens now */
+			if (last_send != 0 && now - last_send < min_gap)
+				min_gap = now - last_send;
+			last_send = now;
+			sends++;
+			sx_limiter_sent(&l, &cfg, now);
+			send_at[w] = 0;
+			next[w] = now + rng_below(interval) + 1;
+			continue;
+		}
+		if (sx_limiter_acquire(&l, &cfg, now, sx_day_of(now), &wait) == SX_GO)
+		{
+			send_at[w] = now + (rng_unit() < 0.3 ? rng_below(2 * interval) : rng_below(1000));
+			next[w] = send_at[w];
+		}
+		else
+			next[w] = now + (rng_unit() < 0.5 ? wait : rng_below(2 * wait) + 1);
+	}
+	snprintf(name, sizeof(name), "send sim %g rps: sends never closer than the interval", rps);
+	if (!ok(min_gap >= interval, name))
+		diag("smallest gap %" PRId64 " us, interval %" PRId64, min_gap, interval);
+	snprintf(name, sizeof(name), "send sim %g rps: a fair share of the rate (%d sends)", rps,
+	         sends);
+	ok((double) sends >= rps * 200.0 * 0.4, name);
+}
+
+/*
+ * A wall clock stepping back (or any clock reading far behind the last
+ * one) must not stall anybody past the longest configured pause: the
+ * deadlines move back with the clock.
+ */
+static void
+test_clock_step_back(void)
+{
+	SxLimiterConfig cfg = make_config(1.0, 1);
+	SxLimiter l;
+	int64_t wait;
+
+	init(&l, &cfg, T0);
+	is_int(acquire(&l, &cfg, T0, &wait), SX_GO, "step back: GO at T0");
+	is_int(acquire(&l, &cfg, T0 - 3600 * SEC, &wait), SX_WAIT,
+	       "step back 1 h: the next slot is still one interval after the last send");
+	ok(wait <= SEC, "step back 1 h: the wait is at most one interval, not an hour");
+	is_int(acquire(&l, &cfg, T0 - 3600 * SEC + SEC, &wait), SX_GO,
+	       "step back 1 h: GO one interval later");
+
+	init(&l, &cfg, T0);
+	sx_limiter_on_429(&l, &cfg, T0, 10 * SEC, 0.5);
+	is_int(acquire(&l, &cfg, T0 - 86400 * SEC, &wait), SX_PAUSED,
+	       "step back 1 day during a pause: still paused");
+	is_int(wait, 10 * SEC, "step back 1 day: the pause keeps its length");
+
+	/* small disorder between processes is not a step */
+	init(&l, &cfg, T0);
+	acquire(&l, &cfg, T0, &wait);
+	ok(acquire(&l, &cfg, T0 - 500, &wait) == SX_WAIT && wait == SEC + 500,
+	   "a reading 0.5 ms behind is not a step: the slot stays where it was");
+}
+
+/*
+ * Adaptive rate: each repeated 429 multiplies the effective rate by 0.7,
+ * never below the floor (rate * 0.1); each success adds 2% of the
+ * configured rate back, never above it.  The GCRA interval follows.
  */
 static void
 test_adaptive_rate(void)
@@ -443,16 +674,21 @@ test_adaptive_rate(void)
 	int steps_to_full = -1;
 	double prev;
 
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	is_dbl(sx_rate_floor(&cfg), 1.0, 1e-12, "floor of 10 rps is 1 rps");
 	is_dbl(l.effective_rate, 10.0, 1e-12, "effective rate starts at the configured rate");
 	sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
-	is_dbl(l.effective_rate, 7.0, 1e-9, "one 429: rate * 0.7");
+	is_dbl(l.effective_rate, 10.0, 1e-9, "an isolated 429 keeps the rate");
+	sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
+	is_dbl(l.effective_rate, 7.0, 1e-9, "a second 429: rate * 0.7");
+	l.extra_margin = 0;
+	l.paused_until = 0;
+	l.tat = T0;
 	ok(acquire(&l, &cfg, T0, &wait) == SX_GO && acquire(&l, &cfg, T0, &wait) == SX_WAIT &&
 	       wait == 142858,
 	   "at 7 rps the interval is ceil(1e6/7) = 142858 us");
 	sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
-	is_dbl(l.effective_rate, 4.9, 1e-9, "two 429s: rate * 0.49");
+	is_dbl(l.effective_rate, 4.9, 1e-9, "a third 429: rate * 0.49");
 
 	for (i = 0; i < 100; i++)
 	{
@@ -463,6 +699,8 @@ test_adaptive_rate(void)
 	ok(above_floor, "100 more 429s: never below the floor");
 	is_dbl(l.effective_rate, 1.0, 1e-12, "after many 429s the rate sits at the floor");
 	l.tat = T0;
+	l.extra_margin = 0;
+	l.paused_until = 0;
 	ok(acquire(&l, &cfg, T0, &wait) == SX_GO && acquire(&l, &cfg, T0, &wait) == SX_WAIT &&
 	       wait == SEC,
 	   "at the floor (1 rps) the interval is 1 s");
@@ -500,7 +738,7 @@ test_reload(void)
 	int64_t wait;
 	int i;
 
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	is_int(acquire(&l, &cfg, T0, &wait), SX_GO, "reload: GO at 10 rps");
 	cfg.requests_per_second = 2.0;
 	is_int(acquire(&l, &cfg, T0 + 100000, &wait), SX_GO,
@@ -513,17 +751,20 @@ test_reload(void)
 
 	/* next_slot clamps on a copy only */
 	cfg = make_config(10.0, 1);
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	cfg.requests_per_second = 1.0;
 	(void) sx_limiter_next_slot(&l, &cfg, T0);
 	is_dbl(l.effective_rate, 10.0, 0.0, "next_slot does not modify the limiter");
 
 	/* a raised floor lifts a cut rate */
 	cfg = make_config(10.0, 1);
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	for (i = 0; i < 20; i++)
 		sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
 	is_dbl(l.effective_rate, 1.0, 1e-12, "reload: cut down to the floor of 10 rps");
+	l.paused_until = 0;
+	l.extra_margin = 0;
+	l.tat = T0;
 	cfg.requests_per_second = 100.0;
 	ok(acquire(&l, &cfg, T0, &wait) == SX_GO && acquire(&l, &cfg, T0, &wait) == SX_WAIT &&
 	       wait == 100000,
@@ -553,7 +794,7 @@ test_circuit(void)
 	cfg.backoff_base_ms = 100;
 	cfg.backoff_max_ms = 1000;
 
-	sx_limiter_init(&l, &cfg, now);
+	init(&l, &cfg, now);
 	sx_limiter_on_429(&l, &cfg, now, -1, 0.5);
 	sx_limiter_on_429(&l, &cfg, now, -1, 0.5);
 	sx_limiter_on_success(&l, &cfg);
@@ -576,7 +817,7 @@ test_circuit(void)
 	   "circuit_refuses is false once the open time is up");
 
 	/* a late 429 while open changes nothing */
-	sx_limiter_on_429(&l, &cfg, now + SEC, -1, 0.5);
+	sx_limiter_on_429(&l, &cfg, now + 60 * SEC - 1, -1, 0.0);
 	is_int(l.circuit_open_until, now + 60 * SEC, "circuit: a late 429 while open keeps the time");
 	is_int(l.circuit_trips, 1, "circuit: a late 429 while open is not a new trip");
 
@@ -595,7 +836,7 @@ test_circuit(void)
 	is_int(acquire(&l, &cfg, now + 100 * SEC, &wait), SX_GO, "closed again: GO");
 
 	/* probe 429s reopen with doubling durations, capped at 24 h */
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	now = T0;
 	for (i = 0; i < 3; i++)
 		sx_limiter_on_429(&l, &cfg, now, -1, 0.5);
@@ -651,13 +892,13 @@ test_circuit(void)
 	       "lost probe: ...and again only one");
 
 	/* other failures do nothing on a closed circuit */
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	sx_limiter_on_other_failure(&l);
 	is_int(l.circuit, SX_CIRCUIT_CLOSED, "other failure on a closed circuit: no change");
 
 	/* threshold 0 never opens */
 	cfg.circuit_threshold = 0;
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	for (i = 0; i < 100; i++)
 		sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
 	is_int(l.circuit, SX_CIRCUIT_CLOSED, "threshold 0: 100 429s never open the circuit");
@@ -665,7 +906,7 @@ test_circuit(void)
 
 	/* threshold 1: the first 429 opens it */
 	cfg.circuit_threshold = 1;
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	sx_limiter_on_429(&l, &cfg, T0, -1, 0.0);
 	is_int(l.circuit, SX_CIRCUIT_OPEN, "threshold 1: one 429 opens the circuit");
 }
@@ -687,19 +928,18 @@ test_quota(void)
 	bool all_go = true;
 
 	cfg.daily_limit = 5;
-	sx_limiter_init(&l, &cfg, now);
+	init(&l, &cfg, now);
 	for (i = 0; i < 5; i++, now += 1000)
 		if (acquire(&l, &cfg, now, &wait) == SX_GO)
 			gos++;
 	is_int(gos, 5, "quota 5: five GOs");
-	ok(sx_limiter_quota_spent(&l, &cfg, now), "quota 5: quota_spent after five");
+	ok(sx_limiter_quota_spent(&l, &cfg, sx_day_of(now)), "quota 5: quota_spent after five");
 	is_int(acquire(&l, &cfg, now, &wait), SX_REFUSED_QUOTA, "quota 5: the sixth stops");
-	is_int(wait, T0_MIDNIGHT - now, "quota: wait until the next 00:00 UTC");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT - 1, &wait), SX_REFUSED_QUOTA,
 	       "quota: 23:59:59.999999 is still the same day");
-	is_int(wait, 1, "quota: 1 us before midnight waits 1 us");
-	ok(sx_limiter_quota_spent(&l, &cfg, T0_MIDNIGHT - 1), "quota_spent at 23:59:59.999999");
-	ok(!sx_limiter_quota_spent(&l, &cfg, T0_MIDNIGHT), "quota_spent false at 00:00:00");
+	ok(sx_limiter_quota_spent(&l, &cfg, sx_day_of(T0_MIDNIGHT - 1)),
+	   "quota_spent at 23:59:59.999999");
+	ok(!sx_limiter_quota_spent(&l, &cfg, sx_day_of(T0_MIDNIGHT)), "quota_spent false at 00:00:00");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT, &wait), SX_GO, "quota: GO at 00:00:00 UTC");
 	is_int(l.quota_day, T0_DAY + 1, "quota: the day rolled");
 	is_int(l.requests_today, 1, "quota: the count restarted");
@@ -707,29 +947,28 @@ test_quota(void)
 	/* a GO in the last microsecond of a day and one at midnight, limit 1 */
 	cfg = make_config(1e6, 1); /* interval 1 us */
 	cfg.daily_limit = 1;
-	sx_limiter_init(&l, &cfg, T0_MIDNIGHT - 2);
+	init(&l, &cfg, T0_MIDNIGHT - 2);
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT - 1, &wait), SX_GO, "limit 1: GO at 23:59:59.999999");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT - 1, &wait), SX_REFUSED_QUOTA,
 	       "limit 1: then stop in the same microsecond");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT, &wait), SX_GO, "limit 1: GO at 00:00:00");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT + 1, &wait), SX_REFUSED_QUOTA,
 	       "limit 1: stop again at 00:00:00.000001");
-	is_int(wait, DAY - 1, "limit 1: wait almost a full day");
 
 	/* 0 = unlimited */
 	cfg = make_config(1e6, 1);
 	cfg.daily_limit = 0;
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	for (i = 0; i < 30000; i++)
 		if (acquire(&l, &cfg, T0 + i, &wait) != SX_GO)
 			all_go = false;
 	ok(all_go, "daily_limit 0: 30000 GOs, never SX_REFUSED_QUOTA");
-	ok(!sx_limiter_quota_spent(&l, &cfg, T0 + i), "daily_limit 0: quota never spent");
+	ok(!sx_limiter_quota_spent(&l, &cfg, sx_day_of(T0 + i)), "daily_limit 0: quota never spent");
 
 	/* the quota beats the pause */
 	cfg = make_config(1000.0, 1);
 	cfg.daily_limit = 1;
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	acquire(&l, &cfg, T0, &wait);
 	sx_limiter_on_429(&l, &cfg, T0, 10 * SEC, 0.5);
 	is_int(acquire(&l, &cfg, T0 + SEC, &wait), SX_REFUSED_QUOTA,
@@ -738,27 +977,34 @@ test_quota(void)
 	/* persisted counts */
 	cfg = make_config(1000.0, 1);
 	cfg.daily_limit = 5;
-	sx_limiter_init(&l, &cfg, T0);
-	sx_limiter_note_persisted(&l, T0, T0_DAY, 3);
+	init(&l, &cfg, T0);
+	sx_limiter_note_persisted(&l, T0_DAY, 3);
 	is_int(l.requests_today, 3, "persisted: same day, higher count is taken");
-	sx_limiter_note_persisted(&l, T0, T0_DAY, 1);
+	sx_limiter_note_persisted(&l, T0_DAY, 1);
 	is_int(l.requests_today, 3, "persisted: a lower count does not lower it");
-	sx_limiter_note_persisted(&l, T0, T0_DAY - 1, 100);
+	sx_limiter_note_persisted(&l, T0_DAY - 1, 100);
 	is_int(l.requests_today, 3, "persisted: yesterday's count is ignored");
-	sx_limiter_note_persisted(&l, T0, T0_DAY + 1, 100);
-	is_int(l.requests_today, 3, "persisted: a future day's count is ignored");
 	gos = 0;
 	for (i = 0; i < 10; i++)
 		if (acquire(&l, &cfg, T0 + i * 1000, &wait) == SX_GO)
 			gos++;
 	is_int(gos, 2, "persisted 3 of 5: two GOs left");
-	sx_limiter_note_persisted(&l, T0_MIDNIGHT + SEC, T0_DAY, 100);
-	is_int(l.quota_day, T0_DAY + 1, "persisted: a new day rolls the count first");
-	is_int(l.requests_today, 0, "persisted: the old day's count does not apply");
-	sx_limiter_note_persisted(&l, T0_MIDNIGHT + SEC, T0_DAY + 1, 4);
+	sx_limiter_note_persisted(&l, T0_DAY + 1, 4);
+	is_int(l.quota_day, T0_DAY + 1, "persisted: a later day rolls the count forward");
+	is_int(l.requests_today, 4, "persisted: and takes that day's count");
 	ok(acquire(&l, &cfg, T0_MIDNIGHT + SEC, &wait) == SX_GO &&
 	       acquire(&l, &cfg, T0_MIDNIGHT + SEC + 1000, &wait) == SX_REFUSED_QUOTA,
 	   "persisted 4 on the new day: one GO left");
+
+	/* a wall clock stepping back across midnight does not reset the count */
+	cfg = make_config(1000.0, 1);
+	cfg.daily_limit = 2;
+	init(&l, &cfg, T0_MIDNIGHT + SEC);
+	acquire(&l, &cfg, T0_MIDNIGHT + SEC, &wait);
+	acquire(&l, &cfg, T0_MIDNIGHT + 2 * SEC, &wait);
+	is_int(sx_limiter_acquire(&l, &cfg, T0_MIDNIGHT + 3 * SEC, T0_DAY, &wait), SX_REFUSED_QUOTA,
+	       "quota: a day number that went back keeps today's count (spent)");
+	is_int(l.quota_day, T0_DAY + 1, "quota: the quota day never moves back");
 }
 
 /* sx_day_of: floor division, also for negative times */
@@ -789,7 +1035,7 @@ test_next_slot(void)
 	SxLimiter before;
 	int64_t wait;
 
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	is_int(sx_limiter_next_slot(&l, &cfg, T0), T0, "next_slot: fresh limiter is now");
 	acquire(&l, &cfg, T0, &wait);
 	is_int(sx_limiter_next_slot(&l, &cfg, T0), T0 + SEC, "next_slot: one interval after a GO");
@@ -802,7 +1048,7 @@ test_next_slot(void)
 	   "next_slot: acquiring at the slot gives GO");
 
 	cfg = make_config(1.0, 3);
-	sx_limiter_init(&l, &cfg, T0);
+	init(&l, &cfg, T0);
 	acquire(&l, &cfg, T0, &wait);
 	is_int(sx_limiter_next_slot(&l, &cfg, T0), T0, "next_slot burst 3: one used, now");
 	acquire(&l, &cfg, T0, &wait);
@@ -931,6 +1177,11 @@ main(void)
 	test_simulation(10.0, 5, 5);
 	test_backoff();
 	test_429_pause();
+	test_margin();
+	test_send_time_pacing();
+	test_send_simulation(1.0, 11);
+	test_send_simulation(10.0, 12);
+	test_clock_step_back();
 	test_adaptive_rate();
 	test_reload();
 	test_circuit();
