@@ -19,6 +19,8 @@
 
 #include <json-c/json.h>
 
+#include "unicode_fold.h"
+
 #define SX_JSON_MAX_DEPTH    64
 #define SX_TOKEN_DEFAULT_TTL 300
 #define SX_TOKEN_MAX_TTL     (366 * 86400)
@@ -75,11 +77,18 @@ parse_body(const char *body, size_t len, char *errbuf)
 		set_error(errbuf, "out of memory");
 		return NULL;
 	}
+	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
 	root = json_tokener_parse_ex(tok, body, (int) len);
 	jerr = json_tokener_get_error(tok);
 	end = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
 
+	if (jerr == json_tokener_error_parse_utf8_string)
+	{
+		set_error(errbuf, "the answer is not valid UTF-8");
+		json_object_put(root);
+		return NULL;
+	}
 	if (jerr != json_tokener_success || root == NULL)
 	{
 		set_error(errbuf, "invalid JSON: %s",
@@ -98,6 +107,19 @@ parse_body(const char *body, size_t len, char *errbuf)
 		}
 	}
 	return root;
+}
+
+/* A JSON string with an embedded \u0000 would be cut short as C text. */
+static bool
+has_nul(json_object *val, const char *key, char *errbuf)
+{
+	if (json_object_is_type(val, json_type_string) &&
+	    (size_t) json_object_get_string_len(val) != strlen(json_object_get_string(val)))
+	{
+		set_error(errbuf, "field \"%s\" contains a NUL character (\\u0000)", key);
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -121,6 +143,8 @@ get_text(const SxAllocator *a, json_object *obj, const char *key, char **out, ch
 			set_error(errbuf, "field \"%s\" is not a scalar", key);
 			return SX_PARSE_MALFORMED;
 		default:
+			if (has_nul(val, key, errbuf))
+				return SX_PARSE_MALFORMED;
 			*out = copy_string(a, json_object_get_string(val));
 			return *out ? SX_PARSE_OK : SX_PARSE_NO_MEMORY;
 	}
@@ -515,7 +539,8 @@ trim_bounds(const char *s, size_t len, size_t *start, size_t *end)
 
 /*
  * Does the SKU equal the styleId, or one of its '/'-separated parts?
- * Case-insensitive, blanks around the SKU and each part ignored.  The whole
+ * Case-insensitive for any letter (Unicode simple case folding), blanks
+ * around the SKU and each part ignored.  The whole
  * styleId is tried first, so a SKU that itself contains '/' still matches.
  */
 bool
@@ -530,7 +555,7 @@ sx_style_id_matches(const char *style_id, const char *sku)
 	if (ke == ks)
 		return false;
 	trim_bounds(style_id, strlen(style_id), &ws, &we);
-	if (we - ws == ke - ks && strncasecmp(style_id + ws, sku + ks, ke - ks) == 0)
+	if (sx_utf8_equal_ci(style_id + ws, we - ws, sku + ks, ke - ks))
 		return true;
 	for (;;)
 	{
@@ -539,7 +564,7 @@ sx_style_id_matches(const char *style_id, const char *sku)
 		size_t ps, pe;
 
 		trim_bounds(part, plen, &ps, &pe);
-		if (pe - ps == ke - ks && strncasecmp(part + ps, sku + ks, ke - ks) == 0)
+		if (sx_utf8_equal_ci(part + ps, pe - ps, sku + ks, ke - ks))
 			return true;
 		if (slash == NULL)
 			return false;

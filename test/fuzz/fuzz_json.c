@@ -11,7 +11,7 @@
  * Build and run from the top of the tree:
  *
  *	clang -g -O1 -fsanitize=fuzzer,address -Isrc $(pkg-config --cflags json-c) \
- *		-o fuzz_json test/fuzz/fuzz_json.c src/stockx_json.c $(pkg-config --libs json-c)
+ *		-o fuzz_json test/fuzz/fuzz_json.c src/stockx_json.c src/unicode_fold.c $(pkg-config --libs json-c)
  *	./fuzz_json -max_total_time=60 -max_len=4096 corpus/
  *
  * Add ",undefined" to -fsanitize to catch undefined behaviour as well.
