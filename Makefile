@@ -6,16 +6,24 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 MODULE_big = stockx_enrich
 OBJS = \
 	src/limiter.o \
+	src/unicode_fold.o \
 	src/stockx_json.o \
+	src/settings.o \
 	src/credentials.o \
-	src/stockx_client.o \
-	src/shared_state.o \
+	src/shmem.o \
+	src/slots.o \
+	src/shared_limiter.o \
+	src/token_cache.o \
+	src/http.o \
 	src/enrich.o \
 	src/store.o \
 	src/worker.o \
+	src/run_control.o \
+	src/status_views.o \
 	src/stockx_enrich.o
 
-DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+# every versioned script: 1.1 is installed as 1.0 plus the update to 1.1
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 PGFILEDESC = "stockx_enrich - StockX catalogue enrichment"
 
 PG_CPPFLAGS = -DSTOCKX_ENRICH_VERSION='"$(EXTVERSION)"' $(shell pkg-config --cflags json-c)
@@ -23,7 +31,7 @@ SHLIB_LINK = $(shell curl-config --libs) $(shell pkg-config --libs json-c) -lm
 
 # pg_regress runs against a temporary instance that preloads the library.
 REGRESS = install settings arguments enqueue
-REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -38,14 +46,17 @@ UNIT_LIBS = $(shell pkg-config --libs json-c) -lm
 test/unit/test_limiter: test/unit/test_limiter.c src/limiter.c src/limiter.h
 	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_limiter.c src/limiter.c $(UNIT_LIBS)
 
-test/unit/test_json: test/unit/test_json.c src/stockx_json.c src/stockx_json.h
-	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_json.c src/stockx_json.c $(UNIT_LIBS)
+test/unit/test_json: test/unit/test_json.c src/stockx_json.c src/stockx_json.h src/unicode_fold.c
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_json.c src/stockx_json.c src/unicode_fold.c $(UNIT_LIBS)
 
-unit: test/unit/test_limiter test/unit/test_json
+test/unit/test_unicode_fold: test/unit/test_unicode_fold.c src/unicode_fold.c src/unicode_fold.h src/unicode_fold_table.h
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_unicode_fold.c src/unicode_fold.c
+
+unit: test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold
 
 format:
-	clang-format -i src/*.c src/*.h test/unit/*.c
+	clang-format -i src/*.c src/*.h test/unit/*.c test/fuzz/*.c
 
-EXTRA_CLEAN = test/unit/test_limiter test/unit/test_json tmp_check
+EXTRA_CLEAN = test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold tmp_check
 
 .PHONY: unit format

@@ -18,7 +18,11 @@ typedef enum StockxSecret
 } StockxSecret;
 
 extern void stockx_credentials_load(void);
+extern bool stockx_credentials_reload(void);
 extern const char *stockx_secret(StockxSecret which);
 extern bool stockx_credentials_configured(const char **missing);
+extern bool stockx_credentials_in_file(StockxSecret which);
+extern bool stockx_credentials_save_refresh_token(const char *token, char *errbuf, size_t errlen);
+extern bool stockx_secret_is_clean(const char *value);
 
 #endif /* STOCKX_CREDENTIALS_H */

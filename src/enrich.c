@@ -1,360 +1,261 @@
 /*-------------------------------------------------------------------------
  * enrich.c
- *	  Enrich one SKU: search with an exact styleId match, then variants,
- *	  then product-level market data (3 requests); a refresh of a known
- *	  product asks for market data only (1 request).
+ *	  Enrich one SKU, as a state machine the worker drives: search with an
+ *	  exact styleId match, then variants, then product-level market data
+ *	  (3 requests); a refresh of a known product asks for market data only
+ *	  (1 request), and for variants when the market data names a new one.
  *
- * Every request passes the shared limiter, retries included.  Answers are
- * classified here: 429 pauses the cluster and is retried up to
- * max_retries without blaming the row; 5xx, timeouts and connection errors
- * are retried with full-jitter backoff and then cost the row one attempt;
- * 400, 404 and malformed bodies fail the row at once; 401 refreshes the
- * token once, a second 401 (or 403) ends the run for credentials.
+ * The job never waits, sends or sleeps itself: stockx_job_path() says what
+ * to ask next, stockx_job_answer() classifies what came back and moves the
+ * job on.  Answers are classified here: 429 is repeated up to max_retries
+ * without blaming the row; 5xx, timeouts and connection errors are
+ * repeated after a full-jitter backoff and then cost the row one attempt;
+ * 400, 404 and malformed bodies fail the row at once; the first 401 asks
+ * for a fresh token, a second one (or a 403) means the credentials are
+ * refused.  What the shared limiter should hear is reported, not done.
  *
- * Response bodies are allocated in the caller's current (per-row) memory
- * context; parsed results in result_cxt (per batch).
+ * Parsed results live in the job's memory context; response bodies in the
+ * transfer's, which the worker resets after each answer.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "miscadmin.h"
-
 #include "enrich.h"
+#include "limiter.h"
+#include "stockx_enrich.h"
 
-typedef enum RequestResult
+static const char *const step_endpoints[] = { "search", "variants", "market-data", "done" };
+
+void
+stockx_job_init(StockxJob *job, StockxClaim *claim, MemoryContext cxt, int batch)
 {
-	REQ_OK,
-	REQ_NOT_FOUND, /* HTTP 404 */
-	REQ_RETRY_LATER,
-	REQ_FAILED,
-	REQ_DEFERRED,
-	REQ_STOP /* see *signal */
-} RequestResult;
+	memset(job, 0, sizeof(*job));
+	job->claim = claim;
+	job->cxt = cxt;
+	job->batch = batch;
+	job->refresh = claim->product_id != NULL && strcmp(claim->status, "enriched") == 0;
+	job->step = job->refresh ? SX_STEP_MARKET : SX_STEP_SEARCH;
+}
 
-static void
-describe_http_error(StockxResponse *resp, const char *endpoint, char **error)
+static const char *
+product_id(const StockxJob *job)
+{
+	return job->refresh ? job->claim->product_id : job->result.product.product_id;
+}
+
+/* The path of the request the job needs now, palloc'd in the current context. */
+char *
+stockx_job_path(StockxJob *job, const StockxEnrichConfig *config, const char **endpoint)
+{
+	*endpoint = step_endpoints[job->step];
+	switch (job->step)
+	{
+		case SX_STEP_SEARCH:
+			return psprintf("/catalog/search?query=%s&pageNumber=1&pageSize=50",
+			                stockx_http_escape(job->claim->sku_utf8));
+		case SX_STEP_VARIANTS:
+			return psprintf("/catalog/products/%s/variants", product_id(job));
+		case SX_STEP_MARKET:
+			return psprintf("/catalog/products/%s/market-data?currencyCode=%s", product_id(job),
+			                stockx_http_escape(config->currency_code));
+		case SX_STEP_DONE:
+			break;
+	}
+	elog(ERROR, "stockx_enrich: a settled job has no next request");
+	return NULL;
+}
+
+bool
+stockx_job_ready(const StockxJob *job, int64 now)
+{
+	return !job->settled && !job->in_flight && job->step != SX_STEP_DONE && now >= job->not_before;
+}
+
+static StockxStep
+settle(StockxJob *job, StockxOutcome outcome, const char *error)
+{
+	job->result.outcome = outcome;
+	job->result.error = error ? MemoryContextStrdup(job->cxt, error) : NULL;
+	job->settled = true;
+	job->step = SX_STEP_DONE;
+	return SX_JOB_SETTLED;
+}
+
+/* Move on to the next request of the job. */
+static StockxStep
+advance(StockxJob *job, StockxJobStep step)
+{
+	job->step = step;
+	job->retries = 0;
+	job->token_refreshed = false;
+	job->not_before = 0;
+	return SX_JOB_NEXT;
+}
+
+/*
+ * A transient failure (5xx, timeout, no connection, token endpoint down):
+ * repeat after a full-jitter backoff, or give the row back with one attempt
+ * used once max_retries is spent.
+ */
+StockxStep
+stockx_job_transient(StockxJob *job, const char *error, const StockxJobEnv *env)
+{
+	const StockxEnrichConfig *cfg = env->config;
+
+	if (job->retries >= cfg->max_retries)
+		return settle(job, SX_OUTCOME_RETRY_LATER, error);
+	ereport(DEBUG1, (errmsg("stockx_enrich: transient failure sku=\"%s\" retry=%d/%d: %s",
+	                        job->claim->sku, job->retries + 1, cfg->max_retries, error)));
+	job->not_before = env->now() + sx_backoff_us(cfg->backoff_base_ms, cfg->backoff_max_ms,
+	                                             job->retries, env->unit_random());
+	job->retries++;
+	return SX_JOB_NEXT;
+}
+
+static char *
+http_error(const StockxResponse *resp, const char *endpoint)
 {
 	char msg[200];
 
 	sx_parse_error_message(resp->body, resp->body_len, msg, sizeof(msg));
-	*error = psprintf("%s: HTTP %ld%s%s", endpoint, resp->status, msg[0] ? ": " : "", msg);
-}
-
-/*
- * Get a token (force: a fresh one).  A refusal asks the run to stop for
- * credentials; an outage is described in *error for a transient retry.
- */
-static StockxTokenResult
-obtain_token(StockxEnricher *e, bool force, char **error, StockxRunSignal *signal)
-{
-	char errbuf[256];
-	StockxTokenResult result = stockx_client_token(e->client, force, errbuf, sizeof(errbuf));
-
-	if (result == SX_TOKEN_REJECTED)
-	{
-		snprintf(e->credentials_error, sizeof(e->credentials_error), "%s", errbuf);
-		*signal = SX_RUN_STOP_CREDENTIALS;
-	}
-	else if (result == SX_TOKEN_UNAVAILABLE)
-		*error = pstrdup(errbuf);
-	return result;
-}
-
-/*
- * Send one GET through the limiter, with retries.  On REQ_OK the answer is
- * in *resp; otherwise *error says why (palloc'd) and *signal may ask the
- * run to stop.
- */
-static RequestResult
-request(StockxEnricher *e, const char *path, const char *endpoint, const char *sku,
-        StockxResponse *resp, char **error, StockxRunSignal *signal)
-{
-	int retries = 0;
-	bool token_refreshed = false;
-
-	for (;;)
-	{
-		int64 wait_us;
-		SxVerdict verdict;
-		StockxTokenResult token;
-		bool transient;
-
-		CHECK_FOR_INTERRUPTS();
-		if (stockx_worker_stop_requested())
-		{
-			*signal = SX_RUN_STOP_REQUESTED;
-			return REQ_STOP;
-		}
-
-		token = obtain_token(e, false, error, signal);
-		if (token == SX_TOKEN_REJECTED)
-			return REQ_STOP;
-		transient = (token == SX_TOKEN_UNAVAILABLE);
-
-		if (!transient)
-		{
-			/* wait for a slot of the shared limiter */
-			for (;;)
-			{
-				verdict = stockx_limiter_acquire(&wait_us);
-				if (verdict == SX_GO)
-					break;
-				if (verdict == SX_REFUSED_CIRCUIT)
-				{
-					*signal = SX_RUN_STOP_CIRCUIT;
-					return REQ_STOP;
-				}
-				if (verdict == SX_REFUSED_QUOTA)
-				{
-					*signal = SX_RUN_STOP_QUOTA;
-					return REQ_STOP;
-				}
-				if (!stockx_worker_sleep(wait_us, verdict == SX_PAUSED
-				                                      ? SX_STATE_BACKING_OFF
-				                                      : SX_STATE_WAITING_RATE_LIMIT))
-				{
-					*signal = SX_RUN_STOP_REQUESTED;
-					return REQ_STOP;
-				}
-			}
-
-			stockx_worker_set_state(SX_STATE_REQUESTING, sku);
-			e->counters->requests++;
-			stockx_client_get(e->client, path, resp);
-
-			if (resp->transport == SX_TRANSPORT_INTERRUPTED)
-			{
-				stockx_limiter_other_failure();
-				*signal = SX_RUN_STOP_REQUESTED;
-				return REQ_STOP;
-			}
-			if (resp->transport == SX_TRANSPORT_TOO_LARGE)
-			{
-				stockx_limiter_success();
-				*error = psprintf("%s: %s", endpoint, resp->error);
-				return REQ_FAILED;
-			}
-			if (resp->transport != SX_TRANSPORT_OK)
-			{
-				*error = psprintf("%s: %s", endpoint, resp->error);
-				transient = true;
-			}
-			else if (resp->status == 200)
-			{
-				stockx_limiter_success();
-				return REQ_OK;
-			}
-			else if (resp->status == 429)
-			{
-				int64 pause = stockx_limiter_429(resp->retry_after_us);
-
-				e->counters->responses_429++;
-				ereport(LOG,
-				        (errmsg("stockx_enrich: rate limited endpoint=%s sku=\"%s\" retry=%d/%d "
-				                "wait_ms=" INT64_FORMAT " retry_after_ms=" INT64_FORMAT,
-				                endpoint, sku, retries, stockx_max_retries, pause / 1000,
-				                resp->retry_after_us >= 0 ? resp->retry_after_us / 1000 : -1)));
-				if (retries >= stockx_max_retries)
-				{
-					describe_http_error(resp, endpoint, error);
-					return REQ_DEFERRED;
-				}
-				retries++;
-				e->counters->retries++;
-				continue;
-			}
-			else if (resp->status == 401 && !token_refreshed)
-			{
-				/* an expired or revoked token: refresh it once and repeat */
-				stockx_limiter_success();
-				token = obtain_token(e, true, error, signal);
-				if (token == SX_TOKEN_REJECTED)
-					return REQ_STOP;
-				if (token == SX_TOKEN_OK)
-				{
-					token_refreshed = true;
-					continue;
-				}
-				transient = true;
-			}
-			else if (resp->status == 401 || resp->status == 403)
-			{
-				stockx_limiter_success();
-				snprintf(e->credentials_error, sizeof(e->credentials_error),
-				         "%s answered HTTP %ld%s", endpoint, resp->status,
-				         resp->status == 401 ? " again after a token refresh" : "");
-				*signal = SX_RUN_STOP_CREDENTIALS;
-				return REQ_STOP;
-			}
-			else if (resp->status >= 500)
-			{
-				describe_http_error(resp, endpoint, error);
-				transient = true;
-			}
-			else
-			{
-				stockx_limiter_success();
-				describe_http_error(resp, endpoint, error);
-				return resp->status == 404 ? REQ_NOT_FOUND : REQ_FAILED;
-			}
-		}
-
-		/* transient failure: back off on our own, then retry */
-		Assert(transient);
-		stockx_limiter_other_failure();
-		if (retries >= stockx_max_retries)
-			return REQ_RETRY_LATER;
-		ereport(DEBUG1, (errmsg("stockx_enrich: transient failure endpoint=%s retry=%d/%d: %s",
-		                        endpoint, retries + 1, stockx_max_retries, *error)));
-		if (!stockx_worker_sleep(sx_backoff_us(stockx_backoff_base_ms, stockx_backoff_max_ms,
-		                                       retries, stockx_random()),
-		                         SX_STATE_BACKING_OFF))
-		{
-			*signal = SX_RUN_STOP_REQUESTED;
-			return REQ_STOP;
-		}
-		retries++;
-		e->counters->retries++;
-	}
-}
-
-/* Map a request failure to the row's outcome; true when the row is settled. */
-static bool
-settle_failure(RequestResult rr, StockxResult *result, char *error, MemoryContext result_cxt)
-{
-	switch (rr)
-	{
-		case REQ_OK:
-			return false;
-		case REQ_NOT_FOUND:
-		case REQ_FAILED:
-			result->outcome = SX_OUTCOME_FAILED;
-			break;
-		case REQ_RETRY_LATER:
-			result->outcome = SX_OUTCOME_RETRY_LATER;
-			break;
-		case REQ_DEFERRED:
-			result->outcome = SX_OUTCOME_DEFERRED;
-			break;
-		case REQ_STOP:
-			result->outcome = SX_OUTCOME_NONE;
-			break;
-	}
-	result->error = error ? MemoryContextStrdup(result_cxt, error) : NULL;
-	return true;
+	return psprintf("%s: HTTP %ld%s%s", endpoint, resp->status, msg[0] ? ": " : "", msg);
 }
 
 static bool
-settle_parse(SxParseResult pr, const char *what, const char *errbuf, StockxResult *result,
-             MemoryContext result_cxt)
+market_names_unknown_variant(const StockxJob *job)
 {
-	if (pr == SX_PARSE_OK)
-		return false;
-	if (pr == SX_PARSE_NO_MEMORY)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
-		                errmsg("out of memory while parsing the %s answer", what)));
-	result->outcome = SX_OUTCOME_FAILED;
-	result->error =
-	    MemoryContextStrdup(result_cxt, psprintf("%s: malformed answer: %s", what, errbuf));
-	return true;
-}
-
-static bool
-market_names_unknown_variant(StockxClaim *claim, StockxResult *result)
-{
+	const StockxClaim *claim = job->claim;
 	int i, j;
 
-	for (i = 0; i < result->nmarket; i++)
+	for (i = 0; i < job->result.nmarket; i++)
 	{
 		bool known = false;
 
 		for (j = 0; j < claim->nknown && !known; j++)
-			known = pg_strcasecmp(claim->known_variants[j], result->market[i].variant_id) == 0;
+			known = pg_strcasecmp(claim->known_variants[j], job->result.market[i].variant_id) == 0;
 		if (!known)
 			return true;
 	}
 	return false;
 }
 
-StockxRunSignal
-stockx_enrich_one(StockxEnricher *e, StockxClaim *claim, StockxResult *result,
-                  MemoryContext result_cxt)
+/* Parse a 200 answer for the current step; moves the job on. */
+static StockxStep
+take_answer(StockxJob *job, const StockxResponse *resp)
 {
-	SxAllocator alloc = { .alloc = stockx_palloc_no_oom, .context = result_cxt };
-	StockxRunSignal signal = SX_RUN_CONTINUE;
-	StockxResponse resp;
-	RequestResult rr;
-	char *error = NULL;
+	SxAllocator alloc = { .alloc = stockx_palloc_no_oom, .context = job->cxt };
+	StockxResult *r = &job->result;
 	char errbuf[SX_ERRBUF_SIZE];
-	char *product_id;
-	char *path;
-	bool refresh;
+	SxParseResult pr = SX_PARSE_OK;
+	const char *endpoint = step_endpoints[job->step];
 
-	memset(result, 0, sizeof(*result));
-	result->claim = claim;
-	refresh = claim->product_id != NULL && strcmp(claim->status, "enriched") == 0;
-
-	if (!refresh)
+	errbuf[0] = '\0';
+	switch (job->step)
 	{
-		path = psprintf("/catalog/search?query=%s&pageNumber=1&pageSize=50",
-		                stockx_client_escape(e->client, claim->sku));
-		rr = request(e, path, "search", claim->sku, &resp, &error, &signal);
-		if (settle_failure(rr, result, error, result_cxt))
-			return signal;
-		switch (
-		    sx_parse_search(resp.body, resp.body_len, claim->sku, &alloc, &result->product, errbuf))
-		{
-			case SX_PARSE_NOT_FOUND:
-				result->outcome = SX_OUTCOME_NOT_FOUND;
-				return signal;
-			case SX_PARSE_OK:
-				break;
-			default:
-				settle_parse(SX_PARSE_MALFORMED, "search", errbuf, result, result_cxt);
-				return signal;
-		}
-		product_id = result->product.product_id;
+		case SX_STEP_SEARCH:
+			pr = sx_parse_search(resp->body, resp->body_len, job->claim->sku_utf8, &alloc,
+			                     &r->product, errbuf);
+			if (pr == SX_PARSE_NOT_FOUND)
+				return settle(job, SX_OUTCOME_NOT_FOUND, NULL);
+			break;
+		case SX_STEP_VARIANTS:
+			pr = sx_parse_variants(resp->body, resp->body_len, &alloc, &r->variants, &r->nvariants,
+			                       errbuf);
+			break;
+		case SX_STEP_MARKET:
+			pr = sx_parse_market(resp->body, resp->body_len, &alloc, &r->market, &r->nmarket,
+			                     errbuf);
+			break;
+		case SX_STEP_DONE:
+			elog(ERROR, "stockx_enrich: answer for a settled job");
 	}
-	else
-		product_id = claim->product_id;
+	if (pr == SX_PARSE_NO_MEMORY)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+		                errmsg("out of memory while parsing the %s answer", endpoint)));
+	if (pr != SX_PARSE_OK)
+		return settle(job, SX_OUTCOME_FAILED,
+		              psprintf("%s: malformed answer: %s", endpoint, errbuf));
 
-	/* a refresh asks for market data first: variants only when it needs them */
-	if (refresh)
+	switch (job->step)
 	{
-		path = psprintf("/catalog/products/%s/market-data?currencyCode=%s", product_id,
-		                stockx_client_escape(e->client, stockx_currency_code));
-		rr = request(e, path, "market-data", claim->sku, &resp, &error, &signal);
-		if (settle_failure(rr, result, error, result_cxt))
-			return signal;
-		if (settle_parse(sx_parse_market(resp.body, resp.body_len, &alloc, &result->market,
-		                                 &result->nmarket, errbuf),
-		                 "market-data", errbuf, result, result_cxt))
-			return signal;
-		result->outcome = SX_OUTCOME_REFRESHED;
-		if (!market_names_unknown_variant(claim, result))
-			return signal;
+		case SX_STEP_SEARCH:
+			return advance(job, SX_STEP_VARIANTS);
+		case SX_STEP_VARIANTS:
+			if (job->refresh)
+				return settle(job, SX_OUTCOME_REFRESHED, NULL);
+			return advance(job, SX_STEP_MARKET);
+		case SX_STEP_MARKET:
+			if (!job->refresh)
+				return settle(job, SX_OUTCOME_ENRICHED, NULL);
+			/* a refresh asks for variants only when market data names a new one */
+			if (market_names_unknown_variant(job))
+				return advance(job, SX_STEP_VARIANTS);
+			return settle(job, SX_OUTCOME_REFRESHED, NULL);
+		case SX_STEP_DONE:
+			break;
+	}
+	return SX_JOB_SETTLED;
+}
+
+/*
+ * Classify the answer to the job's request.  *info says what the limiter
+ * should hear and whether the request is repeated.
+ */
+StockxStep
+stockx_job_answer(StockxJob *job, const StockxResponse *resp, const StockxJobEnv *env,
+                  StockxAnswerInfo *info)
+{
+	const StockxEnrichConfig *cfg = env->config;
+	const char *endpoint = step_endpoints[job->step];
+	int retries_before = job->retries;
+	StockxStep next;
+
+	memset(info, 0, sizeof(*info));
+	info->endpoint = endpoint;
+	info->retry_after_us = -1;
+	info->limiter_event = SX_LIMITER_SUCCESS;
+
+	if (resp->transport == SX_TRANSPORT_TOO_LARGE)
+		return settle(job, SX_OUTCOME_FAILED, psprintf("%s: %s", endpoint, resp->error));
+	if (resp->transport != SX_TRANSPORT_OK)
+	{
+		info->limiter_event = SX_LIMITER_FAILURE;
+		next = stockx_job_transient(job, psprintf("%s: %s", endpoint, resp->error), env);
+		info->retried = job->retries > retries_before;
+		return next;
 	}
 
-	path = psprintf("/catalog/products/%s/variants", product_id);
-	rr = request(e, path, "variants", claim->sku, &resp, &error, &signal);
-	if (settle_failure(rr, result, error, result_cxt))
-		return signal;
-	if (settle_parse(sx_parse_variants(resp.body, resp.body_len, &alloc, &result->variants,
-	                                   &result->nvariants, errbuf),
-	                 "variants", errbuf, result, result_cxt))
-		return signal;
-	if (refresh)
-		return signal;
-
-	path = psprintf("/catalog/products/%s/market-data?currencyCode=%s", product_id,
-	                stockx_client_escape(e->client, stockx_currency_code));
-	rr = request(e, path, "market-data", claim->sku, &resp, &error, &signal);
-	if (settle_failure(rr, result, error, result_cxt))
-		return signal;
-	if (settle_parse(sx_parse_market(resp.body, resp.body_len, &alloc, &result->market,
-	                                 &result->nmarket, errbuf),
-	                 "market-data", errbuf, result, result_cxt))
-		return signal;
-	result->outcome = SX_OUTCOME_ENRICHED;
-	return signal;
+	if (resp->status == 200)
+		return take_answer(job, resp);
+	if (resp->status == 429)
+	{
+		info->limiter_event = SX_LIMITER_RATE_LIMITED;
+		info->retry_after_us = resp->retry_after_us;
+		if (job->retries >= cfg->max_retries)
+			return settle(job, SX_OUTCOME_DEFERRED, http_error(resp, endpoint));
+		job->retries++;
+		info->retried = true;
+		return SX_JOB_NEXT;
+	}
+	if (resp->status == 401 && !job->token_refreshed)
+	{
+		/* an expired or revoked token: a fresh one, then the same request */
+		job->token_refreshed = true;
+		info->retried = true;
+		return SX_JOB_NEED_TOKEN;
+	}
+	if (resp->status == 401 || resp->status == 403)
+	{
+		snprintf(info->credentials_error, sizeof(info->credentials_error), "%s answered HTTP %ld%s",
+		         endpoint, resp->status, resp->status == 401 ? " again after a token refresh" : "");
+		return SX_JOB_BAD_CREDENTIALS;
+	}
+	if (resp->status >= 500)
+	{
+		info->limiter_event = SX_LIMITER_FAILURE;
+		next = stockx_job_transient(job, http_error(resp, endpoint), env);
+		info->retried = job->retries > retries_before;
+		return next;
+	}
+	return settle(job, SX_OUTCOME_FAILED, http_error(resp, endpoint));
 }

@@ -1,24 +1,27 @@
 /*-------------------------------------------------------------------------
  * enrich.h
- *	  Enriching one SKU: the requests, their retries, and what came of it.
+ *	  Enriching one SKU as a small state machine that the worker drives:
+ *	  which request the row needs next, and what an answer means for it.
  *-------------------------------------------------------------------------
  */
 #ifndef STOCKX_ENRICH_ONE_H
 #define STOCKX_ENRICH_ONE_H
 
-#include "stockx_client.h"
-#include "stockx_enrich.h"
+#include "utils/palloc.h"
+
+#include "http.h"
 #include "stockx_json.h"
 
 /* A row leased by a worker. */
 typedef struct StockxClaim
 {
-	char *sku;
+	char *sku;        /* as stored, in the database encoding */
+	char *sku_utf8;   /* as sent to StockX */
 	char *status;     /* pending | enriched | not_found */
 	char *product_id; /* known StockX product, or NULL */
 	int attempts;
-	int nknown; /* variants we already store */
-	char **known_variants;
+	int nknown;            /* variants we already store */
+	char **known_variants; /* their ids, lower case */
 } StockxClaim;
 
 typedef enum StockxOutcome
@@ -34,39 +37,90 @@ typedef enum StockxOutcome
 
 typedef struct StockxResult
 {
-	StockxClaim *claim;
 	StockxOutcome outcome;
 	char *error; /* for RETRY_LATER and FAILED */
 	SxProduct product;
-	SxVariant *variants;
+	SxVariant *variants; /* NULL unless fetched */
 	int nvariants;
 	SxMarket *market;
 	int nmarket;
 } StockxResult;
 
-/* What the worker and the run should do next. */
-typedef enum StockxRunSignal
+/* What the enricher reads from the settings; filled on load and reload. */
+typedef struct StockxEnrichConfig
 {
-	SX_RUN_CONTINUE = 0,
-	SX_RUN_STOP_REQUESTED,
-	SX_RUN_STOP_QUOTA,
-	SX_RUN_STOP_CIRCUIT,
-	SX_RUN_STOP_CREDENTIALS
-} StockxRunSignal;
+	char currency_code[8];
+	int max_retries;
+	int backoff_base_ms;
+	int backoff_max_ms;
+} StockxEnrichConfig;
 
-typedef struct StockxEnricher
+/* What the enricher needs from the worker, as stockx_json.c gets its allocator. */
+typedef struct StockxJobEnv
 {
-	StockxClient *client;
-	StockxCounters *counters; /* the worker's own counters */
+	const StockxEnrichConfig *config;
+	double (*unit_random)(void); /* in [0, 1) */
+	int64 (*now)(void);          /* monotonic microseconds */
+} StockxJobEnv;
+
+typedef enum StockxJobStep
+{
+	SX_STEP_SEARCH = 0,
+	SX_STEP_VARIANTS,
+	SX_STEP_MARKET,
+	SX_STEP_DONE
+} StockxJobStep;
+
+typedef struct StockxJob
+{
+	StockxClaim *claim;
+	MemoryContext cxt; /* parsed results; reset when the row is done */
+	StockxJobStep step;
+	bool refresh;         /* market data only, variants when new ones appear */
+	int retries;          /* of the current request */
+	bool token_refreshed; /* the current request already had a 401 */
+	int64 not_before;     /* backoff: monotonic time before which it waits */
+	bool in_flight;
+	struct StockxTransfer *transfer; /* while in flight */
+	MemoryContext body_cxt;          /* the answer being read; reset after each */
+	uint64 token_generation;         /* of the token the request carried */
+	StockxResult result;
+	bool settled; /* result final, waiting to be written */
+	int batch;    /* index of the worker's batch that owns the claim */
+	int64 claimed_at;
+} StockxJob;
+
+/* What the limiter should hear about an answer. */
+typedef enum StockxLimiterEvent
+{
+	SX_LIMITER_SUCCESS = 0,  /* StockX counted it and did not refuse it for the rate */
+	SX_LIMITER_RATE_LIMITED, /* 429 */
+	SX_LIMITER_FAILURE       /* 5xx, timeout, no connection: decides nothing */
+} StockxLimiterEvent;
+
+typedef enum StockxStep
+{
+	SX_JOB_NEXT = 0,       /* send the next (or the same) request when allowed */
+	SX_JOB_SETTLED,        /* result is final */
+	SX_JOB_NEED_TOKEN,     /* 401: get a fresh token, then repeat */
+	SX_JOB_BAD_CREDENTIALS /* StockX refuses our credentials: stop the run */
+} StockxStep;
+
+typedef struct StockxAnswerInfo
+{
+	StockxLimiterEvent limiter_event;
+	int64 retry_after_us; /* for 429, -1 when absent */
+	bool retried;         /* the same request will be repeated */
+	const char *endpoint;
 	char credentials_error[256];
-} StockxEnricher;
+} StockxAnswerInfo;
 
-extern StockxRunSignal stockx_enrich_one(StockxEnricher *e, StockxClaim *claim,
-                                         StockxResult *result, MemoryContext result_cxt);
-
-/* worker.c: publish state; sleep interruptibly (false when asked to stop) */
-extern void stockx_worker_set_state(StockxWorkerState state, const char *sku);
-extern bool stockx_worker_sleep(int64 wait_us, StockxWorkerState state);
-extern bool stockx_worker_stop_requested(void);
+extern void stockx_job_init(StockxJob *job, StockxClaim *claim, MemoryContext cxt, int batch);
+extern char *stockx_job_path(StockxJob *job, const StockxEnrichConfig *config,
+                             const char **endpoint);
+extern StockxStep stockx_job_answer(StockxJob *job, const StockxResponse *resp,
+                                    const StockxJobEnv *env, StockxAnswerInfo *info);
+extern StockxStep stockx_job_transient(StockxJob *job, const char *error, const StockxJobEnv *env);
+extern bool stockx_job_ready(const StockxJob *job, int64 now);
 
 #endif /* STOCKX_ENRICH_ONE_H */

@@ -1,105 +1,279 @@
 /*-------------------------------------------------------------------------
  * store.c
  *	  Everything stockx_enrich reads from or writes to its tables, through
- *	  SPI and always with parameters.  Table names are qualified with the
- *	  extension's schema, looked up once per process.
+ *	  SPI plans prepared once per process and kept (SPI_keepplan), always
+ *	  with parameters.  The SQL is built one way: Q() puts the extension's
+ *	  schema, quoted, wherever the text says @extschema@; functions are
+ *	  qualified with pg_catalog, and the callers run with search_path
+ *	  pinned to pg_catalog, pg_temp.
  *
- * Writing a batch: each row is written in its own subtransaction, so a row
- * the database refuses (say, a \u0000 in its JSON) is marked failed with the
- * error text while the rest of the batch commits.
+ * Writing a row: every write is conditional on the row's lease still
+ * being ours (lease_pid); a row whose lease was lost is left alone.  The
+ * variants of a product go in one statement (arrays unnested, in id
+ * order), not one per variant.  Each row is written in its own
+ * subtransaction: when the database refuses the row's own data (SQLSTATE
+ * classes 22 and 23: say a value the database encoding cannot represent)
+ * the row is marked failed with the reason and the rest of the batch
+ * goes on; any other error (a deadlock, a lock timeout, a cancel) is not
+ * the row's fault and aborts the whole write, which the worker repeats.
+ *
+ * Text from StockX is UTF-8 and is converted to the database encoding
+ * here; a value that cannot be represented is such a data error.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
-#include "lib/stringinfo.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "clock.h"
+#include "limiter.h"
+#include "shared_limiter.h"
 #include "store.h"
 
-#define SX_MAX_PARAMS 16
-/* live workers' leases are recognised by pid; expiry only guards against a reused pid */
-#define SX_LEASE "interval '1 hour'"
+#define SX_MAX_PARAMS 20
 
+typedef enum StatementId
+{
+	ST_CLAIM_PENDING = 0,
+	ST_CLAIM_REFRESH,
+	ST_CLAIM_NOT_FOUND,
+	ST_PRODUCT_ENRICHED,
+	ST_PRODUCT_LOCK,
+	ST_PRODUCT_REFRESHED,
+	ST_VARIANTS_UPSERT,
+	ST_VARIANTS_DELETE_STALE,
+	ST_MARKET_UPDATE,
+	ST_NOT_FOUND,
+	ST_RETRY_LATER,
+	ST_FAILED,
+	ST_RELEASE,
+	ST_RENEW,
+	ST_RUN_COUNTERS,
+	ST_RUN_ENSURE,
+	ST_RUN_ORPHANS,
+	ST_RUN_FINISH,
+	ST_RUN_REASON,
+	ST_NEXT_RUN_ID,
+	ST_QUOTA_LOAD,
+	ST_QUOTA_SAVE,
+	ST_COUNT
+} StatementId;
+
+typedef struct Statement
+{
+	const char *sql; /* @extschema@ stands for the extension's schema */
+	int nargs;
+	Oid types[SX_MAX_PARAMS];
+} Statement;
+
+#define CLAIM_SQL(where, order)                                                                     \
+	"UPDATE @extschema@.stockx_product p "                                                          \
+	"   SET lease_pid = $2, lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => $5) " \
+	"  FROM (SELECT sku FROM @extschema@.stockx_product "                                           \
+	"         WHERE " where " "                                                                     \
+	"           AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()) "              \
+	"           AND (lease_pid IS NULL OR lease_until < pg_catalog.now() "                          \
+	"                OR lease_pid <> ALL ($3)) "                                                    \
+	"         ORDER BY " order " LIMIT $1 FOR UPDATE SKIP LOCKED) due "                             \
+	" WHERE p.sku = due.sku "                                                                       \
+	"RETURNING p.sku, p.status, p.stockx_product_id::text, p.attempts, "                            \
+	"  ARRAY(SELECT v.variant_id::text FROM @extschema@.stockx_variant v WHERE v.sku = p.sku)"
+#define CLAIM_TYPES                                                                                \
+	{                                                                                              \
+		INT4OID, INT4OID, INT4ARRAYOID, FLOAT8OID, FLOAT8OID                                       \
+	}
+
+/* the columns an UPDATE sets when a row is settled, whatever the outcome */
+#define SETTLED "lease_pid = NULL, lease_until = NULL, updated_at = pg_catalog.now()"
+
+static const Statement statements[ST_COUNT] = {
+	[ST_CLAIM_PENDING] = { CLAIM_SQL("status = 'pending'",
+	                                 "next_attempt_at NULLS FIRST, created_at"),
+	                       5, CLAIM_TYPES },
+	[ST_CLAIM_REFRESH] = { CLAIM_SQL(
+	                           "status = 'enriched' AND market_updated_at < pg_catalog.now() - "
+	                           "pg_catalog.make_interval(secs => $4)",
+	                           "market_updated_at"),
+	                       5, CLAIM_TYPES },
+	[ST_CLAIM_NOT_FOUND] = { CLAIM_SQL("status = 'not_found' AND updated_at < pg_catalog.now() - "
+	                                   "interval '7 days'",
+	                                   "updated_at"),
+	                         5, CLAIM_TYPES },
+	[ST_PRODUCT_ENRICHED] = { "UPDATE @extschema@.stockx_product SET status = 'enriched', stockx_product_id = $2::uuid, "
+	                          "  url_key = $3, style_id = $4, title = $5, brand = $6, product_type = $7, gender = $8, "
+	                          "  season = $9, colorway = $10, color = $11, retail_price = $12::numeric, "
+	                          "  release_date = $13::date, product = $14::jsonb, currency_code = $15, "
+	                          "  lowest_ask = (SELECT pg_catalog.min(a) FROM pg_catalog.unnest($16::numeric[]) a), "
+	                          "  highest_bid = (SELECT pg_catalog.max(b) FROM pg_catalog.unnest($17::numeric[]) b), "
+	                          "  market_updated_at = pg_catalog.now(), enriched_at = pg_catalog.now(), "
+	                          "  attempts = 0, last_error = NULL, next_attempt_at = NULL, " SETTLED
+	                          " WHERE sku = $1 AND lease_pid = $18 RETURNING status",
+	                          18,
+	                          { TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	                            TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	                            TEXTOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID } },
+	[ST_PRODUCT_LOCK] = { "SELECT status FROM @extschema@.stockx_product "
+	                      " WHERE sku = $1 AND lease_pid = $2 FOR UPDATE",
+	                      2,
+	                      { TEXTOID, INT4OID } },
+	[ST_PRODUCT_REFRESHED] = { "UPDATE @extschema@.stockx_product p SET lowest_ask = s.lo, highest_bid = s.hi, "
+	                           "  currency_code = $2, market_updated_at = pg_catalog.now(), "
+	                           "  attempts = 0, last_error = NULL, next_attempt_at = NULL, " SETTLED
+	                           "  FROM (SELECT pg_catalog.min(lowest_ask) AS lo, pg_catalog.max(highest_bid) AS hi "
+	                           "          FROM @extschema@.stockx_variant WHERE sku = $1) s "
+	                           " WHERE p.sku = $1 AND p.lease_pid = $3 RETURNING p.status",
+	                           3,
+	                           { TEXTOID, TEXTOID, INT4OID } },
+	[ST_VARIANTS_UPSERT] = { "INSERT INTO @extschema@.stockx_variant AS v (variant_id, sku, variant_name, "
+	                         "  variant_value, gtins, size_chart, lowest_ask, highest_bid, sell_faster, earn_more, "
+	                         "  flex_lowest_ask, currency_code, market_updated_at) "
+	                         "SELECT DISTINCT ON (u.id::uuid) u.id::uuid, $1, u.name, u.value, u.gtins::jsonb, "
+	                         "       u.chart::jsonb, u.ask::numeric, u.bid::numeric, u.faster::numeric, "
+	                         "       u.more::numeric, u.flex::numeric, "
+	                         "       CASE WHEN u.priced THEN $13 END, CASE WHEN u.priced THEN pg_catalog.now() END "
+	                         "  FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]), "
+	                         "       pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[]), "
+	                         "       pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), "
+	                         "       pg_catalog.unnest($8::text[]), pg_catalog.unnest($9::text[]), "
+	                         "       pg_catalog.unnest($10::text[]), pg_catalog.unnest($11::text[]), "
+	                         "       pg_catalog.unnest($12::bool[])) "
+	                         "       AS u(id, name, value, gtins, chart, ask, bid, faster, more, flex, priced) "
+	                         " ORDER BY u.id::uuid "
+	                         "ON CONFLICT (variant_id) DO UPDATE SET sku = EXCLUDED.sku, "
+	                         "  variant_name = EXCLUDED.variant_name, variant_value = EXCLUDED.variant_value, "
+	                         "  gtins = EXCLUDED.gtins, size_chart = EXCLUDED.size_chart, "
+	                         "  lowest_ask = CASE WHEN EXCLUDED.market_updated_at IS NULL THEN v.lowest_ask "
+	                         "                    ELSE EXCLUDED.lowest_ask END, "
+	                         "  highest_bid = CASE WHEN EXCLUDED.market_updated_at IS NULL THEN v.highest_bid "
+	                         "                     ELSE EXCLUDED.highest_bid END, "
+	                         "  sell_faster = CASE WHEN EXCLUDED.market_updated_at IS NULL THEN v.sell_faster "
+	                         "                     ELSE EXCLUDED.sell_faster END, "
+	                         "  earn_more = CASE WHEN EXCLUDED.market_updated_at IS NULL THEN v.earn_more "
+	                         "                   ELSE EXCLUDED.earn_more END, "
+	                         "  flex_lowest_ask = CASE WHEN EXCLUDED.market_updated_at IS NULL THEN v.flex_lowest_ask "
+	                         "                         ELSE EXCLUDED.flex_lowest_ask END, "
+	                         "  currency_code = coalesce(EXCLUDED.currency_code, v.currency_code), "
+	                         "  market_updated_at = coalesce(EXCLUDED.market_updated_at, "
+	                         "                                          v.market_updated_at)",
+	                         13,
+	                         { TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	                           TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	                           TEXTARRAYOID, BOOLARRAYOID, TEXTOID } },
+	[ST_VARIANTS_DELETE_STALE] = { "DELETE FROM @extschema@.stockx_variant "
+	                               " WHERE sku = $1 AND variant_id <> ALL ($2::uuid[])",
+	                               2,
+	                               { TEXTOID, TEXTARRAYOID } },
+	[ST_MARKET_UPDATE] = { "UPDATE @extschema@.stockx_variant v SET lowest_ask = u.ask::numeric, "
+	                       "  highest_bid = u.bid::numeric, sell_faster = u.faster::numeric, "
+	                       "  earn_more = u.more::numeric, flex_lowest_ask = u.flex::numeric, "
+	                       "  currency_code = $8, market_updated_at = pg_catalog.now() "
+	                       "  FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]), "
+	                       "       pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[]), "
+	                       "       pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[])) "
+	                       "       AS u(id, ask, bid, faster, more, flex) "
+	                       " WHERE v.variant_id = u.id::uuid AND v.sku = $1",
+	                       8,
+	                       { TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	                         TEXTARRAYOID, TEXTARRAYOID, TEXTOID } },
+	[ST_NOT_FOUND] = { "UPDATE @extschema@.stockx_product SET status = 'not_found', attempts = 0, "
+	                   "  next_attempt_at = NULL, last_error = NULL, " SETTLED
+	                   " WHERE sku = $1 AND lease_pid = $2 RETURNING status",
+	                   2,
+	                   { TEXTOID, INT4OID } },
+	[ST_RETRY_LATER] = { "UPDATE @extschema@.stockx_product SET attempts = attempts + 1, last_error = $2, "
+	                     "  status = CASE WHEN status = 'pending' AND attempts + 1 >= $3 "
+	                     "                THEN 'failed' ELSE status END, "
+	                     "  next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => $4), " SETTLED
+	                     " WHERE sku = $1 AND lease_pid = $5 RETURNING status",
+	                     5,
+	                     { TEXTOID, TEXTOID, INT4OID, FLOAT8OID, INT4OID } },
+	[ST_FAILED] = { "UPDATE @extschema@.stockx_product SET attempts = attempts + 1, last_error = $2, "
+	                "  next_attempt_at = CASE WHEN status = 'pending' THEN NULL "
+	                "                         ELSE pg_catalog.now() + interval '1 day' END, "
+	                "  status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END, " SETTLED
+	                " WHERE sku = $1 AND lease_pid = $3 RETURNING status",
+	                3,
+	                { TEXTOID, TEXTOID, INT4OID } },
+	[ST_RELEASE] = { "UPDATE @extschema@.stockx_product SET lease_pid = NULL, lease_until = NULL "
+	                 " WHERE sku = ANY ($1) AND lease_pid = $2",
+	                 2,
+	                 { TEXTARRAYOID, INT4OID } },
+	[ST_RENEW] = { "UPDATE @extschema@.stockx_product "
+	               "   SET lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => $3) "
+	               " WHERE sku = ANY ($1) AND lease_pid = $2 RETURNING sku",
+	               3,
+	               { TEXTARRAYOID, INT4OID, FLOAT8OID } },
+	[ST_RUN_COUNTERS] = { "INSERT INTO @extschema@.stockx_run AS r (run_id, processed, enriched, not_found, failed, "
+	                      "  requests, responses_429, retries) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+	                      "ON CONFLICT (run_id) DO UPDATE SET processed = r.processed + EXCLUDED.processed, "
+	                      "  enriched = r.enriched + EXCLUDED.enriched, "
+	                      "  not_found = r.not_found + EXCLUDED.not_found, failed = r.failed + EXCLUDED.failed, "
+	                      "  requests = r.requests + EXCLUDED.requests, "
+	                      "  responses_429 = r.responses_429 + EXCLUDED.responses_429, "
+	                      "  retries = r.retries + EXCLUDED.retries RETURNING r.processed",
+	                      8,
+	                      { INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	                        INT8OID } },
+	[ST_RUN_ENSURE] = { "INSERT INTO @extschema@.stockx_run (run_id, workers, max_products, "
+	                    "  started_at) VALUES ($1, $2, $3, $4) ON CONFLICT (run_id) DO NOTHING",
+	                    4,
+	                    { INT8OID, INT4OID, INT8OID, TIMESTAMPTZOID } },
+	[ST_RUN_ORPHANS] = { "UPDATE @extschema@.stockx_run SET finished_at = pg_catalog.now(), "
+	                     "  stop_reason = 'error' "
+	                     " WHERE finished_at IS NULL AND run_id <> ALL ($1)",
+	                     1,
+	                     { INT8ARRAYOID } },
+	[ST_RUN_FINISH] = { "UPDATE @extschema@.stockx_run SET finished_at = pg_catalog.now(), "
+	                    "  stop_reason = $2 WHERE run_id = $1 AND finished_at IS NULL",
+	                    2,
+	                    { INT8OID, TEXTOID } },
+	[ST_RUN_REASON] = { "SELECT coalesce(stop_reason, 'error') "
+	                    "  FROM @extschema@.stockx_run WHERE run_id = $1",
+	                    1,
+	                    { INT8OID } },
+	[ST_NEXT_RUN_ID] = { "SELECT pg_catalog.nextval($1)", 1, { REGCLASSOID } },
+	[ST_QUOTA_LOAD] = { "SELECT requests FROM @extschema@.stockx_quota "
+	                    " WHERE day = DATE '1970-01-01' + $1",
+	                    1,
+	                    { INT4OID } },
+	[ST_QUOTA_SAVE] = { "INSERT INTO @extschema@.stockx_quota AS q (day, requests) "
+	                    "VALUES (DATE '1970-01-01' + $1, $2) "
+	                    "ON CONFLICT (day) DO UPDATE SET requests = greatest(q.requests, EXCLUDED.requests)",
+	                    2,
+	                    { INT4OID, INT8OID } },
+};
+
+/* Per process: the extension we prepared for, its schema, and the kept plans. */
+static Oid extension_oid = InvalidOid;
+static Oid schema_oid = InvalidOid;
+static char *schema_quoted = NULL;
+static SPIPlanPtr plans[ST_COUNT];
+
+/* Parameters of one execution. */
 typedef struct Params
 {
 	int n;
-	Oid types[SX_MAX_PARAMS];
 	Datum values[SX_MAX_PARAMS];
 	char nulls[SX_MAX_PARAMS];
 } Params;
-
-static char *schema = NULL; /* quoted, in TopMemoryContext */
-
-static void
-param_text(Params *p, const char *s)
-{
-	Assert(p->n < SX_MAX_PARAMS);
-	p->types[p->n] = TEXTOID;
-	p->values[p->n] = s ? CStringGetTextDatum(s) : (Datum) 0;
-	p->nulls[p->n] = s ? ' ' : 'n';
-	p->n++;
-}
-
-static void
-param_int4(Params *p, int32 v)
-{
-	p->types[p->n] = INT4OID;
-	p->values[p->n] = Int32GetDatum(v);
-	p->nulls[p->n] = ' ';
-	p->n++;
-}
-
-static void
-param_int8(Params *p, int64 v)
-{
-	p->types[p->n] = INT8OID;
-	p->values[p->n] = Int64GetDatum(v);
-	p->nulls[p->n] = ' ';
-	p->n++;
-}
-
-static void
-param_float8(Params *p, double v)
-{
-	p->types[p->n] = FLOAT8OID;
-	p->values[p->n] = Float8GetDatum(v);
-	p->nulls[p->n] = ' ';
-	p->n++;
-}
-
-static void
-param_array(Params *p, Oid array_type, Oid elem_type, Datum *elems, int n)
-{
-	int16 typlen;
-	bool typbyval;
-	char typalign;
-
-	get_typlenbyvalalign(elem_type, &typlen, &typbyval, &typalign);
-	p->types[p->n] = array_type;
-	p->values[p->n] =
-	    PointerGetDatum(construct_array(elems, n, elem_type, typlen, typbyval, typalign));
-	p->nulls[p->n] = ' ';
-	p->n++;
-}
-
-/* Run one statement; the SQL template's %s are the schema. */
-static void
-run(const char *sql, Params *p, int expected)
-{
-	int rc = SPI_execute_with_args(sql, p ? p->n : 0, p ? p->types : NULL, p ? p->values : NULL,
-	                               p ? p->nulls : NULL, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "stockx_enrich: SPI_execute_with_args returned %s", SPI_result_code_string(rc));
-}
 
 /* The SQL text with every @extschema@ replaced by the extension's schema. */
 static char *
@@ -113,119 +287,286 @@ Q(const char *sql)
 	while ((hit = strstr(p, "@extschema@")) != NULL)
 	{
 		appendBinaryStringInfo(&buf, p, hit - p);
-		appendStringInfoString(&buf, schema);
+		appendStringInfoString(&buf, schema_quoted);
 		p = hit + strlen("@extschema@");
 	}
 	appendStringInfoString(&buf, p);
 	return buf.data;
 }
 
-/* Look up the extension's schema (once per process). */
+/* The schema of an extension (what get_extension_schema() does from 16 on). */
+static Oid
+extension_schema(Oid ext)
+{
+	Relation rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple tup;
+	Oid nsp = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(ext));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
+}
+
+/*
+ * Find the extension (one index lookup per transaction); when it is not
+ * the one our plans were prepared for, forget them.
+ */
 void
 stockx_store_init(void)
 {
-	bool isnull;
-	Datum nsp;
+	Oid ext = get_extension_oid("stockx_enrich", true);
+	int i;
 
-	if (schema != NULL)
-		return;
-	if (SPI_execute("SELECT n.nspname FROM pg_catalog.pg_extension e "
-	                "  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
-	                " WHERE e.extname = 'stockx_enrich'",
-	                true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "stockx_enrich: could not look up the extension's schema");
-	if (SPI_processed != 1)
+	if (!OidIsValid(ext))
 		ereport(
 		    ERROR,
 		    (errcode(ERRCODE_UNDEFINED_OBJECT),
 		     errmsg("extension \"stockx_enrich\" is not installed in this database"),
 		     errhint(
 		         "Run CREATE EXTENSION stockx_enrich in the database that holds the catalogue.")));
-	nsp = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	schema = MemoryContextStrdup(TopMemoryContext, quote_identifier(NameStr(*DatumGetName(nsp))));
+	if (ext == extension_oid)
+		return;
+	for (i = 0; i < ST_COUNT; i++)
+	{
+		if (plans[i] != NULL)
+			SPI_freeplan(plans[i]);
+		plans[i] = NULL;
+	}
+	if (schema_quoted != NULL)
+		pfree(schema_quoted);
+	schema_oid = extension_schema(ext);
+	schema_quoted =
+	    MemoryContextStrdup(TopMemoryContext, quote_identifier(get_namespace_name(schema_oid)));
+	extension_oid = ext;
 }
+
+Oid
+stockx_store_schema(void)
+{
+	return schema_oid;
+}
+
+static SPIPlanPtr
+plan(StatementId id)
+{
+	if (plans[id] == NULL)
+	{
+		const Statement *st = &statements[id];
+		char *sql = Q(st->sql);
+		SPIPlanPtr p = SPI_prepare(sql, st->nargs, (Oid *) st->types);
+
+		if (p == NULL)
+			elog(ERROR, "stockx_enrich: SPI_prepare failed: %s",
+			     SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plans[id] = p;
+		pfree(sql);
+	}
+	return plans[id];
+}
+
+/* Execute a kept plan; errors unless SPI answers `expected`. */
+static void
+run(StatementId id, Params *p, int expected)
+{
+	int rc;
+
+	Assert(p->n == statements[id].nargs);
+	rc = SPI_execute_plan(plan(id), p->values, p->nulls, false, 0);
+	if (rc != expected)
+		elog(ERROR, "stockx_enrich: statement %d returned %s", (int) id,
+		     SPI_result_code_string(rc));
+}
+
+/* ---------------------------------------------------------------- parameters */
+
+static void
+param(Params *p, Datum value, bool isnull)
+{
+	Assert(p->n < SX_MAX_PARAMS);
+	p->values[p->n] = value;
+	p->nulls[p->n] = isnull ? 'n' : ' ';
+	p->n++;
+}
+
+/* Text in the database encoding (SKUs, our own words). */
+static void
+param_text(Params *p, const char *s)
+{
+	param(p, s ? CStringGetTextDatum(s) : (Datum) 0, s == NULL);
+}
+
+/* Text from StockX (UTF-8), converted to the database encoding. */
+static Datum
+api_text_datum(const char *s)
+{
+	return PointerGetDatum(cstring_to_text(pg_any_to_server(s, strlen(s), PG_UTF8)));
+}
+
+static void
+param_api_text(Params *p, const char *s)
+{
+	param(p, s ? api_text_datum(s) : (Datum) 0, s == NULL);
+}
+
+static void
+param_int4(Params *p, int32 v)
+{
+	param(p, Int32GetDatum(v), false);
+}
+
+static void
+param_int8(Params *p, int64 v)
+{
+	param(p, Int64GetDatum(v), false);
+}
+
+static void
+param_float8(Params *p, double v)
+{
+	param(p, Float8GetDatum(v), false);
+}
+
+/* A one-dimensional array of n datums (NULL where nulls[i]). */
+static Datum
+array_datum(Datum *elems, bool *nulls, int n, Oid elem_type)
+{
+	int16 typlen;
+	bool typbyval;
+	char typalign;
+	int dims[1] = { n };
+	int lbs[1] = { 1 };
+
+	get_typlenbyvalalign(elem_type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(
+	    construct_md_array(elems, nulls, 1, dims, lbs, elem_type, typlen, typbyval, typalign));
+}
+
+/* A text[] of strings from StockX, with NULL for NULL entries. */
+static void
+param_api_array(Params *p, char **strs, int n)
+{
+	Datum *elems = palloc(sizeof(Datum) * (n + 1));
+	bool *nulls = palloc(sizeof(bool) * (n + 1));
+	int i;
+
+	for (i = 0; i < n; i++)
+	{
+		nulls[i] = strs[i] == NULL;
+		elems[i] = nulls[i] ? (Datum) 0 : api_text_datum(strs[i]);
+	}
+	param(p, array_datum(elems, nulls, n, TEXTOID), false);
+}
+
+static void
+param_bool_array(Params *p, bool *vals, int n)
+{
+	Datum *elems = palloc(sizeof(Datum) * (n + 1));
+	int i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = BoolGetDatum(vals[i]);
+	param(p, array_datum(elems, NULL, n, BOOLOID), false);
+}
+
+/* How many rows a statement touched or returned. */
+static uint64
+rows(void)
+{
+	return SPI_processed;
+}
+
+static const char *
+static_status(const char *status)
+{
+	static const char *const known[] = { "pending", "enriched", "not_found", "failed" };
+	int i;
+
+	for (i = 0; i < (int) lengthof(known); i++)
+		if (status != NULL && strcmp(status, known[i]) == 0)
+			return known[i];
+	return NULL;
+}
+
+/* The status column of the one row an UPDATE ... RETURNING status touched. */
+static const char *
+returned_status(void)
+{
+	if (rows() != 1)
+		return NULL;
+	return static_status(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+}
+
+/* ---------------------------------------------------------------- claims */
 
 /*
  * Lease up to limit due rows: never-enriched first, then stale enriched
  * rows (with refresh_after), then not_found rows older than a week.  A
- * lease is free when it expired or its pid is no live worker of ours.
+ * lease is free when it expired or its pid is no live worker.
  */
 int
-stockx_store_claim(int limit, StockxClaim **claims, MemoryContext cxt)
+stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live_pids, int npids,
+                   StockxClaim **claims, MemoryContext cxt)
 {
-	/* each kind reads the head of its own partial index, in index order */
-	static const struct
-	{
-		const char *where;
-		const char *order_by;
-	} kinds[] = {
-		{ "status = 'pending'", "next_attempt_at NULLS FIRST, created_at" },
-		{ "status = 'enriched' AND market_updated_at < now() - make_interval(secs => $4)",
-		  "market_updated_at" },
-		{ "status = 'not_found' AND updated_at < now() - interval '7 days'", "updated_at" },
-	};
-	int pids[256];
-	int npids = Min(stockx_worker_slots(InvalidOid, 0, pids, lengthof(pids)), (int) lengthof(pids));
-	Datum pid_datums[256];
-	StockxClaim *out = MemoryContextAllocZero(cxt, sizeof(StockxClaim) * limit);
+	static const StatementId kinds[] = { ST_CLAIM_PENDING, ST_CLAIM_REFRESH, ST_CLAIM_NOT_FOUND };
+	StockxClaim *out = MemoryContextAllocZero(cxt, sizeof(StockxClaim) * Max(limit, 1));
+	Datum *pid_datums = palloc(sizeof(Datum) * (npids + 1));
 	int got = 0;
 	int k, i;
 
 	for (i = 0; i < npids; i++)
-		pid_datums[i] = Int32GetDatum(pids[i]);
+		pid_datums[i] = Int32GetDatum(live_pids[i]);
 
 	for (k = 0; k < (int) lengthof(kinds) && got < limit; k++)
 	{
 		Params p = { 0 };
-		char *sql;
 		uint64 row;
 
-		if (k == 1 && stockx_refresh_after_s <= 0)
+		if (kinds[k] == ST_CLAIM_REFRESH && config->refresh_after_s <= 0)
 			continue;
-		sql = psprintf("UPDATE %s.stockx_product p "
-		               "   SET lease_pid = $2, lease_until = now() + " SX_LEASE " "
-		               "  FROM (SELECT sku FROM %s.stockx_product "
-		               "         WHERE %s "
-		               "           AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
-		               "           AND (lease_pid IS NULL OR lease_until < now() "
-		               "                OR lease_pid <> ALL ($3)) "
-		               "         ORDER BY %s LIMIT $1 FOR UPDATE SKIP LOCKED) due "
-		               " WHERE p.sku = due.sku "
-		               "RETURNING p.sku, p.status, p.stockx_product_id::text, p.attempts, "
-		               "  (SELECT string_agg(v.variant_id::text, ',') "
-		               "     FROM %s.stockx_variant v WHERE v.sku = p.sku)",
-		               schema, schema, kinds[k].where, kinds[k].order_by, schema);
 		param_int4(&p, limit - got);
 		param_int4(&p, MyProcPid);
-		param_array(&p, INT4ARRAYOID, INT4OID, pid_datums, npids);
-		param_float8(&p, (double) stockx_refresh_after_s);
-		run(sql, &p, SPI_OK_UPDATE_RETURNING);
+		param(&p, array_datum(pid_datums, NULL, npids, INT4OID), false);
+		param_float8(&p, (double) config->refresh_after_s);
+		param_float8(&p, (double) config->lease_s);
+		run(kinds[k], &p, SPI_OK_UPDATE_RETURNING);
 
-		for (row = 0; row < SPI_processed; row++)
+		for (row = 0; row < rows() && got < limit; row++)
 		{
 			HeapTuple tup = SPI_tuptable->vals[row];
 			TupleDesc desc = SPI_tuptable->tupdesc;
 			StockxClaim *c = &out[got++];
-			char *known = SPI_getvalue(tup, desc, 5);
 			bool isnull;
+			Datum known = SPI_getbinval(tup, desc, 5, &isnull);
+			const char *sku = SPI_getvalue(tup, desc, 1);
 
-			c->sku = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 1));
+			c->sku = MemoryContextStrdup(cxt, sku);
+			c->sku_utf8 = MemoryContextStrdup(cxt, pg_server_to_any(sku, strlen(sku), PG_UTF8));
 			c->status = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 2));
 			if (SPI_getvalue(tup, desc, 3) != NULL)
 				c->product_id = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 3));
 			c->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-			if (known != NULL)
+			if (!isnull)
 			{
-				char *copy = MemoryContextStrdup(cxt, known);
-				char *tok;
-				char *save;
-				int cap = 1;
+				Datum *ids;
+				bool *id_nulls;
+				int nids;
+				int j;
 
-				for (tok = copy; *tok; tok++)
-					cap += (*tok == ',');
-				c->known_variants = MemoryContextAlloc(cxt, sizeof(char *) * cap);
-				for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-					c->known_variants[c->nknown++] = tok;
+				deconstruct_array(DatumGetArrayTypeP(known), TEXTOID, -1, false, TYPALIGN_INT, &ids,
+				                  &id_nulls, &nids);
+				c->known_variants = MemoryContextAlloc(cxt, sizeof(char *) * (nids + 1));
+				for (j = 0; j < nids; j++)
+					if (!id_nulls[j])
+						c->known_variants[c->nknown++] =
+						    MemoryContextStrdup(cxt, TextDatumGetCString(ids[j]));
 			}
 		}
 	}
@@ -233,262 +574,354 @@ stockx_store_claim(int limit, StockxClaim **claims, MemoryContext cxt)
 	return got;
 }
 
-static void
-write_variants(StockxResult *r)
-{
-	char *sql_variant =
-	    Q("INSERT INTO @extschema@.stockx_variant AS v "
-	      "  (variant_id, sku, variant_name, variant_value, gtins, size_chart) "
-	      "VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb) "
-	      "ON CONFLICT (variant_id) DO UPDATE SET sku = EXCLUDED.sku, "
-	      "  variant_name = EXCLUDED.variant_name, variant_value = EXCLUDED.variant_value, "
-	      "  gtins = EXCLUDED.gtins, size_chart = EXCLUDED.size_chart");
-	Datum *ids = palloc(sizeof(Datum) * (r->nvariants + 1));
-	Params p = { 0 };
-	int i;
+/* ---------------------------------------------------------------- writing a row */
 
-	for (i = 0; i < r->nvariants; i++)
+/* Per variant: identity from the variants answer, prices from market data. */
+static void
+variant_arrays(const char *sku, StockxResult *r, const char *currency, Params *p)
+{
+	int n = r->nvariants;
+	char **cols[10];
+	bool *priced = palloc0(sizeof(bool) * (n + 1));
+	int c, i, j;
+
+	for (c = 0; c < 10; c++)
+		cols[c] = palloc0(sizeof(char *) * (n + 1));
+	for (i = 0; i < n; i++)
 	{
 		SxVariant *v = &r->variants[i];
-		Params vp = { 0 };
 
-		param_text(&vp, v->variant_id);
-		param_text(&vp, r->claim->sku);
-		param_text(&vp, v->variant_name);
-		param_text(&vp, v->variant_value);
-		param_text(&vp, v->gtins_json);
-		param_text(&vp, v->size_chart_json);
-		run(sql_variant, &vp, SPI_OK_INSERT);
-		ids[i] = CStringGetTextDatum(v->variant_id);
+		cols[0][i] = v->variant_id;
+		cols[1][i] = v->variant_name;
+		cols[2][i] = v->variant_value;
+		cols[3][i] = v->gtins_json;
+		cols[4][i] = v->size_chart_json;
+		for (j = 0; j < r->nmarket; j++)
+		{
+			SxMarket *m = &r->market[j];
+
+			if (pg_strcasecmp(m->variant_id, v->variant_id) != 0)
+				continue;
+			cols[5][i] = m->lowest_ask;
+			cols[6][i] = m->highest_bid;
+			cols[7][i] = m->sell_faster;
+			cols[8][i] = m->earn_more;
+			cols[9][i] = m->flex_lowest_ask;
+			priced[i] = true;
+			break;
+		}
 	}
-	/* a full variants list replaces the old one */
-	param_text(&p, r->claim->sku);
-	param_array(&p, TEXTARRAYOID, TEXTOID, ids, r->nvariants);
-	run(Q("DELETE FROM @extschema@.stockx_variant WHERE sku = $1 AND variant_id::text <> ALL ($2)"),
-	    &p, SPI_OK_DELETE);
+	param_text(p, sku);
+	for (c = 0; c < 10; c++)
+		param_api_array(p, cols[c], n);
+	param_bool_array(p, priced, n);
+	param_text(p, currency);
 }
 
 static void
-write_market(StockxResult *r)
+write_variants(const char *sku, StockxResult *r, const char *currency)
 {
-	char *sql = Q("UPDATE @extschema@.stockx_variant SET lowest_ask = $3::numeric, "
-	              "  highest_bid = $4::numeric, sell_faster = $5::numeric, "
-	              "  earn_more = $6::numeric, flex_lowest_ask = $7::numeric, "
-	              "  currency_code = $8, market_updated_at = now() "
-	              " WHERE variant_id = $1::uuid AND sku = $2");
 	Params p = { 0 };
+	Params d = { 0 };
+	char **ids = palloc0(sizeof(char *) * (r->nvariants + 1));
 	int i;
 
+	variant_arrays(sku, r, currency, &p);
+	run(ST_VARIANTS_UPSERT, &p, SPI_OK_INSERT);
+	/* a full variants list replaces the old one; ids compare as uuid */
+	for (i = 0; i < r->nvariants; i++)
+		ids[i] = r->variants[i].variant_id;
+	param_text(&d, sku);
+	param_api_array(&d, ids, r->nvariants);
+	run(ST_VARIANTS_DELETE_STALE, &d, SPI_OK_DELETE);
+}
+
+static void
+write_market(const char *sku, StockxResult *r, const char *currency)
+{
+	Params p = { 0 };
+	char **cols[6];
+	int c, i;
+
+	for (c = 0; c < 6; c++)
+		cols[c] = palloc0(sizeof(char *) * (r->nmarket + 1));
 	for (i = 0; i < r->nmarket; i++)
 	{
 		SxMarket *m = &r->market[i];
-		Params mp = { 0 };
 
-		param_text(&mp, m->variant_id);
-		param_text(&mp, r->claim->sku);
-		param_text(&mp, m->lowest_ask);
-		param_text(&mp, m->highest_bid);
-		param_text(&mp, m->sell_faster);
-		param_text(&mp, m->earn_more);
-		param_text(&mp, m->flex_lowest_ask);
-		param_text(&mp, m->currency_code ? m->currency_code : stockx_currency_code);
-		run(sql, &mp, SPI_OK_UPDATE);
+		cols[0][i] = m->variant_id;
+		cols[1][i] = m->lowest_ask;
+		cols[2][i] = m->highest_bid;
+		cols[3][i] = m->sell_faster;
+		cols[4][i] = m->earn_more;
+		cols[5][i] = m->flex_lowest_ask;
 	}
-	/* product-level summary: minimum ask and maximum bid over the variants */
-	param_text(&p, r->claim->sku);
-	param_text(&p, stockx_currency_code);
-	run(Q("UPDATE @extschema@.stockx_product p SET lowest_ask = v.lo, highest_bid = v.hi, "
-	      "  currency_code = $2, market_updated_at = now(), updated_at = now(), "
-	      "  attempts = 0, last_error = NULL, next_attempt_at = NULL, "
-	      "  lease_pid = NULL, lease_until = NULL "
-	      "  FROM (SELECT min(lowest_ask) AS lo, max(highest_bid) AS hi "
-	      "          FROM @extschema@.stockx_variant WHERE sku = $1) v "
-	      " WHERE p.sku = $1"),
-	    &p, SPI_OK_UPDATE);
+	param_text(&p, sku);
+	for (c = 0; c < 6; c++)
+		param_api_array(&p, cols[c], r->nmarket);
+	param_text(&p, currency);
+	run(ST_MARKET_UPDATE, &p, SPI_OK_UPDATE);
 }
 
-static void
-write_enriched(StockxResult *r)
+static const char *
+write_enriched(const StockxStoreConfig *config, const char *sku, StockxResult *r)
 {
 	SxProduct *pr = &r->product;
 	Params p = { 0 };
+	char **asks = palloc0(sizeof(char *) * (r->nvariants + 1));
+	char **bids = palloc0(sizeof(char *) * (r->nvariants + 1));
+	const char *status;
+	int i, j;
 
-	param_text(&p, r->claim->sku);
-	param_text(&p, pr->product_id);
-	param_text(&p, pr->url_key);
-	param_text(&p, pr->style_id);
-	param_text(&p, pr->title);
-	param_text(&p, pr->brand);
-	param_text(&p, pr->product_type);
-	param_text(&p, pr->gender);
-	param_text(&p, pr->season);
-	param_text(&p, pr->colorway);
-	param_text(&p, pr->color);
-	param_text(&p, pr->retail_price);
-	param_text(&p, pr->release_date);
-	param_text(&p, pr->json);
-	run(Q("UPDATE @extschema@.stockx_product SET status = 'enriched', stockx_product_id = "
-	      "$2::uuid, "
-	      "  url_key = $3, style_id = $4, title = $5, brand = $6, product_type = $7, "
-	      "  gender = $8, season = $9, colorway = $10, color = $11, "
-	      "  retail_price = $12::numeric, release_date = $13::date, product = $14::jsonb, "
-	      "  enriched_at = now(), updated_at = now() "
-	      " WHERE sku = $1"),
-	    &p, SPI_OK_UPDATE);
-	write_variants(r);
-	write_market(r);
+	/* the product's summary: over the variants we store */
+	for (i = 0; i < r->nvariants; i++)
+		for (j = 0; j < r->nmarket; j++)
+			if (pg_strcasecmp(r->market[j].variant_id, r->variants[i].variant_id) == 0)
+			{
+				asks[i] = r->market[j].lowest_ask;
+				bids[i] = r->market[j].highest_bid;
+				break;
+			}
+	param_text(&p, sku);
+	param_api_text(&p, pr->product_id);
+	param_api_text(&p, pr->url_key);
+	param_api_text(&p, pr->style_id);
+	param_api_text(&p, pr->title);
+	param_api_text(&p, pr->brand);
+	param_api_text(&p, pr->product_type);
+	param_api_text(&p, pr->gender);
+	param_api_text(&p, pr->season);
+	param_api_text(&p, pr->colorway);
+	param_api_text(&p, pr->color);
+	param_api_text(&p, pr->retail_price);
+	param_api_text(&p, pr->release_date);
+	param_api_text(&p, pr->json);
+	param_text(&p, config->currency_code);
+	param_api_array(&p, asks, r->nvariants);
+	param_api_array(&p, bids, r->nvariants);
+	param_int4(&p, MyProcPid);
+	run(ST_PRODUCT_ENRICHED, &p, SPI_OK_UPDATE_RETURNING);
+	status = returned_status();
+	if (status == NULL)
+		return NULL; /* not ours any more */
+	write_variants(sku, r, config->currency_code);
+	return status;
 }
 
-/* The status column of the row an UPDATE ... RETURNING status touched. */
-static const char *
-returned_status(void)
+/* Lock the row if it is still ours; false when the lease was lost. */
+static bool
+lock_leased(const char *sku)
 {
-	if (SPI_processed != 1)
-		return NULL;
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	Params p = { 0 };
+
+	param_text(&p, sku);
+	param_int4(&p, MyProcPid);
+	run(ST_PRODUCT_LOCK, &p, SPI_OK_SELECT);
+	return rows() == 1;
 }
 
-/* Settle one row; returns the row's status afterwards. */
 static const char *
-write_one(StockxResult *r)
+write_refreshed(const StockxStoreConfig *config, const char *sku, StockxResult *r)
+{
+	Params p = { 0 };
+
+	if (!lock_leased(sku))
+		return NULL;
+	if (r->variants != NULL)
+		write_variants(sku, r, config->currency_code);
+	else
+		write_market(sku, r, config->currency_code);
+	param_text(&p, sku);
+	param_text(&p, config->currency_code);
+	param_int4(&p, MyProcPid);
+	run(ST_PRODUCT_REFRESHED, &p, SPI_OK_UPDATE_RETURNING);
+	return returned_status();
+}
+
+static const char *
+write_failed(const char *sku, const char *error)
+{
+	Params p = { 0 };
+
+	param_text(&p, sku);
+	param_text(&p, error);
+	param_int4(&p, MyProcPid);
+	run(ST_FAILED, &p, SPI_OK_UPDATE_RETURNING);
+	return returned_status();
+}
+
+/* Settle one row; returns its status afterwards, NULL when it is not ours. */
+static const char *
+write_one(const StockxStoreConfig *config, StockxClaim *claim, StockxResult *r)
 {
 	Params p = { 0 };
 
 	switch (r->outcome)
 	{
 		case SX_OUTCOME_ENRICHED:
-			write_enriched(r);
-			return "enriched";
+			return write_enriched(config, claim->sku, r);
 		case SX_OUTCOME_REFRESHED:
-			if (r->variants != NULL)
-				write_variants(r);
-			write_market(r);
-			return "enriched";
+			return write_refreshed(config, claim->sku, r);
 		case SX_OUTCOME_NOT_FOUND:
-			param_text(&p, r->claim->sku);
-			run(Q("UPDATE @extschema@.stockx_product SET status = 'not_found', attempts = 0, "
-			      "  next_attempt_at = NULL, last_error = NULL, lease_pid = NULL, "
-			      "  lease_until = NULL, updated_at = now() WHERE sku = $1"),
-			    &p, SPI_OK_UPDATE);
-			return "not_found";
+			param_text(&p, claim->sku);
+			param_int4(&p, MyProcPid);
+			run(ST_NOT_FOUND, &p, SPI_OK_UPDATE_RETURNING);
+			return returned_status();
 		case SX_OUTCOME_RETRY_LATER:
-			param_text(&p, r->claim->sku);
+			param_text(&p, claim->sku);
 			param_text(&p, r->error);
-			param_int4(&p, stockx_max_attempts);
-			param_float8(&p, (double) sx_backoff_us(stockx_backoff_base_ms, stockx_backoff_max_ms,
-			                                        r->claim->attempts, 0.5 + stockx_random() / 2) /
+			param_int4(&p, config->max_attempts);
+			param_float8(&p, (double) sx_backoff_us(config->backoff_base_ms, config->backoff_max_ms,
+			                                        claim->attempts, 0.5 + stockx_random() / 2) /
 			                     1e6);
-			run(Q("UPDATE @extschema@.stockx_product SET attempts = attempts + 1, last_error = $2, "
-			      "  status = CASE WHEN status = 'pending' AND attempts + 1 >= $3 "
-			      "                THEN 'failed' ELSE status END, "
-			      "  next_attempt_at = now() + make_interval(secs => $4), "
-			      "  lease_pid = NULL, lease_until = NULL, updated_at = now() "
-			      " WHERE sku = $1 RETURNING status"),
-			    &p, SPI_OK_UPDATE_RETURNING);
+			param_int4(&p, MyProcPid);
+			run(ST_RETRY_LATER, &p, SPI_OK_UPDATE_RETURNING);
 			return returned_status();
 		case SX_OUTCOME_FAILED:
-			param_text(&p, r->claim->sku);
-			param_text(&p, r->error);
-			run(Q("UPDATE @extschema@.stockx_product SET attempts = attempts + 1, last_error = $2, "
-			      "  next_attempt_at = CASE WHEN status = 'pending' THEN NULL "
-			      "                         ELSE now() + interval '1 day' END, "
-			      "  status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END, "
-			      "  lease_pid = NULL, lease_until = NULL, updated_at = now() "
-			      " WHERE sku = $1 RETURNING status"),
-			    &p, SPI_OK_UPDATE_RETURNING);
-			return returned_status();
-		default:
-			return NULL;
+			return write_failed(claim->sku, r->error);
+		case SX_OUTCOME_NONE:
+		case SX_OUTCOME_DEFERRED:
+			break;
 	}
+	return NULL;
 }
 
-static void
-count_outcome(StockxCounters *c, const char *status, StockxOutcome outcome)
+/* Data errors of the row itself: what the database refuses in its values. */
+static bool
+is_row_data_error(int sqlerrcode)
 {
-	if (status == NULL)
-		return;
-	c->processed++;
-	if (outcome == SX_OUTCOME_RETRY_LATER && strcmp(status, "failed") != 0)
-		return; /* still due: not a final result */
-	if (strcmp(status, "enriched") == 0)
-		c->enriched++;
-	else if (strcmp(status, "not_found") == 0)
-		c->not_found++;
-	else if (strcmp(status, "failed") == 0)
-		c->failed++;
+	int category = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return category == ERRCODE_DATA_EXCEPTION || category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
 }
 
 /*
- * Write the settled rows of a batch, each in a subtransaction, and count
- * them into *counters.  Rows left unsettled keep their lease until
- * stockx_store_release.
+ * Write one settled row in a subtransaction.  A data error of the row
+ * marks it failed with the reason; any other error propagates.
  */
 void
-stockx_store_write_results(StockxResult *results, int n, StockxCounters *counters)
+stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim, StockxResult *result,
+                       StockxWritten *written)
 {
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	const char *volatile status = NULL;
+	ErrorData *edata = NULL;
+
+	written->write = SX_WRITE_SKIPPED;
+	written->status = NULL;
+	if (result->outcome == SX_OUTCOME_NONE || result->outcome == SX_OUTCOME_DEFERRED)
+		return;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		status = write_one(config, claim, result);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (!is_row_data_error(edata->sqlerrcode))
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+
+	if (edata != NULL)
+	{
+		ereport(WARNING, (errmsg("stockx_enrich: could not store SKU \"%s\": %s", claim->sku,
+		                         edata->message)));
+		result->outcome = SX_OUTCOME_FAILED;
+		result->error = psprintf("could not store the answer: %s", edata->message);
+		status = write_failed(claim->sku, result->error);
+		written->write = status ? SX_WRITE_ROW_FAILED : SX_WRITE_LOST_LEASE;
+		written->status = status;
+		FreeErrorData(edata);
+		return;
+	}
+	written->write = status ? SX_WRITE_DONE : SX_WRITE_LOST_LEASE;
+	written->status = status;
+}
+
+/* Mark a row failed with error (used when the row cannot be written at all). */
+bool
+stockx_store_fail_row(const StockxStoreConfig *config, StockxClaim *claim, const char *error,
+                      StockxWritten *written)
+{
+	const char *status = write_failed(claim->sku, error);
+
+	written->write = status ? SX_WRITE_ROW_FAILED : SX_WRITE_LOST_LEASE;
+	written->status = status;
+	return status != NULL;
+}
+
+/* ---------------------------------------------------------------- leases */
+
+static Datum
+sku_array(StockxClaim **claims, int n)
+{
+	Datum *skus = palloc(sizeof(Datum) * (n + 1));
 	int i;
 
 	for (i = 0; i < n; i++)
+		skus[i] = CStringGetTextDatum(claims[i]->sku);
+	return array_datum(skus, NULL, n, TEXTOID);
+}
+
+/* Extend the leases of claims; held[i] says whether claims[i] is still ours. */
+int
+stockx_store_renew_leases(const StockxStoreConfig *config, StockxClaim **claims, int n, bool *held)
+{
+	Params p = { 0 };
+	int kept = 0;
+	int i;
+	uint64 row;
+
+	for (i = 0; i < n; i++)
+		held[i] = false;
+	if (n == 0)
+		return 0;
+	param(&p, sku_array(claims, n), false);
+	param_int4(&p, MyProcPid);
+	param_float8(&p, (double) config->lease_s);
+	run(ST_RENEW, &p, SPI_OK_UPDATE_RETURNING);
+	for (row = 0; row < rows(); row++)
 	{
-		StockxResult *r = &results[i];
-		MemoryContext oldcxt = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
-		const char *status = NULL;
+		char *sku = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1);
 
-		if (r->outcome == SX_OUTCOME_NONE || r->outcome == SX_OUTCOME_DEFERRED)
-			continue;
-
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(oldcxt);
-		PG_TRY();
-		{
-			status = write_one(r);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-
-			ereport(WARNING, (errmsg("stockx_enrich: could not store SKU \"%s\": %s", r->claim->sku,
-			                         edata->message)));
-			r->outcome = SX_OUTCOME_FAILED;
-			r->error = psprintf("could not store the answer: %s", edata->message);
-			FreeErrorData(edata);
-			status = write_one(r);
-		}
-		PG_END_TRY();
-		count_outcome(counters, status, r->outcome);
+		for (i = 0; i < n; i++)
+			if (!held[i] && strcmp(claims[i]->sku, sku) == 0)
+			{
+				held[i] = true;
+				kept++;
+				break;
+			}
 	}
+	return kept;
 }
 
 /* Give back the leases of rows this worker did not settle. */
 void
-stockx_store_release(StockxClaim *claims, int n)
+stockx_store_release(StockxClaim **claims, int n)
 {
 	Params p = { 0 };
-	Datum *skus;
-	int i;
 
 	if (n == 0)
 		return;
-	skus = palloc(sizeof(Datum) * n);
-	for (i = 0; i < n; i++)
-		skus[i] = CStringGetTextDatum(claims[i].sku);
-	param_array(&p, TEXTARRAYOID, TEXTOID, skus, n);
+	param(&p, sku_array(claims, n), false);
 	param_int4(&p, MyProcPid);
-	run(Q("UPDATE @extschema@.stockx_product SET lease_pid = NULL, lease_until = NULL "
-	      " WHERE sku = ANY ($1) AND lease_pid = $2"),
-	    &p, SPI_OK_UPDATE);
+	run(ST_RELEASE, &p, SPI_OK_UPDATE);
 }
+
+/* ---------------------------------------------------------------- runs */
 
 int64
 stockx_store_add_run_counters(int64 run_id, const StockxCounters *d)
@@ -504,41 +937,36 @@ stockx_store_add_run_counters(int64 run_id, const StockxCounters *d)
 	param_int8(&p, d->requests);
 	param_int8(&p, d->responses_429);
 	param_int8(&p, d->retries);
-	run(Q("INSERT INTO @extschema@.stockx_run AS r (run_id, processed, enriched, not_found, "
-	      "failed, "
-	      "  requests, responses_429, retries) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-	      "ON CONFLICT (run_id) DO UPDATE SET processed = r.processed + EXCLUDED.processed, "
-	      "  enriched = r.enriched + EXCLUDED.enriched, not_found = r.not_found + "
-	      "EXCLUDED.not_found, "
-	      "  failed = r.failed + EXCLUDED.failed, requests = r.requests + EXCLUDED.requests, "
-	      "  responses_429 = r.responses_429 + EXCLUDED.responses_429, "
-	      "  retries = r.retries + EXCLUDED.retries RETURNING r.processed"),
-	    &p, SPI_OK_INSERT_RETURNING);
+	run(ST_RUN_COUNTERS, &p, SPI_OK_INSERT_RETURNING);
+	if (rows() != 1)
+		return -1; /* a trigger kept the row from being written */
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-const char *
-stockx_stop_reason_name(StockxStopReason reason)
+void
+stockx_store_ensure_run(int64 run_id, int workers, int64 max_products, TimestampTz started_at)
 {
-	switch (reason)
-	{
-		case SX_STOP_NONE:
-		case SX_STOP_DONE:
-			return "done";
-		case SX_STOP_MAX_PRODUCTS:
-			return "max_products";
-		case SX_STOP_STOPPED:
-			return "stopped";
-		case SX_STOP_QUOTA:
-			return "quota";
-		case SX_STOP_CIRCUIT_OPEN:
-			return "circuit_open";
-		case SX_STOP_CREDENTIALS:
-			return "credentials";
-		case SX_STOP_ERROR:
-			return "error";
-	}
-	return "error";
+	Params p = { 0 };
+
+	param_int8(&p, run_id);
+	param_int4(&p, workers);
+	param(&p, Int64GetDatum(max_products), max_products <= 0);
+	param(&p, TimestampTzGetDatum(started_at), false);
+	run(ST_RUN_ENSURE, &p, SPI_OK_INSERT);
+}
+
+/* Runs left unfinished by a crash or a restart are closed as errors. */
+void
+stockx_store_close_orphan_runs(const int64 *active, int nactive)
+{
+	Params p = { 0 };
+	Datum *ids = palloc(sizeof(Datum) * (nactive + 1));
+	int i;
+
+	for (i = 0; i < nactive; i++)
+		ids[i] = Int64GetDatum(active[i]);
+	param(&p, array_datum(ids, NULL, nactive, INT8OID), false);
+	run(ST_RUN_ORPHANS, &p, SPI_OK_UPDATE);
 }
 
 void
@@ -548,35 +976,25 @@ stockx_store_finish_run(int64 run_id, StockxStopReason reason)
 
 	param_int8(&p, run_id);
 	param_text(&p, stockx_stop_reason_name(reason));
-	run(Q("UPDATE @extschema@.stockx_run SET finished_at = now(), stop_reason = $2 "
-	      " WHERE run_id = $1 AND finished_at IS NULL"),
-	    &p, SPI_OK_UPDATE);
+	run(ST_RUN_FINISH, &p, SPI_OK_UPDATE);
 }
 
 int64
 stockx_store_next_run_id(void)
 {
+	Params p = { 0 };
+	Oid seq = get_relname_relid("stockx_run_run_id_seq", schema_oid);
 	bool isnull;
 
-	run(Q("SELECT nextval('@extschema@.stockx_run_run_id_seq')"), NULL, SPI_OK_SELECT);
+	if (!OidIsValid(seq))
+		ereport(ERROR,
+		        (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("sequence of stockx_run is missing"),
+		         errhint("Reinstall the extension stockx_enrich.")));
+	param(&p, ObjectIdGetDatum(seq), false);
+	run(ST_NEXT_RUN_ID, &p, SPI_OK_SELECT);
+	if (rows() != 1)
+		elog(ERROR, "stockx_enrich: nextval returned no row");
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-void
-stockx_store_insert_run(int64 run_id, int workers, int64 max_products)
-{
-	Params p = { 0 };
-
-	param_int8(&p, run_id);
-	param_int4(&p, workers);
-	param_int8(&p, max_products);
-	if (max_products <= 0)
-		p.nulls[2] = 'n';
-	run(Q("INSERT INTO @extschema@.stockx_run AS r (run_id, workers, max_products) VALUES ($1, $2, "
-	      "$3) "
-	      "ON CONFLICT (run_id) DO UPDATE SET workers = EXCLUDED.workers, "
-	      "  max_products = EXCLUDED.max_products"),
-	    &p, SPI_OK_INSERT);
 }
 
 /* The stop_reason of a run (palloc'd in the caller's context), or NULL. */
@@ -587,39 +1005,30 @@ stockx_store_run_reason(int64 run_id)
 	char *reason;
 
 	param_int8(&p, run_id);
-	run(Q("SELECT coalesce(stop_reason, 'error') FROM @extschema@.stockx_run WHERE run_id = $1"),
-	    &p, SPI_OK_SELECT);
-	if (SPI_processed != 1)
+	run(ST_RUN_REASON, &p, SPI_OK_SELECT);
+	if (rows() != 1)
 		return NULL;
 	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	return reason ? MemoryContextStrdup(TopTransactionContext, reason) : NULL;
 }
 
-/* Runs left unfinished by a crash or a restart are closed as errors. */
-void
-stockx_store_fail_orphan_runs(void)
-{
-	run(Q("UPDATE @extschema@.stockx_run SET finished_at = now(), stop_reason = 'error' "
-	      " WHERE finished_at IS NULL"),
-	    NULL, SPI_OK_UPDATE);
-}
+/* ---------------------------------------------------------------- quota */
 
 /* Merge today's persisted request count into the shared limiter. */
 void
 stockx_store_load_quota(void)
 {
 	Params p = { 0 };
-	int64 day = sx_day_of(stockx_now_us());
+	int64 day = sx_day_of(stockx_wall_now());
 	bool isnull;
 	int64 requests = 0;
 
 	param_int4(&p, (int32) day);
-	run(Q("SELECT requests FROM @extschema@.stockx_quota WHERE day = DATE '1970-01-01' + $1"), &p,
-	    SPI_OK_SELECT);
-	if (SPI_processed == 1)
+	run(ST_QUOTA_LOAD, &p, SPI_OK_SELECT);
+	if (rows() == 1)
 		requests =
 		    DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	stockx_quota_merge(day, requests);
+	stockx_limiter_merge_persisted(day, requests);
 }
 
 /* Persist the shared count of today's requests. */
@@ -627,15 +1036,12 @@ void
 stockx_store_save_quota(void)
 {
 	Params p = { 0 };
-	SxLimiter snap;
+	StockxLimiterSnapshot snap;
 
 	stockx_limiter_snapshot(&snap);
-	if (snap.requests_today == 0)
+	if (snap.limiter.requests_today == 0)
 		return;
-	param_int4(&p, (int32) snap.quota_day);
-	param_int8(&p, snap.requests_today);
-	run(Q("INSERT INTO @extschema@.stockx_quota AS q (day, requests) "
-	      "VALUES (DATE '1970-01-01' + $1, $2) "
-	      "ON CONFLICT (day) DO UPDATE SET requests = GREATEST(q.requests, EXCLUDED.requests)"),
-	    &p, SPI_OK_INSERT);
+	param_int4(&p, (int32) snap.limiter.quota_day);
+	param_int8(&p, snap.limiter.requests_today);
+	run(ST_QUOTA_SAVE, &p, SPI_OK_INSERT);
 }

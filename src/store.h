@@ -1,26 +1,62 @@
 /*-------------------------------------------------------------------------
  * store.h
- *	  SPI access to the extension's tables: claims, results, runs, quota.
- *	  Every function expects a transaction with SPI connected.
+ *	  SPI access to the extension's tables: claims, results, leases, runs,
+ *	  quota.  Every function expects a transaction with SPI connected.
  *-------------------------------------------------------------------------
  */
 #ifndef STOCKX_STORE_H
 #define STOCKX_STORE_H
 
+#include "datatype/timestamp.h"
+
 #include "enrich.h"
+#include "stockx_enrich.h"
+
+/* What the store reads from the settings; filled on load and reload. */
+typedef struct StockxStoreConfig
+{
+	int max_attempts;
+	int backoff_base_ms;
+	int backoff_max_ms;
+	int refresh_after_s; /* 0 = never refresh */
+	int lease_s;
+	char currency_code[8];
+} StockxStoreConfig;
+
+/* How writing one row went. */
+typedef enum StockxWriteStatus
+{
+	SX_WRITE_SKIPPED = 0, /* nothing to write (outcome NONE or DEFERRED) */
+	SX_WRITE_DONE,        /* written; *status says what the row is now */
+	SX_WRITE_ROW_FAILED,  /* the database refused the row's data: marked failed */
+	SX_WRITE_LOST_LEASE   /* the row is no longer ours: nothing written */
+} StockxWriteStatus;
+
+typedef struct StockxWritten
+{
+	StockxWriteStatus write;
+	const char *status; /* pending, enriched, not_found, failed (static) */
+} StockxWritten;
 
 extern void stockx_store_init(void);
-extern int stockx_store_claim(int limit, StockxClaim **claims, MemoryContext cxt);
-extern void stockx_store_write_results(StockxResult *results, int n, StockxCounters *counters);
-extern void stockx_store_release(StockxClaim *claims, int n);
+extern Oid stockx_store_schema(void);
+extern int stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live_pids,
+                              int npids, StockxClaim **claims, MemoryContext cxt);
+extern void stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim,
+                                   StockxResult *result, StockxWritten *written);
+extern bool stockx_store_fail_row(const StockxStoreConfig *config, StockxClaim *claim,
+                                  const char *error, StockxWritten *written);
+extern int stockx_store_renew_leases(const StockxStoreConfig *config, StockxClaim **claims, int n,
+                                     bool *held);
+extern void stockx_store_release(StockxClaim **claims, int n);
 extern int64 stockx_store_add_run_counters(int64 run_id, const StockxCounters *delta);
+extern void stockx_store_ensure_run(int64 run_id, int workers, int64 max_products,
+                                    TimestampTz started_at);
+extern void stockx_store_close_orphan_runs(const int64 *active, int nactive);
 extern void stockx_store_finish_run(int64 run_id, StockxStopReason reason);
 extern int64 stockx_store_next_run_id(void);
-extern void stockx_store_insert_run(int64 run_id, int workers, int64 max_products);
 extern char *stockx_store_run_reason(int64 run_id);
-extern void stockx_store_fail_orphan_runs(void);
 extern void stockx_store_load_quota(void);
 extern void stockx_store_save_quota(void);
-extern const char *stockx_stop_reason_name(StockxStopReason reason);
 
 #endif /* STOCKX_STORE_H */

@@ -1,14 +1,29 @@
 /*-------------------------------------------------------------------------
  * worker.c
- *	  The background worker: claim a batch, enrich its rows one by one,
- *	  commit every commit_every rows, publish state and counters, and end
- *	  the run's part when nothing is due, on stop, or when the limiter says
- *	  so (quota, circuit, credentials).
+ *	  The background worker: claim rows in batches, drive each row's
+ *	  enrichment (enrich.c) with several requests in flight (http.c), each
+ *	  taking its own slot from the shared limiter, commit every
+ *	  commit_every settled rows, renew the leases of the rows it holds,
+ *	  and end the run's part when nothing is due, on stop, or when the
+ *	  limiter or StockX say so (quota, circuit, credentials).
  *
- * Memory: a context per batch (claims and parsed results) and one per row
- * (HTTP bodies), both reset after use, so memory stays flat however many
- * rows a run processes.  No transaction is open while a request is under
- * way: the claim and each commit are short transactions of their own.
+ * Memory: a context per batch (its claims) and one per row (parsed results,
+ * with a child for the answer being read, reset after each answer); a row's
+ * context goes when the row is written or given back, a batch's when its
+ * last row does, so memory stays flat however many rows a run processes.
+ * No transaction is open while a request is under way: the claim, each
+ * commit and each lease renewal are short transactions of their own.
+ *
+ * The worker pins its own session settings (search_path, isolation level,
+ * statement and lock timeouts) so that none set on its role or database
+ * changes how it behaves; a lock wait never lasts more than lock_timeout,
+ * so a stop request is always noticed within a second.
+ *
+ * Stopping: stockx_enrich_stop() sets the run's flag and the worker's
+ * latch; SIGTERM and a cancel (pg_cancel_backend) do the same for this
+ * worker.  Requests in flight are then abandoned at once, settled rows are
+ * committed and the others go back to the queue.  Other interrupts (a
+ * reload, a procsignal barrier, a memory-context dump) only wake the loop.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -22,115 +37,189 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "clock.h"
 #include "credentials.h"
 #include "enrich.h"
+#include "http.h"
+#include "settings.h"
+#include "shared_limiter.h"
+#include "shmem.h"
+#include "slots.h"
 #include "store.h"
-#include "worker_args.h"
+#include "token_cache.h"
+#include "worker.h"
 
-static int my_slot_index = -1;
-static StockxWorkerArgs my_args;
-static StockxCounters counters; /* since this worker started */
-static StockxCounters flushed;  /* part already added to stockx_run */
-static StockxWorkerState my_state = SX_STATE_STARTING;
+#define SX_MAX_BATCHES      2
+#define SX_WRITE_ATTEMPTS   4
+#define SX_TOKEN_POLL_MS    50
+#define SX_COMMIT_AFTER_US  (5 * USECS_PER_SEC)
+#define SX_PUBLISH_EVERY_US (100 * 1000)
+#define SX_MAX_LIVE_PIDS    256
 
-static const char *const state_names[] = { "starting",    "claiming",
-	                                       "requesting",  "waiting_rate_limit",
-	                                       "backing_off", "committing",
-	                                       "stopping" };
-
-const char *
-stockx_worker_state_name(StockxWorkerState state)
+typedef struct Batch
 {
-	return state_names[state];
+	bool in_use;
+	MemoryContext cxt; /* its claims and jobs */
+	StockxJob *jobs;
+	int n;
+	int live; /* jobs not yet written or given back */
+} Batch;
+
+typedef struct Worker
+{
+	StockxWorkerArgs args;
+	StockxWorkerConfig config;
+	StockxEnrichConfig enrich_config;
+	StockxStoreConfig store_config;
+	StockxJobEnv env;
+	StockxHttp *http;
+	MemoryContext loop_cxt; /* scratch, reset every turn of the loop */
+
+	Batch batches[SX_MAX_BATCHES];
+	StockxJob **settled; /* waiting to be written */
+	int nsettled;
+	int64 settled_since;
+	bool no_more_rows;
+	StockxStopReason stop; /* SX_STOP_NONE while running */
+	char credentials_error[256];
+	int64 leases_due;
+
+	/* the access token this worker sends */
+	char *token;
+	uint64 token_generation;
+	int64 token_renew_at;
+	bool token_configured; /* stockx_enrich.access_token, not a refreshed one */
+	StockxTransfer *token_transfer;
+	char *token_refresh_used;
+	MemoryContext token_cxt;
+	int64 token_retry_at;
+	int64 refresh_stale_us; /* a refresh begun this long ago will never end */
+
+	StockxCounters counters; /* requests as they go, outcomes once committed */
+	StockxCounters flushed;  /* part already added to stockx_run */
+	int64 run_processed;     /* the run's total, as of our last commit */
+	StockxWorkerState state;
+	const char *sku; /* shown in the status view */
+	int64 published_at;
+	int64 memory_bytes; /* as of the last checkpoint */
+	bool budget_spent;  /* max_products reached */
+} Worker;
+
+/* the owner of the token request, to tell it from the rows' requests */
+static char token_owner;
+
+static void begin_stop(Worker *w, StockxStopReason reason);
+
+/* ---------------------------------------------------------------- state */
+
+static double
+unit_random(void)
+{
+	return stockx_random();
 }
 
-static StockxWorkerSlot *
-my_slot(void)
-{
-	return &stockx_shared->workers[my_slot_index];
-}
-
-/* Publish state, current SKU, counters and memory in shared memory. */
 static void
-publish(const char *sku, bool checkpoint)
+load_config(Worker *w, bool first)
 {
-	StockxWorkerSlot *slot = my_slot();
-	int64 memory = MemoryContextMemAllocated(TopMemoryContext, true);
+	StockxHttpConfig http_config;
 
-	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
-	slot->state = my_state;
+	stockx_settings_worker(&w->config);
+	stockx_settings_enrich(&w->enrich_config);
+	stockx_settings_store(&w->store_config);
+	stockx_settings_http(&http_config, w->loop_cxt);
+	w->refresh_stale_us =
+	    ((int64) http_config.connect_timeout_ms + http_config.request_timeout_ms + 1000) * 1000;
+	w->env.config = &w->enrich_config;
+	w->env.unit_random = unit_random;
+	w->env.now = stockx_mono_now;
+	if (first)
+		w->http = stockx_http_create(&http_config);
+	else
+		stockx_http_configure(w->http, &http_config);
+}
+
+static void
+publish(Worker *w, bool checkpoint)
+{
+	StockxWorkerReport report;
+
+	report.state = w->state;
+	report.sku = w->sku;
+	report.counters = &w->counters;
+	/* measured at checkpoints (and once at start): it walks every memory context */
+	if (checkpoint || w->memory_bytes == 0)
+		w->memory_bytes = (int64) MemoryContextMemAllocated(TopMemoryContext, true);
+	report.memory_bytes = w->memory_bytes;
+	report.in_flight = w->http ? stockx_http_in_flight(w->http) : 0;
+	report.checkpoint = checkpoint;
+	stockx_slots_publish(w->args.slot, &report);
+	w->published_at = stockx_mono_now();
+}
+
+static void
+set_state(Worker *w, StockxWorkerState state, const char *sku)
+{
+	bool changed = state != w->state || (sku != NULL && sku != w->sku);
+
+	w->state = state;
 	if (sku != NULL)
-		strlcpy(slot->current_sku, sku, sizeof(slot->current_sku));
-	slot->counters = counters;
-	slot->memory_bytes = memory;
-	if (checkpoint)
-		slot->last_checkpoint_at = GetCurrentTimestamp();
-	LWLockRelease(stockx_shared->slots_lock);
+		w->sku = sku;
+	if (changed)
+	{
+		char activity[64 + STOCKX_SKU_BUF];
+
+		snprintf(activity, sizeof(activity), "stockx_enrich: %s%s%s",
+		         stockx_worker_state_name(state), w->sku && w->sku[0] ? " " : "",
+		         w->sku ? w->sku : "");
+		pgstat_report_activity(STATE_RUNNING, activity);
+	}
+	if (changed || stockx_mono_now() - w->published_at > SX_PUBLISH_EVERY_US)
+		publish(w, false);
 }
 
-void
-stockx_worker_set_state(StockxWorkerState state, const char *sku)
+static bool
+stop_requested(Worker *w)
 {
-	char activity[64 + STOCKX_SKU_BUF];
-
-	my_state = state;
-	publish(sku, false);
-	snprintf(activity, sizeof(activity), "stockx_enrich: %s%s%s", state_names[state],
-	         sku ? " " : "", sku ? sku : "");
-	pgstat_report_activity(STATE_RUNNING, activity);
+	return ShutdownRequestPending || stockx_slots_stop_requested(w->args.run_index, w->args.run_id);
 }
 
-bool
-stockx_worker_stop_requested(void)
-{
-	bool stop;
-
-	if (ShutdownRequestPending)
-		return true;
-	LWLockAcquire(stockx_shared->slots_lock, LW_SHARED);
-	stop = stockx_shared->runs[my_args.run_index].stop_requested;
-	LWLockRelease(stockx_shared->slots_lock);
-	return stop;
-}
-
+/* A cancel (pg_cancel_backend) of the worker means: stop this worker. */
 static void
-process_reload(void)
+check_interrupts(Worker *w)
 {
+	if (QueryCancelPending)
+	{
+		QueryCancelPending = false;
+		if (w->stop == SX_STOP_NONE)
+			begin_stop(w, SX_STOP_STOPPED);
+	}
+	CHECK_FOR_INTERRUPTS();
 	if (ConfigReloadPending)
 	{
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
-		stockx_credentials_load();
+		(void) stockx_credentials_reload();
+		load_config(w, false);
 	}
 }
 
-/* Sleep up to wait_us on our latch; false when asked to stop meanwhile. */
-bool
-stockx_worker_sleep(int64 wait_us, StockxWorkerState state)
+/* Sleep up to ms on the latch; false when asked to stop meanwhile. */
+static bool
+nap(Worker *w, long ms)
 {
-	TimestampTz end = GetCurrentTimestamp() + wait_us;
-
-	stockx_worker_set_state(state, NULL);
-	for (;;)
-	{
-		long remaining_ms;
-
-		CHECK_FOR_INTERRUPTS();
-		process_reload();
-		if (stockx_worker_stop_requested())
-			return false;
-		remaining_ms = (long) ((end - GetCurrentTimestamp() + 999) / 1000);
-		if (remaining_ms <= 0)
-			return true;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-		                 Min(remaining_ms, 1000L), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
+	                 PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	check_interrupts(w);
+	return !stop_requested(w);
 }
+
+/* ---------------------------------------------------------------- transactions */
 
 static void
 tx_begin(void)
@@ -139,6 +228,7 @@ tx_begin(void)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	stockx_store_init();
 }
 
 static void
@@ -150,244 +240,1031 @@ tx_commit(void)
 	pgstat_report_stat(false);
 }
 
-static StockxCounters
-counters_minus(const StockxCounters *a, const StockxCounters *b)
+/* Roll back whatever is open after an error; returns the error (caller frees). */
+static ErrorData *
+tx_abort(MemoryContext cxt)
 {
-	StockxCounters d;
+	ErrorData *edata;
 
-	d.processed = a->processed - b->processed;
-	d.enriched = a->enriched - b->enriched;
-	d.not_found = a->not_found - b->not_found;
-	d.failed = a->failed - b->failed;
-	d.requests = a->requests - b->requests;
-	d.responses_429 = a->responses_429 - b->responses_429;
-	d.retries = a->retries - b->retries;
-	return d;
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	MemoryContextSwitchTo(cxt);
+	RESUME_INTERRUPTS();
+	return edata;
 }
 
-/* Add what this worker did since the last flush to stockx_run; returns the run's processed total. */
-static int64
-flush_run_counters(void)
+/* Errors after which the same write, repeated, may well succeed. */
+static bool
+is_transient(int sqlerrcode)
 {
-	StockxCounters delta = counters_minus(&counters, &flushed);
-	int64 total = stockx_store_add_run_counters(my_args.run_id, &delta);
-
-	stockx_store_save_quota();
-	return total;
+	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_TRANSACTION_ROLLBACK ||
+	       sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
 }
 
-/* Write settled results in one short transaction and log a checkpoint. */
+/* Errors after which this worker should not go on. */
+static bool
+ends_worker(int sqlerrcode)
+{
+	int category = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return category == ERRCODE_INSUFFICIENT_RESOURCES ||
+	       category == ERRCODE_OPERATOR_INTERVENTION || category == ERRCODE_INTERNAL_ERROR ||
+	       category == ERRCODE_SYSTEM_ERROR;
+}
+
+/* ---------------------------------------------------------------- rows */
+
+static int
+held_jobs(Worker *w, bool unsettled_only)
+{
+	int b, i, n = 0;
+
+	for (b = 0; b < SX_MAX_BATCHES; b++)
+	{
+		Batch *batch = &w->batches[b];
+
+		if (!batch->in_use)
+			continue;
+		for (i = 0; i < batch->n; i++)
+		{
+			StockxJob *j = &batch->jobs[i];
+
+			if (j->cxt != NULL && (!unsettled_only || !j->settled))
+				n++;
+		}
+	}
+	return n;
+}
+
+/* A row is written or given back: free its memory, and its batch's with the last. */
 static void
-commit_results(StockxResult *results, int n)
+job_done(Worker *w, StockxJob *j)
 {
-	int64 total;
+	Batch *batch = &w->batches[j->batch];
 
-	stockx_worker_set_state(SX_STATE_COMMITTING, NULL);
+	Assert(!j->in_flight);
+	MemoryContextDelete(j->cxt);
+	j->cxt = NULL;
+	j->body_cxt = NULL;
+	if (--batch->live == 0)
+	{
+		MemoryContextDelete(batch->cxt);
+		memset(batch, 0, sizeof(*batch));
+	}
+}
+
+/* Abandon a row's request in flight (its slot may never have been used). */
+static void
+cancel_request(Worker *w, StockxJob *j)
+{
+	if (!j->in_flight)
+		return;
+	if (!stockx_transfer_was_sent(j->transfer))
+		stockx_limiter_unsent();
+	stockx_http_cancel(w->http, j->transfer);
+	j->transfer = NULL;
+	j->in_flight = false;
+}
+
+/* Claim a new batch when the rows in hand cannot keep every request slot busy. */
+static void
+maybe_claim(Worker *w)
+{
+	int b;
+	int limit;
+	int n;
+	int npids;
+	int32 pids[SX_MAX_LIVE_PIDS];
+	StockxClaim *claims;
+	Batch *batch = NULL;
+	int i;
+
+	if (w->no_more_rows || w->stop != SX_STOP_NONE)
+		return;
+	if (held_jobs(w, true) >= w->config.requests_in_flight && held_jobs(w, false) > 0)
+		return;
+	for (b = 0; b < SX_MAX_BATCHES && batch == NULL; b++)
+		if (!w->batches[b].in_use)
+			batch = &w->batches[b];
+	if (batch == NULL)
+		return;
+
+	limit = stockx_slots_take_products(w->args.run_index, w->args.run_id, w->config.batch_size);
+	if (limit == 0)
+	{
+		w->no_more_rows = true;
+		w->budget_spent = true;
+		return;
+	}
+
+	set_state(w, SX_STATE_CLAIMING, "");
+	batch->cxt =
+	    AllocSetContextCreate(TopMemoryContext, "stockx_enrich batch", ALLOCSET_DEFAULT_SIZES);
+	npids = stockx_slots_live_pids(pids, lengthof(pids));
 	tx_begin();
-	stockx_store_write_results(results, n, &counters);
-	total = flush_run_counters();
+	n = stockx_store_claim(&w->store_config, limit, pids, npids, &claims, batch->cxt);
 	tx_commit();
-	flushed = counters;
-	publish(NULL, true);
+	stockx_slots_return_products(w->args.run_index, w->args.run_id, limit - n);
+	if (n == 0)
+	{
+		MemoryContextDelete(batch->cxt);
+		batch->cxt = NULL;
+		w->no_more_rows = true;
+		return;
+	}
 
+	batch->in_use = true;
+	batch->n = n;
+	batch->live = n;
+	batch->jobs = MemoryContextAllocZero(batch->cxt, sizeof(StockxJob) * n);
+	for (i = 0; i < n; i++)
+	{
+		MemoryContext cxt =
+		    AllocSetContextCreate(batch->cxt, "stockx_enrich row", ALLOCSET_SMALL_SIZES);
+
+		stockx_job_init(&batch->jobs[i], &claims[i], cxt, (int) (batch - w->batches));
+		batch->jobs[i].body_cxt =
+		    AllocSetContextCreate(cxt, "stockx_enrich answer", ALLOCSET_DEFAULT_SIZES);
+		batch->jobs[i].claimed_at = stockx_mono_now();
+	}
+	if (w->leases_due == 0)
+		w->leases_due = stockx_mono_now() + (int64) w->config.lease_s * USECS_PER_SEC / 2;
+}
+
+/* ---------------------------------------------------------------- the token */
+
+static void
+drop_token(Worker *w)
+{
+	if (w->token != NULL)
+	{
+		explicit_bzero(w->token, strlen(w->token));
+		pfree(w->token);
+	}
+	w->token = NULL;
+	w->token_configured = false;
+}
+
+static void
+keep_token(Worker *w, const char *token, uint64 generation, int64 renew_at, bool configured)
+{
+	drop_token(w);
+	w->token = MemoryContextStrdup(TopMemoryContext, token);
+	w->token_generation = generation;
+	w->token_renew_at = renew_at;
+	w->token_configured = configured;
+}
+
+/* Ask the token endpoint for a fresh access token (for the whole cluster). */
+static void
+start_token_request(Worker *w)
+{
+	const char *configured = stockx_secret(SX_SECRET_REFRESH_TOKEN);
+	char refresh[4096];
+	char *fields[3];
+	char *form;
+	int i;
+
+	if (!stockx_token_refresh_secret(configured, refresh, sizeof(refresh)))
+	{
+		stockx_token_refresh_failed(0);
+		snprintf(w->credentials_error, sizeof(w->credentials_error),
+		         "the refresh token is missing or too long");
+		begin_stop(w, SX_STOP_CREDENTIALS);
+		return;
+	}
+	fields[0] = stockx_http_escape(stockx_secret(SX_SECRET_CLIENT_ID));
+	fields[1] = stockx_http_escape(stockx_secret(SX_SECRET_CLIENT_SECRET));
+	fields[2] = stockx_http_escape(refresh);
+	form = psprintf("grant_type=refresh_token&audience=gateway.stockx.com&client_id=%s"
+	                "&client_secret=%s&refresh_token=%s",
+	                fields[0], fields[1], fields[2]);
+	if (w->token_refresh_used)
+	{
+		explicit_bzero(w->token_refresh_used, strlen(w->token_refresh_used));
+		pfree(w->token_refresh_used);
+	}
+	w->token_refresh_used = MemoryContextStrdup(TopMemoryContext, refresh);
+	w->token_transfer = stockx_http_post_token(w->http, form, &token_owner, w->token_cxt);
+	explicit_bzero(form, strlen(form));
+	pfree(form);
+	for (i = 0; i < 3; i++)
+	{
+		explicit_bzero(fields[i], strlen(fields[i]));
+		pfree(fields[i]);
+	}
+	explicit_bzero(refresh, sizeof(refresh));
+}
+
+/*
+ * Is there a token to send right now?  If not, start or wait for a
+ * refresh (ours, or another worker's for the whole cluster).
+ */
+static bool
+have_token(Worker *w, int64 now)
+{
+	char buf[8192];
+	uint64 generation;
+	int64 renew_at;
+	const char *configured = stockx_secret(SX_SECRET_ACCESS_TOKEN);
+
+	if (w->token != NULL)
+	{
+		if (w->token_configured ? !stockx_token_static_refused(w->token) : now < w->token_renew_at)
+			return true;
+		drop_token(w);
+	}
+	if (stockx_token_get(buf, sizeof(buf), &generation, &renew_at))
+	{
+		keep_token(w, buf, generation, renew_at, false);
+		explicit_bzero(buf, sizeof(buf));
+		return true;
+	}
+	if (configured != NULL && !stockx_token_static_refused(configured))
+	{
+		keep_token(w, configured, 0, INT64_MAX, true);
+		return true;
+	}
+	if (w->token_transfer != NULL || now < w->token_retry_at)
+		return false;
+	if (stockx_secret(SX_SECRET_REFRESH_TOKEN) == NULL ||
+	    stockx_secret(SX_SECRET_CLIENT_ID) == NULL ||
+	    stockx_secret(SX_SECRET_CLIENT_SECRET) == NULL)
+	{
+		snprintf(w->credentials_error, sizeof(w->credentials_error),
+		         "the access token was refused and no refresh token is configured");
+		begin_stop(w, SX_STOP_CREDENTIALS);
+		return false;
+	}
+	if (stockx_token_begin_refresh(w->refresh_stale_us) == SX_REFRESH_MINE)
+		start_token_request(w);
+	return false;
+}
+
+/* Jobs that waited for a token the endpoint could not give: a transient failure each. */
+static void
+token_unavailable(Worker *w, const char *error)
+{
+	int b, i;
+
+	for (b = 0; b < SX_MAX_BATCHES; b++)
+	{
+		Batch *batch = &w->batches[b];
+
+		if (!batch->in_use)
+			continue;
+		for (i = 0; i < batch->n; i++)
+		{
+			StockxJob *j = &batch->jobs[i];
+
+			if (j->cxt == NULL || j->settled || j->in_flight || j->step == SX_STEP_DONE)
+				continue;
+			if (stockx_job_transient(j, error, &w->env) == SX_JOB_SETTLED)
+			{
+				w->settled[w->nsettled++] = j;
+				if (w->nsettled == 1)
+					w->settled_since = stockx_mono_now();
+			}
+		}
+	}
+}
+
+/* The token endpoint answered. */
+static void
+take_token_answer(Worker *w, StockxTransfer *t)
+{
+	const StockxResponse *resp = stockx_transfer_response(t);
+	SxAllocator alloc = { .alloc = stockx_palloc_no_oom, .context = w->token_cxt };
+	SxToken token;
+	char parse_err[SX_ERRBUF_SIZE];
+	char error[300];
+	bool rejected = false;
+
+	w->token_transfer = NULL;
+	error[0] = '\0';
+	if (resp->transport != SX_TRANSPORT_OK)
+		snprintf(error, sizeof(error), "token request failed: %s", resp->error);
+	else if (resp->status != 200)
+	{
+		char msg[200];
+
+		sx_parse_error_message(resp->body, resp->body_len, msg, sizeof(msg));
+		snprintf(error, sizeof(error), "token endpoint answered HTTP %ld%s%s", resp->status,
+		         msg[0] ? ": " : "", msg);
+		rejected = resp->status >= 400 && resp->status < 500 && resp->status != 429;
+	}
+	else if (sx_parse_token(resp->body, resp->body_len, &alloc, &token, parse_err) != SX_PARSE_OK)
+		snprintf(error, sizeof(error), "token answer unusable: %s", parse_err);
+	else if (!stockx_secret_is_clean(token.access_token) ||
+	         (token.refresh_token != NULL && !stockx_secret_is_clean(token.refresh_token)))
+		snprintf(error, sizeof(error),
+		         "token answer unusable: the token contains control characters");
+	else
+	{
+		uint64 generation;
+		int64 renew_at;
+		char why[300];
+
+		(void) stockx_token_publish(token.access_token, token.expires_in, w->token_refresh_used,
+		                            token.refresh_token, &generation, &renew_at);
+		keep_token(w, token.access_token, generation, renew_at, false);
+		if (token.refresh_token != NULL)
+		{
+			if (stockx_credentials_save_refresh_token(token.refresh_token, why, sizeof(why)))
+				ereport(LOG, (errmsg("stockx_enrich: StockX rotated the refresh token; the new one "
+				                     "is saved in stockx_enrich.credentials_file")));
+			else
+				ereport(WARNING,
+				        (errmsg("stockx_enrich: StockX rotated the refresh token, but the new one "
+				                "could not be persisted"),
+				         errdetail("%s. Until the server restarts, every worker uses the new token "
+				                   "from shared memory.",
+				                   why),
+				         errhint("Keep the secrets in stockx_enrich.credentials_file (writable by "
+				                 "the server) so that rotated tokens are saved there.")));
+		}
+	}
+	/* no copy of a token stays behind in the answer's memory */
+	if (resp->body != NULL)
+		explicit_bzero(resp->body, resp->body_len);
+	stockx_http_release(w->http, t);
+	MemoryContextReset(w->token_cxt);
+
+	if (error[0] == '\0')
+		return;
+	if (rejected)
+	{
+		stockx_token_refresh_failed(0);
+		strlcpy(w->credentials_error, error, sizeof(w->credentials_error));
+		begin_stop(w, SX_STOP_CREDENTIALS);
+		return;
+	}
+	{
+		int64 backoff = sx_backoff_us(w->enrich_config.backoff_base_ms,
+		                              w->enrich_config.backoff_max_ms, 0, stockx_random());
+
+		stockx_token_refresh_failed(backoff);
+		w->token_retry_at = stockx_mono_now() + backoff;
+		token_unavailable(w, error);
+	}
+}
+
+/* ---------------------------------------------------------------- requests */
+
+/* Send the job's next request; its slot has been granted. */
+static void
+send_request(Worker *w, StockxJob *j)
+{
+	const char *endpoint;
+	char *path = stockx_job_path(j, &w->enrich_config, &endpoint);
+
+	j->transfer =
+	    stockx_http_get(w->http, path, w->token, stockx_secret(SX_SECRET_API_KEY), j, j->body_cxt);
+	j->in_flight = true;
+	j->token_generation = w->token_generation;
+	w->counters.requests++;
+	set_state(w, SX_STATE_REQUESTING, j->claim->sku);
+}
+
+/* Report to the limiter when granted requests really left. */
+static void
+report_sends(Worker *w)
+{
+	StockxTransfer *t;
+	int64 sent_at;
+
+	while ((t = stockx_http_next_sent(w->http, &sent_at)) != NULL)
+		if (stockx_transfer_owner(t) != &token_owner)
+			stockx_limiter_sent(sent_at);
+}
+
+/*
+ * Start the requests of rows that are ready, while there is room in flight
+ * and the limiter grants slots.  *timeout_ms shrinks to the next moment
+ * something could be sent.
+ */
+static void
+start_requests(Worker *w, long *timeout_ms)
+{
+	int64 now = stockx_mono_now();
+	int b, i;
+
+	if (w->stop != SX_STOP_NONE)
+		return;
+	for (b = 0; b < SX_MAX_BATCHES; b++)
+	{
+		Batch *batch = &w->batches[b];
+
+		if (!batch->in_use)
+			continue;
+		for (i = 0; i < batch->n; i++)
+		{
+			StockxJob *j = &batch->jobs[i];
+			int64 wait_us;
+
+			if (stockx_http_in_flight(w->http) >= w->config.requests_in_flight)
+				return;
+			if (j->cxt == NULL || j->settled || j->in_flight || j->step == SX_STEP_DONE)
+				continue;
+			if (!stockx_job_ready(j, now))
+			{
+				*timeout_ms = Min(*timeout_ms, (long) ((j->not_before - now) / 1000 + 1));
+				continue;
+			}
+			if (!have_token(w, now))
+			{
+				*timeout_ms = Min(*timeout_ms, SX_TOKEN_POLL_MS);
+				return;
+			}
+			switch (stockx_limiter_acquire(&wait_us))
+			{
+				case SX_GO:
+					send_request(w, j);
+					report_sends(w);
+					now = stockx_mono_now();
+					break;
+				case SX_WAIT:
+				case SX_PAUSED:
+					*timeout_ms = Min(*timeout_ms, (long) ((wait_us + 999) / 1000));
+					if (stockx_http_in_flight(w->http) == 0)
+						set_state(w,
+						          wait_us > 2 * USECS_PER_SEC ? SX_STATE_BACKING_OFF
+						                                      : SX_STATE_WAITING_RATE_LIMIT,
+						          j->claim->sku);
+					return;
+				case SX_REFUSED_CIRCUIT:
+					begin_stop(w, SX_STOP_CIRCUIT_OPEN);
+					return;
+				case SX_REFUSED_QUOTA:
+					begin_stop(w, SX_STOP_QUOTA);
+					return;
+			}
+		}
+	}
+}
+
+static void
+settle_job(Worker *w, StockxJob *j)
+{
+	w->settled[w->nsettled++] = j;
+	if (w->nsettled == 1)
+		w->settled_since = stockx_mono_now();
+}
+
+/* An answer arrived for a row. */
+static void
+take_answer(Worker *w, StockxJob *j, StockxTransfer *t)
+{
+	StockxAnswerInfo info;
+	StockxStep step;
+
+	j->in_flight = false;
+	j->transfer = NULL;
+	if (!stockx_transfer_was_sent(t))
+		stockx_limiter_unsent();
+	step = stockx_job_answer(j, stockx_transfer_response(t), &w->env, &info);
+	stockx_http_release(w->http, t);
+	MemoryContextReset(j->body_cxt);
+
+	switch (info.limiter_event)
+	{
+		case SX_LIMITER_SUCCESS:
+			stockx_limiter_success();
+			break;
+		case SX_LIMITER_RATE_LIMITED:
+		{
+			int64 pause = stockx_limiter_429(info.retry_after_us);
+
+			w->counters.responses_429++;
+			ereport(LOG, (errmsg("stockx_enrich: rate limited endpoint=%s sku=\"%s\" retry=%d/%d "
+			                     "wait_ms=" INT64_FORMAT " retry_after_ms=" INT64_FORMAT,
+			                     info.endpoint, j->claim->sku, j->retries - (info.retried ? 1 : 0),
+			                     w->enrich_config.max_retries, pause / 1000,
+			                     info.retry_after_us >= 0 ? info.retry_after_us / 1000 : -1)));
+			break;
+		}
+		case SX_LIMITER_FAILURE:
+			stockx_limiter_other_failure();
+			break;
+	}
+	if (info.retried)
+		w->counters.retries++;
+
+	switch (step)
+	{
+		case SX_JOB_NEXT:
+			break;
+		case SX_JOB_SETTLED:
+			settle_job(w, j);
+			break;
+		case SX_JOB_NEED_TOKEN:
+			/* the token it carried is refused: nobody should send it again */
+			if (w->token != NULL && w->token_generation == j->token_generation)
+			{
+				if (w->token_configured)
+					stockx_token_refuse_static(w->token);
+				else
+					stockx_token_invalidate(w->token_generation);
+				drop_token(w);
+			}
+			break;
+		case SX_JOB_BAD_CREDENTIALS:
+			strlcpy(w->credentials_error, info.credentials_error, sizeof(w->credentials_error));
+			begin_stop(w, SX_STOP_CREDENTIALS);
+			break;
+	}
+}
+
+static void
+take_answers(Worker *w)
+{
+	StockxTransfer *t;
+
+	report_sends(w);
+	while ((t = stockx_http_next_done(w->http)) != NULL)
+	{
+		void *owner = stockx_transfer_owner(t);
+
+		if (owner == &token_owner)
+			take_token_answer(w, t);
+		else
+			take_answer(w, (StockxJob *) owner, t);
+	}
+}
+
+/* ---------------------------------------------------------------- commits */
+
+static void
+count_outcome(StockxCounters *c, const StockxWritten *written, StockxOutcome outcome)
+{
+	if (written->write != SX_WRITE_DONE && written->write != SX_WRITE_ROW_FAILED)
+		return;
+	c->processed++;
+	if (written->status == NULL)
+		return;
+	if (outcome == SX_OUTCOME_RETRY_LATER && strcmp(written->status, "failed") != 0)
+		return; /* still due: not a final result */
+	if (strcmp(written->status, "enriched") == 0)
+		c->enriched++;
+	else if (strcmp(written->status, "not_found") == 0)
+		c->not_found++;
+	else if (strcmp(written->status, "failed") == 0)
+		c->failed++;
+}
+
+/*
+ * Write jobs[0..n) and this worker's counters in one transaction.  The
+ * counters of the rows count only once the transaction has committed.
+ * Errors propagate (the transaction is then still open).
+ */
+static void
+write_rows(Worker *w, StockxJob **jobs, int n, const char *fail_with)
+{
+	StockxCounters outcomes = { 0 };
+	StockxCounters delta;
+	StockxWritten *written = palloc0(sizeof(StockxWritten) * Max(n, 1));
+	int i;
+
+	tx_begin();
+	for (i = 0; i < n; i++)
+	{
+		StockxJob *j = jobs[i];
+
+		if (fail_with != NULL)
+		{
+			j->result.outcome = SX_OUTCOME_FAILED;
+			(void) stockx_store_fail_row(&w->store_config, j->claim, fail_with, &written[i]);
+		}
+		else
+			stockx_store_write_row(&w->store_config, j->claim, &j->result, &written[i]);
+		count_outcome(&outcomes, &written[i], j->result.outcome);
+	}
+	delta = stockx_counters_minus(&w->counters, &w->flushed);
+	stockx_counters_add(&delta, &outcomes);
+	w->run_processed = stockx_store_add_run_counters(w->args.run_id, &delta);
+	stockx_store_save_quota();
+	tx_commit();
+
+	stockx_counters_add(&w->counters, &outcomes);
+	w->flushed = w->counters;
+	for (i = 0; i < n; i++)
+		if (written[i].write == SX_WRITE_LOST_LEASE)
+			ereport(LOG, (errmsg("stockx_enrich: lost the lease of SKU \"%s\"; its result is not "
+			                     "written",
+			                     jobs[i]->claim->sku),
+			              errdetail("Another worker or a user took the row over, or a trigger "
+			                        "kept it from being updated.")));
+	pfree(written);
+}
+
+/*
+ * Write the settled rows.  A deadlock, serialization failure or lock
+ * timeout repeats the whole write (the results are still in memory, no
+ * request is spent again); any other error that is not the rows' data is
+ * isolated by writing the rows one per transaction, and a row that still
+ * fails alone is marked failed with the error.  False when the rows could
+ * not be written and the worker should stop.
+ */
+static bool
+write_settled(Worker *w, StockxJob **jobs, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData *volatile edata = NULL;
+	volatile int attempt;
+	volatile int i;
+
+	for (attempt = 1; attempt <= SX_WRITE_ATTEMPTS; attempt++)
+	{
+		PG_TRY();
+		{
+			write_rows(w, jobs, n, NULL);
+		}
+		PG_CATCH();
+		{
+			edata = tx_abort(cxt);
+		}
+		PG_END_TRY();
+		if (edata == NULL)
+			return true;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		{
+			/* a cancel (or our own lock or statement timeout) while stopping */
+			ereport(LOG, (errmsg("stockx_enrich: writing the results of %d products was canceled: "
+			                     "%s",
+			                     n, edata->message)));
+			begin_stop(w, SX_STOP_STOPPED);
+			FreeErrorData(edata);
+			return false;
+		}
+		if (ends_worker(edata->sqlerrcode))
+			ReThrowError(edata);
+		if (!is_transient(edata->sqlerrcode))
+			break;
+		if (attempt == SX_WRITE_ATTEMPTS)
+			ReThrowError(edata);
+		ereport(LOG, (errmsg("stockx_enrich: writing the results of %d products failed, trying "
+		                     "again (%d of %d): %s",
+		                     n, attempt, SX_WRITE_ATTEMPTS - 1, edata->message)));
+		FreeErrorData(edata);
+		edata = NULL;
+		if (!nap(w, 100L * attempt))
+		{
+			begin_stop(w, SX_STOP_STOPPED);
+			return false;
+		}
+	}
+
+	/* not transient: find the row it belongs to */
+	ereport(LOG, (errmsg("stockx_enrich: writing the results of %d products failed, writing them "
+	                     "one by one: %s",
+	                     n, edata->message)));
+	FreeErrorData(edata);
+	for (i = 0; i < n; i++)
+	{
+		edata = NULL;
+		PG_TRY();
+		{
+			write_rows(w, &jobs[i], 1, NULL);
+		}
+		PG_CATCH();
+		{
+			edata = tx_abort(cxt);
+		}
+		PG_END_TRY();
+		if (edata == NULL)
+			continue;
+		if (is_transient(edata->sqlerrcode) || edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		    ends_worker(edata->sqlerrcode))
+			ReThrowError(edata);
+		{
+			char *volatile error = psprintf("could not store the answer: %s", edata->message);
+
+			ereport(WARNING, (errmsg("stockx_enrich: could not store SKU \"%s\": %s",
+			                         jobs[i]->claim->sku, edata->message)));
+			FreeErrorData(edata);
+			edata = NULL;
+			PG_TRY();
+			{
+				write_rows(w, &jobs[i], 1, error);
+			}
+			PG_CATCH();
+			{
+				edata = tx_abort(cxt);
+			}
+			PG_END_TRY();
+			/* the row cannot even be marked failed: the database is in the way */
+			if (edata != NULL)
+				ReThrowError(edata);
+		}
+	}
+	return true;
+}
+
+static void
+log_checkpoint(Worker *w)
+{
 	ereport(LOG, (errmsg("stockx_enrich: checkpoint run=" INT64_FORMAT " processed=" INT64_FORMAT
 	                     " total=" INT64_FORMAT " enriched=" INT64_FORMAT " not_found=" INT64_FORMAT
 	                     " failed=" INT64_FORMAT " requests=" INT64_FORMAT " 429s=" INT64_FORMAT
-	                     " retries=" INT64_FORMAT " memory=" INT64_FORMAT,
-	                     my_args.run_id, counters.processed, total, counters.enriched,
-	                     counters.not_found, counters.failed, counters.requests,
-	                     counters.responses_429, counters.retries, my_slot()->memory_bytes)));
+	                     " retries=" INT64_FORMAT " in_flight=%d memory=" INT64_FORMAT,
+	                     w->args.run_id, w->counters.processed, w->run_processed,
+	                     w->counters.enriched, w->counters.not_found, w->counters.failed,
+	                     w->counters.requests, w->counters.responses_429, w->counters.retries,
+	                     stockx_http_in_flight(w->http), w->memory_bytes)));
 }
 
-/* Take up to want products from the run's max_products budget. */
-static int
-reserve_products(int want)
+/* Write what is settled; false when that failed and the worker should stop. */
+static bool
+commit_settled(Worker *w)
 {
-	StockxRunSlot *run = &stockx_shared->runs[my_args.run_index];
-	int got = want;
+	int n = w->nsettled;
+	bool ok;
+	int i;
 
-	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
-	if (run->max_products > 0)
-	{
-		got = (int) Min((int64) want, Max(run->max_products - run->reserved, 0));
-		run->reserved += got;
-	}
-	LWLockRelease(stockx_shared->slots_lock);
-	return got;
+	if (n == 0)
+		return true;
+	set_state(w, SX_STATE_COMMITTING, NULL);
+	ok = write_settled(w, w->settled, n);
+	if (!ok)
+		return false;
+	for (i = 0; i < n; i++)
+		job_done(w, w->settled[i]);
+	w->nsettled = 0;
+	publish(w, true);
+	log_checkpoint(w);
+	return true;
 }
+
+static bool
+commit_due(Worker *w)
+{
+	if (w->nsettled == 0)
+		return false;
+	return w->nsettled >= w->config.commit_every || held_jobs(w, true) == 0 ||
+	       w->stop != SX_STOP_NONE || stockx_mono_now() - w->settled_since > SX_COMMIT_AFTER_US;
+}
+
+/* ---------------------------------------------------------------- leases */
+
+/* Collect the claims of the rows in hand that are not settled yet. */
+static int
+unsettled_jobs(Worker *w, StockxJob **out)
+{
+	int b, i, n = 0;
+
+	for (b = 0; b < SX_MAX_BATCHES; b++)
+	{
+		Batch *batch = &w->batches[b];
+
+		if (!batch->in_use)
+			continue;
+		for (i = 0; i < batch->n; i++)
+			if (batch->jobs[i].cxt != NULL && !batch->jobs[i].settled)
+				out[n++] = &batch->jobs[i];
+	}
+	return n;
+}
+
+/*
+ * Renew the leases of the rows in hand, halfway through their lifetime, so
+ * that no other worker takes them over while we wait (a long Retry-After,
+ * a backoff); a row found taken over is dropped without being written.
+ */
+static void
+renew_leases(Worker *w)
+{
+	StockxJob **jobs;
+	StockxClaim **claims;
+	bool *held;
+	int n, i;
+
+	if (w->leases_due == 0 || stockx_mono_now() < w->leases_due)
+		return;
+	jobs = palloc(sizeof(StockxJob *) * SX_MAX_BATCHES * Max(w->config.batch_size, 1) * 2 + 1);
+	n = unsettled_jobs(w, jobs);
+	for (i = 0; i < w->nsettled; i++)
+		jobs[n++] = w->settled[i];
+	claims = palloc(sizeof(StockxClaim *) * (n + 1));
+	held = palloc(sizeof(bool) * (n + 1));
+	for (i = 0; i < n; i++)
+		claims[i] = jobs[i]->claim;
+	tx_begin();
+	(void) stockx_store_renew_leases(&w->store_config, claims, n, held);
+	tx_commit();
+	w->leases_due = stockx_mono_now() + (int64) w->config.lease_s * USECS_PER_SEC / 2;
+
+	for (i = 0; i < n; i++)
+	{
+		StockxJob *j = jobs[i];
+		int k;
+
+		if (held[i])
+			continue;
+		ereport(LOG, (errmsg("stockx_enrich: lost the lease of SKU \"%s\"; its result is not "
+		                     "written",
+		                     j->claim->sku),
+		              errdetail("The lease expired and another worker took the row over.")));
+		cancel_request(w, j);
+		for (k = 0; k < w->nsettled; k++)
+			if (w->settled[k] == j)
+				w->settled[k] = w->settled[--w->nsettled];
+		job_done(w, j);
+	}
+}
+
+/* Give back every row in hand that is not written. */
+static void
+release_rows(Worker *w)
+{
+	StockxJob **jobs;
+	StockxClaim **claims;
+	int n, i;
+
+	jobs = palloc(sizeof(StockxJob *) * SX_MAX_BATCHES * Max(w->config.batch_size, 1) * 2 + 1);
+	n = unsettled_jobs(w, jobs);
+	for (i = 0; i < w->nsettled; i++)
+		jobs[n++] = w->settled[i];
+	w->nsettled = 0;
+	if (n == 0)
+		return;
+	claims = palloc(sizeof(StockxClaim *) * n);
+	for (i = 0; i < n; i++)
+	{
+		cancel_request(w, jobs[i]);
+		claims[i] = jobs[i]->claim;
+	}
+	tx_begin();
+	stockx_store_release(claims, n);
+	tx_commit();
+	for (i = 0; i < n; i++)
+		job_done(w, jobs[i]);
+}
+
+/* ---------------------------------------------------------------- stopping */
 
 static void
-unreserve_products(int n)
+begin_stop(Worker *w, StockxStopReason reason)
 {
-	StockxRunSlot *run = &stockx_shared->runs[my_args.run_index];
+	int b, i;
 
-	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
-	if (run->max_products > 0)
-		run->reserved -= n;
-	LWLockRelease(stockx_shared->slots_lock);
-}
-
-static StockxStopReason
-reason_for(StockxRunSignal signal, StockxEnricher *e)
-{
-	switch (signal)
+	if (w->stop != SX_STOP_NONE)
+		return;
+	w->stop = reason;
+	switch (reason)
 	{
-		case SX_RUN_CONTINUE:
-			return SX_STOP_DONE;
-		case SX_RUN_STOP_REQUESTED:
-			return SX_STOP_STOPPED;
-		case SX_RUN_STOP_QUOTA:
+		case SX_STOP_STOPPED:
+			/* a stop ends everything at once: abandon what is in flight */
+			for (b = 0; b < SX_MAX_BATCHES; b++)
+				if (w->batches[b].in_use)
+					for (i = 0; i < w->batches[b].n; i++)
+						cancel_request(w, &w->batches[b].jobs[i]);
+			if (w->token_transfer != NULL)
+			{
+				stockx_http_cancel(w->http, w->token_transfer);
+				w->token_transfer = NULL;
+				stockx_token_refresh_failed(0);
+			}
+			break;
+		case SX_STOP_QUOTA:
 			ereport(
 			    LOG,
 			    (errmsg("stockx_enrich: daily request quota reached, run " INT64_FORMAT " stops",
-			            my_args.run_id),
+			            w->args.run_id),
 			     errhint("The quota resets at 00:00 UTC; see stockx_enrich.daily_request_limit.")));
-			return SX_STOP_QUOTA;
-		case SX_RUN_STOP_CIRCUIT:
+			break;
+		case SX_STOP_CIRCUIT_OPEN:
 			ereport(LOG, (errmsg("stockx_enrich: circuit breaker open after repeated 429 answers, "
 			                     "run " INT64_FORMAT " stops",
-			                     my_args.run_id),
+			                     w->args.run_id),
 			              errhint("See stockx_enrich_limiter for when requests may resume.")));
-			return SX_STOP_CIRCUIT_OPEN;
-		case SX_RUN_STOP_CREDENTIALS:
+			break;
+		case SX_STOP_CREDENTIALS:
 			ereport(WARNING, (errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			                  errmsg("stockx_enrich: StockX refused the credentials: %s",
-			                         e->credentials_error),
+			                         w->credentials_error),
 			                  errhint("Check stockx_enrich.api_key, stockx_enrich.client_id, "
 			                          "stockx_enrich.client_secret and stockx_enrich.refresh_token "
 			                          "(or stockx_enrich.access_token).")));
-			return SX_STOP_CREDENTIALS;
+			break;
+		default:
+			break;
 	}
-	return SX_STOP_ERROR;
 }
 
-/* The worker's loop; returns why it ended. */
+/* ---------------------------------------------------------------- the loop */
+
 static StockxStopReason
-run_batches(StockxEnricher *e, MemoryContext batch_cxt, MemoryContext row_cxt)
+run(Worker *w)
 {
 	for (;;)
 	{
-		StockxClaim *claims;
-		StockxResult *results;
-		StockxRunSignal signal = SX_RUN_CONTINUE;
-		int limit;
-		int n;
-		int done = 0;
-		int written = 0;
-		int unsettled = 0;
-		int i;
+		long timeout_ms = 1000;
 
-		CHECK_FOR_INTERRUPTS();
-		process_reload();
-		if (stockx_worker_stop_requested())
-			return SX_STOP_STOPPED;
+		MemoryContextReset(w->loop_cxt);
+		MemoryContextSwitchTo(w->loop_cxt);
+		check_interrupts(w);
+		if (w->stop == SX_STOP_NONE && stop_requested(w))
+			begin_stop(w, SX_STOP_STOPPED);
 
-		limit = reserve_products(stockx_batch_size);
-		if (limit == 0)
-			return SX_STOP_MAX_PRODUCTS;
+		maybe_claim(w);
+		start_requests(w, &timeout_ms);
+		if (commit_due(w) && !commit_settled(w))
+			break;
+		if (w->stop == SX_STOP_NONE)
+			renew_leases(w);
 
-		stockx_worker_set_state(SX_STATE_CLAIMING, "");
-		tx_begin();
-		n = stockx_store_claim(limit, &claims, batch_cxt);
-		tx_commit();
-		unreserve_products(limit - n);
-		if (n == 0)
-			return SX_STOP_DONE;
-
-		results = MemoryContextAllocZero(batch_cxt, sizeof(StockxResult) * n);
-		for (i = 0; i < n && signal == SX_RUN_CONTINUE; i++)
+		if (stockx_http_in_flight(w->http) == 0)
 		{
-			MemoryContext old = MemoryContextSwitchTo(row_cxt);
-
-			stockx_worker_set_state(SX_STATE_REQUESTING, claims[i].sku);
-			signal = stockx_enrich_one(e, &claims[i], &results[i], batch_cxt);
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(row_cxt);
-			done = i + 1;
-			publish(NULL, false);
-
-			if (done - written >= stockx_commit_every || done == n || signal != SX_RUN_CONTINUE)
+			if (w->stop != SX_STOP_NONE)
+				break;
+			if (w->no_more_rows && held_jobs(w, false) == 0)
 			{
-				commit_results(results + written, done - written);
-				written = done;
+				w->stop = w->budget_spent ? SX_STOP_MAX_PRODUCTS : SX_STOP_DONE;
+				break;
 			}
 		}
-
-		/* leases of rows not settled go back to the queue at once */
-		for (i = 0; i < n; i++)
-		{
-			if (i >= done || results[i].outcome == SX_OUTCOME_NONE ||
-			    results[i].outcome == SX_OUTCOME_DEFERRED)
-				claims[unsettled++] = claims[i];
-		}
-		if (unsettled > 0)
-		{
-			tx_begin();
-			stockx_store_release(claims, unsettled);
-			tx_commit();
-		}
-		MemoryContextReset(batch_cxt);
-
-		if (signal != SX_RUN_CONTINUE)
-			return reason_for(signal, e);
+		if (w->nsettled > 0)
+			timeout_ms = Min(
+			    timeout_ms,
+			    (long) ((SX_COMMIT_AFTER_US - (stockx_mono_now() - w->settled_since)) / 1000 + 1));
+		if (stockx_http_in_flight(w->http) == 0 && w->state == SX_STATE_REQUESTING)
+			set_state(w, SX_STATE_WAITING_RATE_LIMIT, NULL);
+		stockx_http_wait(w->http, Max(timeout_ms, 0), PG_WAIT_EXTENSION);
+		take_answers(w);
 	}
+
+	MemoryContextSwitchTo(w->loop_cxt);
+	set_state(w, SX_STATE_STOPPING, "");
+	if (w->nsettled > 0)
+		(void) commit_settled(w);
+	release_rows(w);
+	return w->stop;
 }
 
-/* Leave our slot; the last worker of a run frees the run slot too. */
+/* ---------------------------------------------------------------- start and finish */
+
+/* Pin the session settings the worker depends on, whatever its role or database set. */
 static void
-detach_slot(int code, Datum arg)
+pin_session(void)
 {
-	StockxWorkerSlot *slot = my_slot();
-	int i;
-	bool others = false;
-
-	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
-	for (i = 0; i < stockx_shared->nslots; i++)
-	{
-		StockxWorkerSlot *w = &stockx_shared->workers[i];
-
-		if (i != my_slot_index && w->in_use && w->run_index == slot->run_index &&
-		    w->run_id == slot->run_id)
-			others = true;
-	}
-	if (!others)
-		memset(&stockx_shared->runs[slot->run_index], 0, sizeof(StockxRunSlot));
-	memset(slot, 0, sizeof(*slot));
-	LWLockRelease(stockx_shared->slots_lock);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("statement_timeout", "60s", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("lock_timeout", "500ms", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+#if PG_VERSION_NUM >= 170000
+	SetConfigOption("transaction_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+#endif
 }
 
-/* Report the error being handled and roll back whatever transaction is open. */
+/* The worker's first transaction: the run row, orphans of crashes, the quota. */
 static void
-recover_from_error(void)
+prepare_run(Worker *w)
 {
-	HOLD_INTERRUPTS();
-	EmitErrorReport();
-	AbortOutOfAnyTransaction();
-	FlushErrorState();
-	MemoryContextSwitchTo(TopMemoryContext);
-	RESUME_INTERRUPTS();
+	int64 active[64];
+	int nactive = stockx_slots_active_runs(w->args.database, active, lengthof(active));
+
+	tx_begin();
+	stockx_store_ensure_run(w->args.run_id, w->args.workers, w->args.max_products,
+	                        w->args.started_at);
+	stockx_store_close_orphan_runs(active, nactive);
+	stockx_store_load_quota();
+	tx_commit();
 }
 
 /* Add our last counters to stockx_run; false (error reported) if that failed. */
 static bool
-try_flush_run_counters(void)
+flush_counters(Worker *w)
 {
-	volatile bool ok = true;
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData *volatile edata = NULL;
 
 	PG_TRY();
 	{
+		StockxCounters delta = stockx_counters_minus(&w->counters, &w->flushed);
+
 		tx_begin();
-		flush_run_counters();
+		(void) stockx_store_add_run_counters(w->args.run_id, &delta);
+		stockx_store_save_quota();
 		tx_commit();
-		flushed = counters;
+		w->flushed = w->counters;
 	}
 	PG_CATCH();
 	{
-		recover_from_error();
-		ok = false;
+		edata = tx_abort(cxt);
 	}
 	PG_END_TRY();
-	return ok;
+	if (edata == NULL)
+		return true;
+	ereport(WARNING,
+	        (errmsg("stockx_enrich: could not record the counters of run " INT64_FORMAT ": %s",
+	                w->args.run_id, edata->message)));
+	FreeErrorData(edata);
+	return false;
 }
 
 /*
@@ -395,100 +1272,108 @@ try_flush_run_counters(void)
  * row.  Runs on every way out of the loop, errors included.
  */
 static void
-finish(StockxStopReason reason)
+finish(Worker *w, StockxStopReason reason)
 {
-	StockxRunSlot *run = &stockx_shared->runs[my_args.run_index];
 	StockxStopReason final_reason;
-	bool last = true;
-	int i;
+	bool last;
 
-	stockx_worker_set_state(SX_STATE_STOPPING, "");
-	if (!try_flush_run_counters())
+	set_state(w, SX_STATE_STOPPING, "");
+	if (!flush_counters(w))
 		reason = SX_STOP_ERROR;
-
-	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
-	my_slot()->exiting = true;
-	if (reason > run->stop_reason)
-		run->stop_reason = reason;
-	final_reason = run->stop_reason;
-	for (i = 0; i < stockx_shared->nslots; i++)
-	{
-		StockxWorkerSlot *w = &stockx_shared->workers[i];
-
-		if (w->in_use && !w->exiting && w->run_id == my_args.run_id)
-			last = false;
-	}
-	LWLockRelease(stockx_shared->slots_lock);
-
+	final_reason = stockx_slots_finish(w->args.slot, reason, &last);
 	if (last)
 	{
-		tx_begin();
-		stockx_store_finish_run(my_args.run_id, final_reason);
-		tx_commit();
-		ereport(LOG, (errmsg("stockx_enrich: run " INT64_FORMAT " finished: %s", my_args.run_id,
+		MemoryContext cxt = CurrentMemoryContext;
+		ErrorData *volatile edata = NULL;
+
+		PG_TRY();
+		{
+			tx_begin();
+			stockx_store_finish_run(w->args.run_id, final_reason);
+			tx_commit();
+		}
+		PG_CATCH();
+		{
+			edata = tx_abort(cxt);
+		}
+		PG_END_TRY();
+		if (edata != NULL)
+		{
+			ereport(WARNING, (errmsg("stockx_enrich: could not close run " INT64_FORMAT ": %s",
+			                         w->args.run_id, edata->message)));
+			FreeErrorData(edata);
+		}
+		ereport(LOG, (errmsg("stockx_enrich: run " INT64_FORMAT " finished: %s", w->args.run_id,
 		                     stockx_stop_reason_name(final_reason))));
 	}
+}
+
+static void
+detach(int code, Datum arg)
+{
+	stockx_slots_detach(DatumGetInt32(arg));
 }
 
 void
 stockx_enrich_worker_main(Datum main_arg)
 {
-	StockxEnricher enricher = { 0 };
-	MemoryContext batch_cxt;
-	MemoryContext row_cxt;
+	Worker *w;
 	StockxStopReason reason;
-	StockxWorkerSlot *slot;
-
-	my_slot_index = DatumGetInt32(main_arg);
-	memcpy(&my_args, MyBgworkerEntry->bgw_extra, sizeof(my_args));
+	MemoryContext cxt;
+	ErrorData *volatile edata = NULL;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 
-	if (stockx_shared == NULL || my_slot_index < 0 || my_slot_index >= stockx_shared->nslots)
-		proc_exit(1);
+	stockx_check_shared();
+	w = MemoryContextAllocZero(TopMemoryContext, sizeof(Worker));
+	memcpy(&w->args, MyBgworkerEntry->bgw_extra, sizeof(w->args));
 
 	/* attach to the slot stockx_enrich_start() reserved for us */
-	slot = my_slot();
-	LWLockAcquire(stockx_shared->slots_lock, LW_EXCLUSIVE);
-	if (!slot->in_use || slot->run_id != my_args.run_id)
-	{
-		LWLockRelease(stockx_shared->slots_lock);
+	if (!stockx_slots_attach(w->args.slot, w->args.run_id))
 		proc_exit(0);
-	}
-	slot->pid = MyProcPid;
-	slot->started_at = GetCurrentTimestamp();
-	LWLockRelease(stockx_shared->slots_lock);
-	before_shmem_exit(detach_slot, (Datum) 0);
+	before_shmem_exit(detach, Int32GetDatum(w->args.slot));
 
-	BackgroundWorkerInitializeConnectionByOid(my_args.database, my_args.role, 0);
+	BackgroundWorkerInitializeConnectionByOid(w->args.database, w->args.role, 0);
+	pin_session();
 	pgstat_report_appname("stockx_enrich worker");
 
-	batch_cxt =
-	    AllocSetContextCreate(TopMemoryContext, "stockx_enrich batch", ALLOCSET_DEFAULT_SIZES);
-	row_cxt = AllocSetContextCreate(TopMemoryContext, "stockx_enrich row", ALLOCSET_DEFAULT_SIZES);
-	enricher.counters = &counters;
+	w->loop_cxt =
+	    AllocSetContextCreate(TopMemoryContext, "stockx_enrich loop", ALLOCSET_DEFAULT_SIZES);
+	w->token_cxt =
+	    AllocSetContextCreate(TopMemoryContext, "stockx_enrich token", ALLOCSET_SMALL_SIZES);
+	w->settled =
+	    MemoryContextAllocZero(TopMemoryContext, sizeof(StockxJob *) * SX_MAX_BATCHES * 1000 + 1);
+	cxt = AllocSetContextCreate(TopMemoryContext, "stockx_enrich worker", ALLOCSET_SMALL_SIZES);
+	MemoryContextSwitchTo(cxt);
 
 	PG_TRY();
 	{
 		stockx_credentials_load();
-		enricher.client = stockx_client_create();
-		tx_begin();
-		stockx_store_init();
-		stockx_store_load_quota();
-		tx_commit();
-		reason = run_batches(&enricher, batch_cxt, row_cxt);
+		load_config(w, true);
+		prepare_run(w);
+		reason = run(w);
 	}
 	PG_CATCH();
 	{
 		/* report, clean up, and still close the run properly */
-		recover_from_error();
+		EmitErrorReport();
+		edata = tx_abort(cxt);
 		reason = SX_STOP_ERROR;
 	}
 	PG_END_TRY();
+	if (edata != NULL)
+		FreeErrorData(edata);
 
-	stockx_client_destroy(enricher.client);
-	finish(reason);
+	MemoryContextSwitchTo(cxt);
+	if (w->http != NULL)
+	{
+		stockx_http_cancel_all(w->http);
+		stockx_http_destroy(w->http);
+		w->http = NULL;
+	}
+	drop_token(w);
+	finish(w, reason);
 	proc_exit(0);
 }

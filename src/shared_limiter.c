@@ -1,0 +1,142 @@
+/*-------------------------------------------------------------------------
+ * shared_limiter.c
+ *	  The one rate limiter of the cluster, in shared memory, and the only
+ *	  code that touches it.  Every request of every worker, retries
+ *	  included, takes a slot here, and reports when it was really sent and
+ *	  how StockX answered.
+ *
+ * Lock: "stockx_enrich limiter" (StockxLimiterShared.lock) guards the
+ * limiter.  Taken exclusively for every call (a few arithmetic
+ * operations), shared for snapshots; never held across I/O.  The
+ * monotonic clock is read while holding it, so the limiter sees time go
+ * forward in every process's calls.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "storage/shmem.h"
+
+#include "clock.h"
+#include "settings.h"
+#include "shared_limiter.h"
+#include "stockx_enrich.h"
+
+typedef struct StockxLimiterShared
+{
+	LWLock *lock;
+	SxLimiter limiter;
+} StockxLimiterShared;
+
+static StockxLimiterShared *shared = NULL;
+
+Size
+stockx_limiter_shmem_size(void)
+{
+	return sizeof(StockxLimiterShared);
+}
+
+void
+stockx_limiter_shmem_init(void *ptr, LWLock *lock, bool found)
+{
+	shared = (StockxLimiterShared *) ptr;
+	if (!found)
+	{
+		SxLimiterConfig cfg;
+
+		stockx_settings_limiter(&cfg);
+		memset(shared, 0, sizeof(*shared));
+		shared->lock = lock;
+		sx_limiter_init(&shared->limiter, &cfg, stockx_mono_now(), sx_day_of(stockx_wall_now()));
+	}
+}
+
+SxVerdict
+stockx_limiter_acquire(int64 *wait_us)
+{
+	SxLimiterConfig cfg;
+	SxVerdict verdict;
+	int64 day = sx_day_of(stockx_wall_now());
+
+	stockx_settings_limiter(&cfg);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	verdict = sx_limiter_acquire(&shared->limiter, &cfg, stockx_mono_now(), day, wait_us);
+	LWLockRelease(shared->lock);
+	return verdict;
+}
+
+/* A granted request really left at sent_at (monotonic). */
+void
+stockx_limiter_sent(int64 sent_at)
+{
+	SxLimiterConfig cfg;
+
+	stockx_settings_limiter(&cfg);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	sx_limiter_sent(&shared->limiter, &cfg, sent_at);
+	LWLockRelease(shared->lock);
+}
+
+/* A granted request that was never sent. */
+void
+stockx_limiter_unsent(void)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	sx_limiter_unsent(&shared->limiter);
+	LWLockRelease(shared->lock);
+}
+
+void
+stockx_limiter_success(void)
+{
+	SxLimiterConfig cfg;
+
+	stockx_settings_limiter(&cfg);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	sx_limiter_on_success(&shared->limiter, &cfg);
+	LWLockRelease(shared->lock);
+}
+
+/* Record a 429; returns the cluster-wide pause now in force. */
+int64
+stockx_limiter_429(int64 retry_after_us)
+{
+	SxLimiterConfig cfg;
+	int64 pause;
+	double u = stockx_random();
+
+	stockx_settings_limiter(&cfg);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	pause = sx_limiter_on_429(&shared->limiter, &cfg, stockx_mono_now(), retry_after_us, u);
+	LWLockRelease(shared->lock);
+	return pause;
+}
+
+void
+stockx_limiter_other_failure(void)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	sx_limiter_on_other_failure(&shared->limiter);
+	LWLockRelease(shared->lock);
+}
+
+/* A consistent copy of the limiter, with the quota day rolled forward. */
+void
+stockx_limiter_snapshot(StockxLimiterSnapshot *snap)
+{
+	stockx_settings_limiter(&snap->config);
+	snap->wall_now = stockx_wall_now();
+	LWLockAcquire(shared->lock, LW_SHARED);
+	snap->mono_now = stockx_mono_now();
+	snap->limiter = shared->limiter;
+	LWLockRelease(shared->lock);
+	(void) sx_limiter_quota_spent(&snap->limiter, &snap->config, sx_day_of(snap->wall_now));
+}
+
+/* Merge a persisted count of requests for day into the limiter. */
+void
+stockx_limiter_merge_persisted(int64 day, int64 requests)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	sx_limiter_note_persisted(&shared->limiter, day, requests);
+	LWLockRelease(shared->lock);
+}

@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ * worker.h
+ *	  The background worker: what stockx_enrich_start() hands it, and what
+ *	  it reads from the settings.
+ *-------------------------------------------------------------------------
+ */
+#ifndef STOCKX_WORKER_H
+#define STOCKX_WORKER_H
+
+#include "datatype/timestamp.h"
+#include "postmaster/bgworker.h"
+
+/* What stockx_enrich_start() hands a worker in bgw_extra. */
+typedef struct StockxWorkerArgs
+{
+	Oid database;
+	Oid role;
+	int64 run_id;
+	int run_index; /* run slot */
+	int slot;      /* worker slot */
+	int workers;   /* of the run */
+	int64 max_products;
+	TimestampTz started_at;
+} StockxWorkerArgs;
+
+StaticAssertDecl(sizeof(StockxWorkerArgs) <= BGW_EXTRALEN,
+                 "StockxWorkerArgs must fit in bgw_extra");
+
+/* What the worker loop reads from the settings; filled on load and reload. */
+typedef struct StockxWorkerConfig
+{
+	int batch_size;
+	int commit_every;
+	int requests_in_flight;
+	int lease_s;
+} StockxWorkerConfig;
+
+#endif /* STOCKX_WORKER_H */
