@@ -25,17 +25,62 @@ so answers are repeatable.  Kind by SKU prefix (case-insensitive):
            2 variants, the 2nd with variantValue null and defaultConversion null
     MANY-  60 variants
     NUM-   amounts as JSON numbers; count/pageSize/pageNumber as 3.0, 10.0 ...
+    LAT-   title "<brand> <model> Crème Brûlée Café Señor" and a colorway with
+           accented letters that all exist in LATIN1
+    UNI-   title "<brand> <model> “Sakura” 桜 👟" and a colorway with characters
+           outside LATIN1 (curly quotes, Greek, CJK, emoji)
+    ZERO-  title "<brand> Air\u0000Max <colorway>": an embedded NUL, sent as the
+           JSON escape \u0000
+    BADUTF- title "<brand> <model> ?? <colorway>" where ?? are the raw bytes FF FE
+           (invalid UTF-8) in the body of search and /products/{id} answers;
+           /_admin/expect shows them as two U+FFFD and adds
+           "invalid_utf8": {"field": "title", "raw_hex": "fffe"}
     other  1 + (hash % 12) variants
+LAT-, UNI-, ZERO- and BADUTF- products have 1 + (hash % 12) variants, like "other".
 For found kinds search returns 2 near-misses FIRST, then the product (count 3).
+CMP- uses Python's str.swapcase(), which swaps non-ASCII letters too ("CMP-ÉTÉ-1"
+gives the part "cmp-été-1") and may change the length ("ß" becomes "SS").
 Near-miss styleIds: SKU+"0", SKU[:-1]+"X" (or "Y"), "A"+SKU.  A productId is
 known to /products/... only after it appeared in a search or /_admin/expect
 since the server started (the registry survives /_admin/reset).
+
+Config keys that change the catalogue's answers (POST /_admin/config):
+    uppercase_ids      bool, default false: every productId and variantId in the
+                       API answers (search, product, variants, market,
+                       variant_market) and in /_admin/expect is upper-case.
+                       Routes accept ids in any case.
+    alias_skus         {alias: target}, default {}: the alias (as written, blanks
+                       stripped) becomes one more " / "-separated part of the
+                       target's styleId, wherever the target's product appears
+                       (plain "X" -> "X / ALIAS"; CMP- compounds get one more part).
+                       A search for the alias returns the alias's first 2
+                       near-misses, then the TARGET's product (same productId,
+                       variants and market data); /_admin/expect?sku=<alias>
+                       returns the target's answer.  An alias cannot be its own
+                       target nor a target of another alias; NF- targets are
+                       refused.
+    variants_order     "as_is" (default) | "reverse" | "shuffle": order of the
+                       variants array and of the market array in each API answer
+                       (shuffle: a new random order per answer).  /_admin/expect
+                       always lists them in catalogue order.
+    latency_jitter_pct number 0-100, default 0: each /v2 answer waits
+                       latency_ms * (1 + u), u uniform in [-pct/100, +pct/100].
+    token_crlf         bool, default false: the token endpoint issues access
+                       tokens "crlf-token-<hex>\r\nX-Injected: 1" (a header
+                       injection if a client puts it in a header unchecked).  Such
+                       a token is valid only when the Authorization header carries
+                       it verbatim, which HTTP/1.1 cannot do: split across two
+                       header lines it is refused with 401.
+    rate_tolerance_ms  may be 0: then a gap shorter than exactly 1/rate_limit_rps
+                       is refused.
 
 Admin (no auth, not logged, no latency):
     GET  /_admin/expect?sku=X[&currencyCode=USD]
          -> {"found", "product", "variants", "market"}
     GET  /_admin/log    -> {"requests": [{"t", "wall", "method", "path", "query",
-                                          "status", "endpoint"}]}
+                                          "status", "endpoint", "header_names"}]}
+         header_names: the lower-cased names of the request's headers, in the
+         order received (names only, never values)
     GET  /_admin/stats  -> {"total", "api_total", "token_total", "by_status",
          "by_endpoint", "by_endpoint_status", "min_gap_ms", "count_429",
          "blocked", "blocks", "block_started_t", "block_until_t",
@@ -52,7 +97,7 @@ Token requests skip block, limiter, ratio, latency and slow body; fail_next
 rules without "endpoint" never match token requests.
 """
 import argparse, copy, datetime, email.utils, hashlib, json, os, re, secrets
-import signal, socket, sys, threading, time, unicodedata, uuid
+import random, signal, socket, sys, threading, time, unicodedata, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
 
@@ -66,7 +111,22 @@ COLORWAYS = ["White/Black", "Panda", "Bred", "Triple White", "Sail/Gum", "Univer
              "Black/Cement Grey", "Crème Brûlée", "Wolf Grey 'Reflective'", "Volt",
              "Chicago", "Sea Glass"]
 COLORS = ["White", "Black", "Red", "Blue", "Grey", None]
-KINDS = (("NF-", "nf"), ("CMP-", "cmp"), ("NUL-", "nul"), ("MANY-", "many"), ("NUM-", "num"))
+KINDS = (("NF-", "nf"), ("CMP-", "cmp"), ("NUL-", "nul"), ("MANY-", "many"), ("NUM-", "num"),
+         ("LAT-", "lat"), ("UNI-", "uni"), ("ZERO-", "zero"), ("BADUTF-", "badutf"))
+# LAT-: accented letters that all exist in LATIN1 (ISO 8859-1)
+LAT_TITLE = "Crème Brûlée Café Señor"
+LAT_COLORWAYS = ["Crème/Café", "Forêt Noire/Blé Doré", "Señor Rojo/Ébène", "Grün/Weiß",
+                 "Smørrebrød Brun", "Açaí/Pêche"]
+# UNI-: characters outside LATIN1 (curly quotes, Greek, CJK, a 4-byte emoji)
+UNI_TITLE = "\u201cSakura\u201d \u685c \U0001F45F"
+UNI_COLORWAYS = ["\u201cPanda\u201d Black/White", "\u03a9mega Grey \u2013 Volt",
+                 "\u685c Pink/Ivory", "Midnight \U0001F319 Navy"]
+# BADUTF-: this marker (two private-use characters) is replaced by the raw bytes
+# FF FE in API answers, and by two U+FFFD in /_admin/expect
+BAD_MARK = "\ue000\ue001"
+BAD_MARK_BYTES = BAD_MARK.encode("utf-8")
+BAD_RAW = b"\xff\xfe"
+VARIANTS_ORDERS = ("as_is", "reverse", "shuffle")
 ENDPOINTS = {"token", "search", "product", "variants", "market", "variant_market", "other"}
 MESSAGES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
@@ -87,6 +147,11 @@ DEFAULT_CONFIG = {
     "market_epoch": 0,
     "oversize_skus": [],         # search answer padded past 10 MiB
     "malformed_skus": [],        # search answer is truncated JSON
+    "uppercase_ids": False,      # productId/variantId upper-case in every API answer
+    "alias_skus": {},            # {alias: target}: the alias is one more styleId part of target
+    "latency_jitter_pct": 0,     # latency_ms * (1 + u), u uniform in [-pct/100, +pct/100]
+    "variants_order": "as_is",   # as_is | reverse | shuffle (variants and market arrays)
+    "token_crlf": False,         # issued access tokens contain "\r\nX-Injected: 1"
 }
 ROUTES = [
     (re.compile(r"^/v2/catalog/search$"), "search"),
@@ -132,12 +197,30 @@ def near_misses(sku):
     return [s + "0", s[:-1] + last, "A" + s]
 
 
-def search_hits(sku):
-    """[(sku, kind)] in the order search returns them ([] for a blank query)."""
+def alias_target(sku, cfg):
+    """The target SKU an alias resolves to (alias_skus), or None."""
+    n = norm(sku)
+    for alias, target in (cfg or {}).get("alias_skus", {}).items():
+        if norm(alias) == n:
+            return target
+    return None
+
+
+def aliases_of(sku, cfg):
+    n = norm(sku)
+    return [a.strip() for a, t in (cfg or {}).get("alias_skus", {}).items() if norm(t) == n]
+
+
+def search_hits(sku, cfg=None):
+    """[(sku, kind)] in the order search returns them ([] for a blank query).
+    An alias (alias_skus) returns its own 2 near-misses, then its target."""
     if not norm(sku):
         return []
-    kind = kind_of(sku)
     misses = [(s, "plain") for s in near_misses(sku)]
+    target = alias_target(sku, cfg)
+    if target is not None:
+        return misses[:2] + [(target, kind_of(target))]
+    kind = kind_of(sku)
     return misses if kind == "nf" else misses[:2] + [(sku, kind)]
 
 
@@ -155,12 +238,14 @@ def gs1(digits):
     return digits + str((10 - total % 10) % 10)
 
 
-def make_product(sku, kind):
+def make_product(sku, kind, cfg=None):
     n = norm(sku)
     style = sku
     if kind == "cmp":
         other = "%06d-%03d" % (hnum(n, "other") % 1000000, hnum(n, "other2") % 1000)
         style = f"{other} / {sku.strip().swapcase()}"
+    for alias in aliases_of(sku, cfg):
+        style = f"{style} / {alias}"
     product = {"productId": huuid(n, "product"), "urlKey": slug(n), "styleId": style,
                "productType": "sneakers", "title": None, "brand": None,
                "productAttributes": dict.fromkeys(
@@ -169,7 +254,18 @@ def make_product(sku, kind):
     if kind == "nul":
         return product
     brand, colorway = pick(BRANDS, n, "brand"), pick(COLORWAYS, n, "colorway")
-    title = f"{brand} {pick(MODELS, n, 'model')} {colorway}"
+    model = pick(MODELS, n, 'model')
+    title = f"{brand} {model} {colorway}"
+    if kind == "lat":
+        colorway = pick(LAT_COLORWAYS, n, "colorway")
+        title = f"{brand} {model} {LAT_TITLE}"
+    elif kind == "uni":
+        colorway = pick(UNI_COLORWAYS, n, "colorway")
+        title = f"{brand} {model} {UNI_TITLE}"
+    elif kind == "zero":
+        title = f"{brand} Air\x00Max {colorway}"
+    elif kind == "badutf":
+        title = f"{brand} {model} {BAD_MARK} {colorway}"
     release = datetime.date(2012, 1, 1) + datetime.timedelta(days=hnum(n, "release") % 4400)
     season = None
     if hnum(n, "season") % 3:
@@ -192,7 +288,7 @@ def variant_count(sku, kind):
 
 
 def make_variants(sku, kind, cfg):
-    n, product = norm(sku), make_product(sku, kind)
+    n, product = norm(sku), make_product(sku, kind, cfg)
     count = variant_count(sku, kind)
     if n in {norm(s) for s in cfg["extra_variant_skus"]}:
         count += 1
@@ -252,6 +348,27 @@ def make_market(sku, kind, cfg, currency):
     return out
 
 
+def reorder(items, cfg):
+    """The variants or market array in the order variants_order asks for."""
+    order = cfg.get("variants_order", "as_is")
+    items = list(items)
+    if order == "reverse":
+        items.reverse()
+    elif order == "shuffle":
+        random.shuffle(items)
+    return items
+
+
+def upper_ids(obj):
+    """obj with every productId / variantId string upper-cased (recursively)."""
+    if isinstance(obj, list):
+        return [upper_ids(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: (v.upper() if k in ("productId", "variantId") and isinstance(v, str)
+                    else upper_ids(v)) for k, v in obj.items()}
+    return obj
+
+
 # ---------------------------------------------------------------- state
 
 def _num(v, key, lo=0, hi=None, integer=False):
@@ -276,6 +393,25 @@ def _rule(r):
     if rule["retry_after_date_s"] is not None:
         _num(rule["retry_after_date_s"], "retry_after_date_s", -1e9)
     return rule
+
+
+def _aliases(v):
+    if not isinstance(v, dict):
+        raise ValueError("alias_skus must be an object {alias: target}")
+    targets = set()
+    for alias, target in v.items():
+        if not isinstance(target, str) or not norm(alias) or not norm(target):
+            raise ValueError(f"alias_skus: bad entry {alias!r}: {target!r}")
+        if norm(alias) == norm(target):
+            raise ValueError(f"alias_skus: {alias!r} is its own target")
+        if kind_of(target) == "nf":
+            raise ValueError(f"alias_skus: the target {target!r} is an NF- (unknown) SKU")
+        targets.add(norm(target))
+    if len({norm(a) for a in v}) != len(v):
+        raise ValueError("alias_skus: an alias is listed twice")
+    if targets & {norm(a) for a in v}:
+        raise ValueError("alias_skus: a target cannot itself be an alias")
+    return dict(v)
 
 
 def validate_config(cfg, patch):
@@ -305,6 +441,13 @@ def validate_config(cfg, patch):
             v = None if v is None else _num(v, key, 1e-9)
         elif key == "market_epoch":
             v = _num(v, key, -2**62, integer=True)
+        elif key == "alias_skus":
+            v = _aliases(v)
+        elif key == "variants_order":
+            if v not in VARIANTS_ORDERS:
+                raise ValueError("variants_order must be one of " + ", ".join(VARIANTS_ORDERS))
+        elif key == "latency_jitter_pct":
+            v = _num(v, key, 0, 100)
         elif isinstance(default, bool):
             if not isinstance(v, bool):
                 raise ValueError(f"{key} must be a boolean")
@@ -472,6 +615,8 @@ class Handler(BaseHTTPRequestHandler):
     def respond(self, status, payload, headers=None, slow_ms=0):
         body = payload if isinstance(payload, bytes) else json.dumps(
             payload, ensure_ascii=False).encode("utf-8")
+        # BADUTF- products: the marker becomes raw invalid UTF-8
+        body = body.replace(BAD_MARK_BYTES, BAD_RAW)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -505,7 +650,8 @@ class Handler(BaseHTTPRequestHandler):
                 endpoint, ids = name, tuple(unquote(g).lower() for g in m.groups())
         st = self.server.state
         entry = {"t": self.t_arrival, "wall": self.wall_arrival, "method": method,
-                 "path": raw_path, "query": raw_query, "status": None, "endpoint": endpoint}
+                 "path": raw_path, "query": raw_query, "status": None, "endpoint": endpoint,
+                 "header_names": [k.lower() for k in self.headers.keys()]}
         with st.lock:
             st.log.append(entry)
             forced = st.gate(endpoint, self.t_arrival)
@@ -523,7 +669,8 @@ class Handler(BaseHTTPRequestHandler):
         slow = 0
         if endpoint != "token":
             if cfg["latency_ms"]:
-                time.sleep(cfg["latency_ms"] / 1000.0)
+                pct = cfg["latency_jitter_pct"] / 100.0
+                time.sleep(cfg["latency_ms"] * (1 + random.uniform(-pct, pct)) / 1000.0)
             slow = cfg["slow_body_ms"]
         self.respond(status, payload, headers, slow)
 
@@ -559,6 +706,8 @@ class Handler(BaseHTTPRequestHandler):
             now, ttl = time.monotonic(), st.config["token_ttl_s"]
             st.tokens = {k: exp for k, exp in st.tokens.items() if exp > now}
             token = secrets.token_hex(32)
+            if st.config["token_crlf"]:
+                token = f"crlf-token-{token}\r\nX-Injected: 1"
             st.tokens[token] = now + ttl
             st.tokens_issued += 1
             answer = {"access_token": token, "expires_in": ttl, "token_type": "Bearer",
@@ -579,7 +728,14 @@ class Handler(BaseHTTPRequestHandler):
         except UnicodeDecodeError:
             return 400, {}, error_body(400, "query string is not UTF-8")
         if endpoint == "search":
-            return self.serve_search(params, cfg)
+            status, headers, payload = self.serve_search(params, cfg)
+        else:
+            status, headers, payload = self.serve_catalog(endpoint, ids, params, cfg)
+        if status == 200 and cfg["uppercase_ids"] and not isinstance(payload, bytes):
+            payload = upper_ids(payload)
+        return status, headers, payload
+
+    def serve_catalog(self, endpoint, ids, params, cfg):
         st = self.server.state
         with st.lock:
             found = st.registry.get(ids[0])
@@ -587,15 +743,15 @@ class Handler(BaseHTTPRequestHandler):
             return 404, {}, error_body(404, "Product not found")
         sku, kind = found
         if endpoint == "product":
-            return 200, {}, make_product(sku, kind)
+            return 200, {}, make_product(sku, kind, cfg)
         if endpoint == "variants":
-            return 200, {}, make_variants(sku, kind, cfg)
+            return 200, {}, reorder(make_variants(sku, kind, cfg), cfg)
         currency = first(params, "currencyCode") or "USD"
         if currency not in RATES:
             return 400, {}, error_body(400, "currencyCode must be one of " + " ".join(RATES))
         market = make_market(sku, kind, cfg, currency)
         if endpoint == "market":
-            return 200, {}, market
+            return 200, {}, reorder(market, cfg)
         for md in market:
             if md["variantId"] == ids[1]:
                 return 200, {}, md
@@ -610,11 +766,11 @@ class Handler(BaseHTTPRequestHandler):
             page = int_param(params, "pageNumber", 1, 1, None)
         except ValueError as exc:
             return 400, {}, error_body(400, str(exc))
-        hits = search_hits(query)
+        hits = search_hits(query, cfg)
         st = self.server.state
         with st.lock:
             st.register(hits)
-        products = [make_product(s, k) for s, k in hits]
+        products = [make_product(s, k, cfg) for s, k in hits]
         n = norm(query)
         if n in {norm(s) for s in cfg["malformed_skus"]}:
             return 200, {}, b'{"count": 1, "products": ['
@@ -637,17 +793,27 @@ class Handler(BaseHTTPRequestHandler):
             sku, currency = first(params, "sku"), first(params, "currencyCode") or "USD"
             if sku is None or currency not in RATES:
                 return self.respond(400, {"error": "need sku (and a valid currencyCode)"})
-            hits = search_hits(sku)
             with st.lock:
-                st.register(hits)
                 cfg = copy.deepcopy(st.config)
-            if not hits or kind_of(sku) == "nf":
+                hits = search_hits(sku, cfg)
+                st.register(hits)
+            target = alias_target(sku, cfg)
+            if target is not None:
+                sku = target
+            elif not hits or kind_of(sku) == "nf":
                 return self.respond(200, {"found": False, "product": None,
                                           "variants": [], "market": []})
             kind = kind_of(sku)
-            return self.respond(200, {"found": True, "product": make_product(sku, kind),
-                                      "variants": make_variants(sku, kind, cfg),
-                                      "market": make_market(sku, kind, cfg, currency)})
+            answer = {"found": True, "product": make_product(sku, kind, cfg),
+                      "variants": make_variants(sku, kind, cfg),
+                      "market": make_market(sku, kind, cfg, currency)}
+            if kind == "badutf":
+                answer["product"]["title"] = answer["product"]["title"].replace(
+                    BAD_MARK, "\ufffd\ufffd")
+                answer["invalid_utf8"] = {"field": "title", "raw_hex": BAD_RAW.hex()}
+            if cfg["uppercase_ids"]:
+                answer = upper_ids(answer)
+            return self.respond(200, answer)
         with st.lock:
             if route == ("GET", "/_admin/log"):
                 answer = {"requests": sorted((dict(e) for e in st.log), key=lambda e: e["t"])}

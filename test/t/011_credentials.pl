@@ -45,9 +45,10 @@ like($err, qr/credentials file ".*" is accessible by group or others.*HINT:  .*c
 
 write_file(0600, "api_key = 'test-api-key'\npassword = 'hunter2-secret'\n");
 ($ret, $out, $err) = $node->psql('postgres', 'SELECT stockx_enrich_start()');
-like($err, qr/unknown key "password" in stockx_enrich credentials file ".*" line 2/,
-	'an unknown key is reported by name and line');
+like($err, qr/unknown key in stockx_enrich credentials file ".*" line 2/,
+	'an unknown key is reported by its line');
 unlike($err, qr/hunter2/, 'the error does not show the value');
+unlike($err, qr/password/, 'nor the key: a line of the file may well be a secret');
 
 # rotating the file and reloading logs nothing of it
 write_file(0600, "api_key = 'test-api-key'\nclient_id = 'test-client'\n"

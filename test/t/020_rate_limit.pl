@@ -7,7 +7,7 @@
 # (b) One 429 with Retry-After (delta-seconds, then HTTP-date) pauses every
 #     worker for that long; the row is not blamed and the run ends done.
 # (c) A malformed Retry-After is ignored: the pause is only the backoff.
-# (d) stockx_enrich_limiter shows the 429 and a lowered effective rate.
+# (d) stockx_enrich_limiter shows the 429 and a widened pacing margin.
 #
 # Everything is measured at the stand-in (arrival times of the requests).
 use strict;
@@ -129,8 +129,8 @@ sub run_with_one_429
 	admin_config({ rate_limit_rps => $rate, rate_tolerance_ms => $tolerance_ms });
 	my @skus = map { sprintf('%s-%04d', $prefix, $_) } 1 .. $nskus;
 	enqueue_skus($node, @skus);
-	my $before_429 = $node->safe_psql('postgres',
-		'SELECT responses_429_total FROM stockx_enrich_limiter');
+	my ($before_429, $margin_before) = split /\|/, $node->safe_psql('postgres',
+		'SELECT responses_429_total, pacing_margin_ms FROM stockx_enrich_limiter');
 
 	my $run_id = $node->safe_psql('postgres', 'SELECT stockx_enrich_start(4)');
 	ok(poll_until(30, sub { admin_stats()->{api_total} >= $after_requests }),
@@ -146,12 +146,14 @@ sub run_with_one_429
 			$node->safe_psql('postgres',
 				"SELECT responses_429_total > $before_429 FROM stockx_enrich_limiter") eq 't' });
 		ok($seen, '(d) stockx_enrich_limiter counts the 429 in responses_429_total');
-		my ($total, $eff, $rps, $paused) = split /\|/, $node->safe_psql('postgres',
+		my ($total, $eff, $rps, $paused, $margin) = split /\|/, $node->safe_psql('postgres',
 			'SELECT responses_429_total, effective_rate, requests_per_second, '
-			  . 'paused_until > now() FROM stockx_enrich_limiter');
+			  . 'paused_until > now(), pacing_margin_ms FROM stockx_enrich_limiter');
 		is($total, $before_429 + 1, "(d) responses_429_total went from $before_429 to " . ($before_429 + 1));
-		cmp_ok($eff, '<', $rps,
-			"(d) effective_rate $eff is below requests_per_second $rps right after the 429");
+		# an isolated 429 widens the pacing margin instead of cutting the rate
+		is($eff, $rps, "(d) effective_rate $eff stays at requests_per_second after one 429");
+		cmp_ok($margin, '>', $margin_before,
+			"(d) pacing_margin_ms widened from $margin_before to $margin ms");
 		is($paused, 't', '(d) paused_until lies in the future during the Retry-After pause');
 	}
 
