@@ -36,6 +36,7 @@
 
 #define SX_USER_AGENT      "stockx_enrich/" STOCKX_ENRICH_VERSION
 #define SX_MAX_SOCKETS     160
+#define SX_SPARE_HANDLES   16
 #define SX_RETRY_AFTER_MAX 64
 
 struct StockxTransfer
@@ -65,7 +66,9 @@ struct StockxTransfer
 typedef struct WatchedSocket
 {
 	curl_socket_t fd;
-	int what; /* CURL_POLL_IN, _OUT, _INOUT */
+	int what;     /* CURL_POLL_IN, _OUT, _INOUT */
+	int position; /* in the wait set; -1 until it is added */
+	bool changed; /* what changed since the wait set was made */
 } WatchedSocket;
 
 struct StockxHttp
@@ -83,6 +86,8 @@ struct StockxHttp
 	long timer_ms;     /* libcurl's last timeout request; -1 = none */
 	int64 timer_start; /* monotonic time of that request */
 	WaitEventSet *wait_set;
+	int nspare;
+	CURL *spare[SX_SPARE_HANDLES]; /* easy handles kept for the next transfers */
 };
 
 static bool curl_initialized = false;
@@ -95,14 +100,16 @@ socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socke
 	StockxHttp *http = (StockxHttp *) userp;
 	int i;
 
-	http->sockets_changed = true;
 	for (i = 0; i < http->nsockets; i++)
 		if (http->sockets[i].fd == fd)
 			break;
 	if (what == CURL_POLL_REMOVE)
 	{
 		if (i < http->nsockets)
+		{
 			http->sockets[i] = http->sockets[--http->nsockets];
+			http->sockets_changed = true; /* a set cannot forget a socket: make a new one */
+		}
 		return 0;
 	}
 	if (i == http->nsockets)
@@ -113,8 +120,12 @@ socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socke
 			return -1;
 		}
 		http->nsockets++;
+		http->sockets[i].fd = fd;
+		http->sockets[i].position = -1;
+		http->sockets_changed = true;
 	}
-	http->sockets[i].fd = fd;
+	else if (http->sockets[i].what != what)
+		http->sockets[i].changed = true;
 	http->sockets[i].what = what;
 	return 0;
 }
@@ -256,6 +267,8 @@ stockx_http_destroy(StockxHttp *http)
 		    http, dlist_container(StockxTransfer, node, dlist_pop_head_node(&http->done)));
 	if (http->wait_set)
 		FreeWaitEventSet(http->wait_set);
+	while (http->nspare > 0)
+		curl_easy_cleanup(http->spare[--http->nspare]);
 	curl_multi_cleanup(http->multi);
 	MemoryContextDelete(http->cxt);
 }
@@ -292,7 +305,7 @@ static StockxTransfer *
 new_transfer(StockxHttp *http, const char *url, void *owner, MemoryContext body_cxt)
 {
 	StockxTransfer *t = MemoryContextAllocZero(http->cxt, sizeof(StockxTransfer));
-	CURL *easy = curl_easy_init();
+	CURL *easy = http->nspare > 0 ? http->spare[--http->nspare] : curl_easy_init();
 
 	if (easy == NULL)
 	{
@@ -476,7 +489,14 @@ void
 stockx_http_release(StockxHttp *http, StockxTransfer *t)
 {
 	free_headers(t->headers);
-	curl_easy_cleanup(t->easy);
+	/* the handle goes back to the pool, forgetting every option of this transfer */
+	if (http->nspare < SX_SPARE_HANDLES)
+	{
+		curl_easy_reset(t->easy);
+		http->spare[http->nspare++] = t->easy;
+	}
+	else
+		curl_easy_cleanup(t->easy);
 	if (t->form)
 	{
 		explicit_bzero(t->form, strlen(t->form));
@@ -517,6 +537,12 @@ int
 stockx_http_in_flight(const StockxHttp *http)
 {
 	return http->n_in_flight;
+}
+
+bool
+stockx_http_has_done(StockxHttp *http)
+{
+	return !dlist_is_empty(&http->done);
 }
 
 void *
@@ -578,28 +604,54 @@ stockx_http_next_done(StockxHttp *http)
 
 /* ---------------------------------------------------------------- waiting */
 
+static uint32
+socket_events(int what)
+{
+	uint32 events = 0;
+
+	if (what & CURL_POLL_IN)
+		events |= WL_SOCKET_READABLE;
+	if (what & CURL_POLL_OUT)
+		events |= WL_SOCKET_WRITEABLE;
+	return events;
+}
+
+/*
+ * Bring the wait set in line with the sockets libcurl watches: a new set
+ * when a socket came or went (sets cannot drop one), else the events of
+ * the sockets whose interest changed.
+ */
 static void
-rebuild_wait_set(StockxHttp *http)
+update_wait_set(StockxHttp *http)
 {
 	int i;
 
-	if (http->wait_set)
-		FreeWaitEventSet(http->wait_set);
-	http->wait_set = NULL;
-	http->wait_set = sx_create_wait_event_set(http->nsockets + 2);
-	AddWaitEventToSet(http->wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(http->wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (http->sockets_changed || http->wait_set == NULL)
+	{
+		if (http->wait_set)
+			FreeWaitEventSet(http->wait_set);
+		http->wait_set = NULL;
+		http->wait_set = sx_create_wait_event_set(http->nsockets + 2);
+		AddWaitEventToSet(http->wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(http->wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (i = 0; i < http->nsockets; i++)
+		{
+			http->sockets[i].position =
+			    AddWaitEventToSet(http->wait_set, socket_events(http->sockets[i].what),
+			                      http->sockets[i].fd, NULL, NULL);
+			http->sockets[i].changed = false;
+		}
+		http->sockets_changed = false;
+		return;
+	}
 	for (i = 0; i < http->nsockets; i++)
 	{
-		uint32 events = 0;
-
-		if (http->sockets[i].what & CURL_POLL_IN)
-			events |= WL_SOCKET_READABLE;
-		if (http->sockets[i].what & CURL_POLL_OUT)
-			events |= WL_SOCKET_WRITEABLE;
-		AddWaitEventToSet(http->wait_set, events, http->sockets[i].fd, NULL, NULL);
+		if (!http->sockets[i].changed)
+			continue;
+		ModifyWaitEvent(http->wait_set, http->sockets[i].position,
+		                socket_events(http->sockets[i].what), NULL);
+		http->sockets[i].changed = false;
 	}
-	http->sockets_changed = false;
 }
 
 /*
@@ -632,8 +684,7 @@ stockx_http_wait(StockxHttp *http, long timeout_ms, uint32 wait_event_info)
 		else
 			timeout_ms = Min(timeout_ms, (long) left_ms);
 	}
-	if (http->sockets_changed || http->wait_set == NULL)
-		rebuild_wait_set(http);
+	update_wait_set(http);
 
 	n = WaitEventSetWait(http->wait_set, Max(timeout_ms, 0), events, lengthof(events),
 	                     wait_event_info);

@@ -57,6 +57,7 @@ extern void stockx_http_wait(StockxHttp *http, long timeout_ms, uint32 wait_even
 extern StockxTransfer *stockx_http_next_sent(StockxHttp *http, int64 *sent_at);
 extern StockxTransfer *stockx_http_next_done(StockxHttp *http);
 extern int stockx_http_in_flight(const StockxHttp *http);
+extern bool stockx_http_has_done(StockxHttp *http);
 
 extern void *stockx_transfer_owner(const StockxTransfer *t);
 extern const StockxResponse *stockx_transfer_response(const StockxTransfer *t);

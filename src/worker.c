@@ -60,6 +60,7 @@
 #define SX_COMMIT_AFTER_US  (5 * USECS_PER_SEC)
 #define SX_PUBLISH_EVERY_US (100 * 1000)
 #define SX_MAX_LIVE_PIDS    256
+#define SX_MAX_SHORT_NAPS   4
 
 typedef struct Batch
 {
@@ -221,9 +222,13 @@ nap(Worker *w, long ms)
 
 /* ---------------------------------------------------------------- transactions */
 
+/* the memory context to come back to after a transaction (commit resets it) */
+static MemoryContext tx_caller_cxt = NULL;
+
 static void
 tx_begin(void)
 {
+	tx_caller_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -237,6 +242,7 @@ tx_commit(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(tx_caller_cxt);
 	pgstat_report_stat(false);
 }
 
@@ -316,12 +322,16 @@ job_done(Worker *w, StockxJob *j)
 	}
 }
 
+static void report_sends(Worker *w);
+
 /* Abandon a row's request in flight (its slot may never have been used). */
 static void
 cancel_request(Worker *w, StockxJob *j)
 {
 	if (!j->in_flight)
 		return;
+	/* a request that left must be counted as sent before it is dropped */
+	report_sends(w);
 	if (!stockx_transfer_was_sent(j->transfer))
 		stockx_limiter_unsent();
 	stockx_http_cancel(w->http, j->transfer);
@@ -329,26 +339,37 @@ cancel_request(Worker *w, StockxJob *j)
 	j->in_flight = false;
 }
 
+/*
+ * The free batch to claim into, when the rows in hand cannot keep every
+ * request slot busy; NULL otherwise.
+ */
+static Batch *
+claim_wanted(Worker *w)
+{
+	int b;
+
+	if (w->no_more_rows || w->stop != SX_STOP_NONE)
+		return NULL;
+	if (held_jobs(w, true) >= w->config.requests_in_flight && held_jobs(w, false) > 0)
+		return NULL;
+	for (b = 0; b < SX_MAX_BATCHES; b++)
+		if (!w->batches[b].in_use)
+			return &w->batches[b];
+	return NULL;
+}
+
 /* Claim a new batch when the rows in hand cannot keep every request slot busy. */
 static void
 maybe_claim(Worker *w)
 {
-	int b;
 	int limit;
 	int n;
 	int npids;
 	int32 pids[SX_MAX_LIVE_PIDS];
 	StockxClaim *claims;
-	Batch *batch = NULL;
+	Batch *batch = claim_wanted(w);
 	int i;
 
-	if (w->no_more_rows || w->stop != SX_STOP_NONE)
-		return;
-	if (held_jobs(w, true) >= w->config.requests_in_flight && held_jobs(w, false) > 0)
-		return;
-	for (b = 0; b < SX_MAX_BATCHES && batch == NULL; b++)
-		if (!w->batches[b].in_use)
-			batch = &w->batches[b];
 	if (batch == NULL)
 		return;
 
@@ -650,6 +671,7 @@ static void
 start_requests(Worker *w, long *timeout_ms)
 {
 	int64 now = stockx_mono_now();
+	int naps = 0;
 	int b, i;
 
 	if (w->stop != SX_STOP_NONE)
@@ -685,10 +707,23 @@ start_requests(Worker *w, long *timeout_ms)
 					send_request(w, j);
 					report_sends(w);
 					now = stockx_mono_now();
+					naps = 0;
 					break;
 				case SX_WAIT:
 				case SX_PAUSED:
-					*timeout_ms = Min(*timeout_ms, (long) ((wait_us + 999) / 1000));
+					/*
+					 * Latch waits have millisecond resolution: wake up to a
+					 * millisecond early and sleep the rest here, so that fast
+					 * rates are paced to the microsecond.
+					 */
+					if (wait_us < 1000 && naps++ < SX_MAX_SHORT_NAPS)
+					{
+						pg_usleep(wait_us);
+						now = stockx_mono_now();
+						i--;
+						continue;
+					}
+					*timeout_ms = Min(*timeout_ms, Max((long) (wait_us / 1000), 1L));
 					if (stockx_http_in_flight(w->http) == 0)
 						set_state(w,
 						          wait_us > 2 * USECS_PER_SEC ? SX_STATE_BACKING_OFF
@@ -1192,6 +1227,12 @@ run(Worker *w)
 			    (long) ((SX_COMMIT_AFTER_US - (stockx_mono_now() - w->settled_since)) / 1000 + 1));
 		if (stockx_http_in_flight(w->http) == 0 && w->state == SX_STATE_REQUESTING)
 			set_state(w, SX_STATE_WAITING_RATE_LIMIT, NULL);
+		/* answers may have come in already, while requests were being sent */
+		if (stockx_http_has_done(w->http))
+			timeout_ms = 0;
+		/* room for more rows: claim them at once rather than after the wait */
+		if (claim_wanted(w) != NULL)
+			timeout_ms = 0;
 		stockx_http_wait(w->http, Max(timeout_ms, 0), PG_WAIT_EXTENSION);
 		take_answers(w);
 	}

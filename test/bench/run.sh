@@ -4,8 +4,10 @@
 # the extension.  BENCH_SKUS and BENCH_RATE tune it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
-pgxs=$(cd "$(dirname "$(pg_config --pgxs)")/../.." && pwd)
+# the server is the one pg_config names (PG_CONFIG, or the first on PATH)
+pg_config=${PG_CONFIG:-$(command -v pg_config)}
+export PATH="$("$pg_config" --bindir):$PATH"
+pgxs=$(cd "$(dirname "$("$pg_config" --pgxs)")/../.." && pwd)
 work=$(mktemp -d /tmp/stockx_enrich_bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp -a "$top/." "$work/"
