@@ -58,8 +58,8 @@ struct StockxTransfer
 	bool no_memory;
 	char retry_after[SX_RETRY_AFTER_MAX];
 	char errbuf[CURL_ERROR_SIZE];
-	int64 sent_at; /* monotonic; 0 until the request left */
-	bool sent_reported;
+	int64 sent_at;     /* monotonic; 0 until the request left; the latest try */
+	int64 reported_at; /* sent_at as last handed to the caller */
 	StockxResponse resp;
 };
 
@@ -146,8 +146,8 @@ prereq_callback(void *clientp, char *primary_ip, char *local_ip, int primary_por
 {
 	StockxTransfer *t = (StockxTransfer *) clientp;
 
-	if (t->sent_at == 0)
-		t->sent_at = stockx_mono_now();
+	/* a retry on a fresh connection (the kept one had died) counts from its own send */
+	t->sent_at = stockx_mono_now();
 	return CURL_PREREQFUNC_OK;
 }
 
@@ -563,9 +563,13 @@ stockx_transfer_was_sent(const StockxTransfer *t)
 	return t->sent_at != 0;
 }
 
-/* A transfer whose request left since the last call, with when; NULL if none. */
+/*
+ * A transfer whose request left (or left again, on a fresh connection)
+ * since the last call, with when; *first tells a first send from a retry.
+ * NULL if none.
+ */
 StockxTransfer *
-stockx_http_next_sent(StockxHttp *http, int64 *sent_at)
+stockx_http_next_sent(StockxHttp *http, int64 *sent_at, bool *first)
 {
 	dlist_head *lists[2] = { &http->in_flight, &http->done };
 	int i;
@@ -578,9 +582,10 @@ stockx_http_next_sent(StockxHttp *http, int64 *sent_at)
 		{
 			StockxTransfer *t = dlist_container(StockxTransfer, node, iter.cur);
 
-			if (t->sent_at != 0 && !t->sent_reported)
+			if (t->sent_at != 0 && t->sent_at != t->reported_at)
 			{
-				t->sent_reported = true;
+				*first = (t->reported_at == 0);
+				t->reported_at = t->sent_at;
 				*sent_at = t->sent_at;
 				return t;
 			}

@@ -54,7 +54,7 @@ extern void stockx_http_cancel(StockxHttp *http, StockxTransfer *t);
 extern void stockx_http_cancel_all(StockxHttp *http);
 
 extern void stockx_http_wait(StockxHttp *http, long timeout_ms, uint32 wait_event_info);
-extern StockxTransfer *stockx_http_next_sent(StockxHttp *http, int64 *sent_at);
+extern StockxTransfer *stockx_http_next_sent(StockxHttp *http, int64 *sent_at, bool *first);
 extern StockxTransfer *stockx_http_next_done(StockxHttp *http);
 extern int stockx_http_in_flight(const StockxHttp *http);
 extern bool stockx_http_has_done(StockxHttp *http);

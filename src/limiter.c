@@ -283,14 +283,18 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_
 	return SX_GO;
 }
 
-/* A granted request left at sent_at: the next one goes an interval later. */
+/*
+ * A granted request left at sent_at: the next one goes an interval later.
+ * A request sent again (a retry on a fresh connection after the kept one
+ * had died) moves the next slot again but was already counted as sent.
+ */
 void
-sx_limiter_sent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t sent_at)
+sx_limiter_sent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t sent_at, bool first)
 {
 	int64_t next;
 
 	advance_clock(l, sent_at);
-	if (l->pending_sends > 0 && --l->pending_sends == 0)
+	if (first && l->pending_sends > 0 && --l->pending_sends == 0)
 		l->pending_since = 0;
 	next = sent_at + emission_interval(l, cfg);
 	if (next > l->tat)

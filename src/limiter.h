@@ -78,7 +78,7 @@ typedef enum SxVerdict
 extern void sx_limiter_init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t day);
 extern SxVerdict sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
                                     int64_t day, int64_t *wait_us);
-extern void sx_limiter_sent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t sent_at);
+extern void sx_limiter_sent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t sent_at, bool first);
 extern void sx_limiter_unsent(SxLimiter *l);
 extern void sx_limiter_on_success(SxLimiter *l, const SxLimiterConfig *cfg);
 extern int64_t sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,

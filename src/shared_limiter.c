@@ -64,15 +64,15 @@ stockx_limiter_acquire(int64 *wait_us)
 	return verdict;
 }
 
-/* A granted request really left at sent_at (monotonic). */
+/* A granted request really left at sent_at (monotonic), for the first time or again. */
 void
-stockx_limiter_sent(int64 sent_at)
+stockx_limiter_sent(int64 sent_at, bool first)
 {
 	SxLimiterConfig cfg;
 
 	stockx_settings_limiter(&cfg);
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	sx_limiter_sent(&shared->limiter, &cfg, sent_at);
+	sx_limiter_sent(&shared->limiter, &cfg, sent_at, first);
 	LWLockRelease(shared->lock);
 }
 

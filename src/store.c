@@ -810,8 +810,14 @@ stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim, Stoc
 
 	written->write = SX_WRITE_SKIPPED;
 	written->status = NULL;
-	if (result->outcome == SX_OUTCOME_NONE || result->outcome == SX_OUTCOME_DEFERRED)
+	if (result->outcome == SX_OUTCOME_NONE)
 		return;
+	if (result->outcome == SX_OUTCOME_DEFERRED)
+	{
+		/* not the row's fault (429s): back to the queue untouched */
+		stockx_store_release(&claim, 1);
+		return;
+	}
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);

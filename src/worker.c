@@ -656,10 +656,11 @@ report_sends(Worker *w)
 {
 	StockxTransfer *t;
 	int64 sent_at;
+	bool first;
 
-	while ((t = stockx_http_next_sent(w->http, &sent_at)) != NULL)
+	while ((t = stockx_http_next_sent(w->http, &sent_at, &first)) != NULL)
 		if (stockx_transfer_owner(t) != &token_owner)
-			stockx_limiter_sent(sent_at);
+			stockx_limiter_sent(sent_at, first);
 }
 
 /*
@@ -1398,10 +1399,19 @@ stockx_enrich_worker_main(Datum main_arg)
 	}
 	PG_CATCH();
 	{
-		/* report, clean up, and still close the run properly */
-		EmitErrorReport();
+		/*
+		 * Report, clean up, and still close the run properly.  A cancel
+		 * (pg_cancel_backend of the worker) is a stop, not an error.
+		 */
+		MemoryContextSwitchTo(cxt);
+		if (geterrcode() != ERRCODE_QUERY_CANCELED)
+		{
+			EmitErrorReport();
+			reason = SX_STOP_ERROR;
+		}
+		else
+			reason = SX_STOP_STOPPED;
 		edata = tx_abort(cxt);
-		reason = SX_STOP_ERROR;
 	}
 	PG_END_TRY();
 	if (edata != NULL)

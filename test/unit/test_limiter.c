@@ -95,7 +95,7 @@ acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t *wait)
 	*wait = -12345; /* must always be overwritten */
 	v = sx_limiter_acquire(l, cfg, now, sx_day_of(now), wait);
 	if (v == SX_GO)
-		sx_limiter_sent(l, cfg, now);
+		sx_limiter_sent(l, cfg, now, true);
 	return v;
 }
 
@@ -528,7 +528,7 @@ test_send_time_pacing(void)
 	is_int(acquire_only(&l, &cfg, T0 + 2 * SEC, &wait), SX_WAIT,
 	       "pending: 2 s later nobody else gets a slot while the send is unconfirmed");
 	ok(wait > 0 && wait <= 1000, "pending: the others poll every millisecond at most");
-	sx_limiter_sent(&l, &cfg, T0 + 2 * SEC + 300000);
+	sx_limiter_sent(&l, &cfg, T0 + 2 * SEC + 300000, true);
 	is_int(l.pending_sends, 0, "sent: nothing pending");
 	is_int(acquire_only(&l, &cfg, T0 + 3 * SEC, &wait), SX_WAIT,
 	       "descheduled sender: the slot at T0 + 3 s is too early");
@@ -539,6 +539,16 @@ test_send_time_pacing(void)
 	is_int(l.pending_sends, 0, "unsent: the gate opens");
 	ok(acquire_only(&l, &cfg, T0 + 3 * SEC + 300000, &wait) == SX_WAIT && wait == SEC,
 	   "unsent: its slot still counts as used");
+
+	/* a request sent again on a fresh connection moves the next slot, once counted */
+	init(&l, &cfg, T0);
+	acquire_only(&l, &cfg, T0, &wait);
+	sx_limiter_sent(&l, &cfg, T0, true);
+	is_int(acquire_only(&l, &cfg, T0 + SEC / 2, &wait), SX_WAIT, "resend: first send at T0");
+	sx_limiter_sent(&l, &cfg, T0 + SEC / 2, false);
+	is_int(l.pending_sends, 0, "resend: not counted twice");
+	ok(acquire_only(&l, &cfg, T0 + SEC, &wait) == SX_WAIT && wait == SEC / 2,
+	   "resend: the next slot is an interval after the second send");
 
 	/* a slot never reported is forgotten after send_timeout_ms */
 	init(&l, &cfg, T0);
@@ -602,7 +612,7 @@ test_send_simulation(double rps, uint64_t seed)
 				min_gap = now - last_send;
 			last_send = now;
 			sends++;
-			sx_limiter_sent(&l, &cfg, now);
+			sx_limiter_sent(&l, &cfg, now, true);
 			send_at[w] = 0;
 			next[w] = now + rng_below(interval) + 1;
 			continue;

@@ -1,0 +1,95 @@
+# Upgrades: a database on 1.0, with data in it, updated with ALTER EXTENSION
+# ... UPDATE ends up with exactly the schema of a fresh install of the
+# current version (pg_dump --schema-only of both, compared), keeps its
+# rows, and runs.  Every later schema change adds an update script and this
+# test keeps passing.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Utils;
+use Test::More;
+use StockxTest;
+
+my $node = stockx_node('upgrade');
+my $current = $node->safe_psql('postgres',
+	"SELECT default_version FROM pg_available_extensions WHERE name = 'stockx_enrich'");
+isnt($current, '1.0', "the current version ($current) is newer than 1.0");
+
+$node->safe_psql('postgres', 'CREATE DATABASE old_install');
+$node->safe_psql('postgres', 'CREATE DATABASE new_install');
+$node->safe_psql('old_install', "CREATE EXTENSION stockx_enrich VERSION '1.0'");
+is($node->safe_psql('old_install', "SELECT extversion FROM pg_extension WHERE extname = 'stockx_enrich'"),
+	'1.0', 'version 1.0 installs');
+
+# fill it the way 1.0 could
+$node->safe_psql('old_install', q{
+	SELECT stockx_enrich_enqueue(ARRAY['UP-0001', 'UP-0002', 'UP-0003']);
+	UPDATE stockx_product SET status = 'failed', attempts = 5, last_error = 'before the upgrade'
+	 WHERE sku = 'UP-0003';
+	INSERT INTO stockx_run (workers, processed, enriched, stop_reason, finished_at)
+	VALUES (1, 2, 2, 'done', now());
+	INSERT INTO stockx_quota VALUES (current_date, 42);
+});
+
+$node->safe_psql('old_install', 'ALTER EXTENSION stockx_enrich UPDATE');
+is($node->safe_psql('old_install', "SELECT extversion FROM pg_extension WHERE extname = 'stockx_enrich'"),
+	$current, "ALTER EXTENSION ... UPDATE brings it to $current");
+$node->safe_psql('new_install', 'CREATE EXTENSION stockx_enrich');
+
+# The definitions of the extension's member objects: pg_dump leaves them
+# out of a normal dump (CREATE EXTENSION recreates them), --binary-upgrade
+# writes them; lines that carry OIDs or a per-dump key are dropped.
+sub schema_of
+{
+	my ($db) = @_;
+	my ($stdout, $stderr);
+	IPC::Run::run([ 'pg_dump', '--schema-only', '--binary-upgrade', '--no-owner',
+			'-d', $node->connstr($db) ],
+		'>', \$stdout, '2>', \$stderr)
+	  or die "pg_dump $db: $stderr";
+	my $dump = join("\n",
+		grep { !/^--/ && !/^\\(un)?restrict / && !/binary_upgrade_/ && !/^$/ }
+		  split /\n/, $stdout);
+	# transaction ids and OIDs of the relations differ by nature
+	$dump =~ s/relfrozenxid = '\d+', relminmxid = '\d+'/relfrozenxid = X, relminmxid = X/g;
+	$dump =~ s/oid = '\d+'/oid = X/g;
+	# the state of the run-id sequence is data, not schema
+	$dump =~ s/^SELECT pg_catalog.setval\(.*$//mg;
+	return $dump;
+}
+my $old = schema_of('old_install');
+my $new = schema_of('new_install');
+like($new, qr/CREATE TABLE public\.stockx_product/, 'the dump has the extension\'s objects');
+if (!is($old, $new, 'updated and fresh installs have identical schemas'))
+{
+	my @o = split /\n/, $old;
+	my @n = split /\n/, $new;
+	for my $i (0 .. ($#o > $#n ? $#o : $#n))
+	{
+		next if ($o[$i] // '') eq ($n[$i] // '');
+		diag "first difference at line $i:\n  updated: " . ($o[$i] // '') . "\n  fresh:   " . ($n[$i] // '');
+		last;
+	}
+}
+
+is($node->safe_psql('old_install',
+		"SELECT string_agg(sku || ':' || status || ':' || attempts, ',' ORDER BY sku) FROM stockx_product"),
+	'UP-0001:pending:0,UP-0002:pending:0,UP-0003:failed:5', 'the queue is kept');
+is($node->safe_psql('old_install',
+		"SELECT count(*) || '|' || max(stop_reason) FROM stockx_run"), '1|done', 'the runs are kept');
+is($node->safe_psql('old_install', 'SELECT requests FROM stockx_quota'), 42, 'the quota is kept');
+
+# and the updated database works: a run over its queue
+my $run = $node->safe_psql('old_install', 'SELECT stockx_enrich_start()');
+is($node->safe_psql('old_install', "SELECT stockx_enrich_wait($run, 60000)"), 'done',
+	'a run in the updated database ends done');
+is($node->safe_psql('old_install',
+		"SELECT count(*) FROM stockx_product WHERE status = 'enriched'"), 2,
+	'and enriches the two pending rows');
+is($node->safe_psql('old_install',
+		q{SELECT count(requests_in_flight) || '|' || count(pacing_margin_ms)
+		    FROM stockx_enrich_status FULL JOIN stockx_enrich_limiter ON true}),
+	'0|1', 'the views have their 1.1 columns');
+
+$node->stop;
+done_testing();
