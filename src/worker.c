@@ -114,6 +114,24 @@ typedef struct Worker
 /* the owner of the token request, to tell it from the rows' requests */
 static char token_owner;
 
+/*
+ * What pg_stat_activity.wait_event says a worker waits for: custom wait
+ * events from 17 on, "Extension" before.
+ */
+static uint32 wait_http = PG_WAIT_EXTENSION;
+static uint32 wait_rate_slot = PG_WAIT_EXTENSION;
+static uint32 wait_backoff = PG_WAIT_EXTENSION;
+
+static void
+init_wait_events(void)
+{
+#if PG_VERSION_NUM >= 170000
+	wait_http = WaitEventExtensionNew("StockxEnrichHttpAnswer");
+	wait_rate_slot = WaitEventExtensionNew("StockxEnrichRateSlot");
+	wait_backoff = WaitEventExtensionNew("StockxEnrichBackoff");
+#endif
+}
+
 static void begin_stop(Worker *w, StockxStopReason reason);
 
 /* ---------------------------------------------------------------- state */
@@ -213,8 +231,7 @@ check_interrupts(Worker *w)
 static bool
 nap(Worker *w, long ms)
 {
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
-	                 PG_WAIT_EXTENSION);
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, wait_backoff);
 	ResetLatch(MyLatch);
 	check_interrupts(w);
 	return !stop_requested(w);
@@ -1234,7 +1251,10 @@ run(Worker *w)
 		/* room for more rows: claim them at once rather than after the wait */
 		if (claim_wanted(w) != NULL)
 			timeout_ms = 0;
-		stockx_http_wait(w->http, Max(timeout_ms, 0), PG_WAIT_EXTENSION);
+		stockx_http_wait(w->http, Max(timeout_ms, 0),
+		                 stockx_http_in_flight(w->http) > 0 ? wait_http
+		                 : w->state == SX_STATE_BACKING_OFF ? wait_backoff
+		                                                    : wait_rate_slot);
 		take_answers(w);
 	}
 
@@ -1379,6 +1399,7 @@ stockx_enrich_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(w->args.database, w->args.role, 0);
 	pin_session();
+	init_wait_events();
 	pgstat_report_appname("stockx_enrich worker");
 
 	w->loop_cxt =
