@@ -12,6 +12,9 @@
  * needs: the run's row is written by the workers, which therefore never
  * wait on the caller, and wait() in the same transaction works.
  *
+ * start returns NULL and starts nothing when no row is due, so a schedule
+ * that fires every minute adds no run rows while there is nothing to do.
+ *
  * The functions run with search_path pinned to pg_catalog, pg_temp (a SET
  * clause on each), so nothing on the caller's path can stand in for what
  * they call.
@@ -152,6 +155,7 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 	int launched = 0;
 	volatile int i;
 	StockxWorkerArgs args;
+	StockxStoreConfig store_config;
 	PendingStart *pending;
 
 	stockx_check_shared();
@@ -186,6 +190,13 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	stockx_store_init();
+	/* nothing due: no workers, no run row (pg_cron may fire every minute) */
+	stockx_settings_store(&store_config);
+	if (!stockx_store_anything_due(&store_config))
+	{
+		SPI_finish();
+		PG_RETURN_NULL();
+	}
 	refuse_if_limited();
 	run_id = stockx_store_next_run_id();
 	SPI_finish();

@@ -56,6 +56,7 @@ static int max_response_bytes = 8 * 1024 * 1024;
 static char *currency_code = NULL;
 static int refresh_after_s = 0;
 static int lease_timeout_s = 3600;
+static int run_retention_s = 30 * 86400;
 static int circuit_threshold = 5;
 static int circuit_open_ms = 15 * 60 * 1000;
 static int max_workers = 4;
@@ -256,6 +257,9 @@ stockx_settings_define(void)
 	define_int("stockx_enrich.lease_timeout",
 	           "How long a claimed product stays leased to its worker without renewal.",
 	           &lease_timeout_s, 3600, 1, 7 * 86400, PGC_SIGHUP, GUC_UNIT_S);
+	define_int("stockx_enrich.run_retention",
+	           "How long the rows of finished runs are kept in stockx_run (0 = for ever).",
+	           &run_retention_s, 30 * 86400, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
 	define_int("stockx_enrich.circuit_threshold",
 	           "Consecutive 429 answers that open the circuit (0 = never).", &circuit_threshold, 5,
 	           0, 1000, PGC_SIGHUP, 0);
@@ -317,6 +321,7 @@ stockx_settings_store(StockxStoreConfig *config)
 	config->backoff_max_ms = backoff_max_ms;
 	config->refresh_after_s = refresh_after_s;
 	config->lease_s = lease_timeout_s;
+	config->run_retention_s = run_retention_s;
 	strlcpy(config->currency_code, currency_code, sizeof(config->currency_code));
 }
 

@@ -74,6 +74,8 @@ typedef enum StatementId
 	ST_NEXT_RUN_ID,
 	ST_QUOTA_LOAD,
 	ST_QUOTA_SAVE,
+	ST_ANYTHING_DUE,
+	ST_RUN_PRUNE,
 	ST_COUNT
 } StatementId;
 
@@ -254,6 +256,24 @@ static const Statement statements[ST_COUNT] = {
 	                    " WHERE day = DATE '1970-01-01' + $1",
 	                    1,
 	                    { INT4OID } },
+	[ST_ANYTHING_DUE] = {
+	    "SELECT EXISTS (SELECT 1 FROM @extschema@.stockx_product "
+	    "                WHERE status = 'pending' "
+	    "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now())) "
+	    "    OR ($1 > 0 AND EXISTS (SELECT 1 FROM @extschema@.stockx_product "
+	    "                WHERE status = 'enriched' AND market_updated_at < pg_catalog.now() - "
+	    "                      pg_catalog.make_interval(secs => $1) "
+	    "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()))) "
+	    "    OR EXISTS (SELECT 1 FROM @extschema@.stockx_product "
+	    "                WHERE status = 'not_found' "
+	    "                  AND updated_at < pg_catalog.now() - interval '7 days' "
+	    "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()))",
+	    1,
+	    { FLOAT8OID } },
+	[ST_RUN_PRUNE] = { "DELETE FROM @extschema@.stockx_run "
+	                   " WHERE finished_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
+	                   1,
+	                   { FLOAT8OID } },
 	[ST_QUOTA_SAVE] = { "INSERT INTO @extschema@.stockx_quota AS q (day, requests) "
 	                    "VALUES (DATE '1970-01-01' + $1, $2) "
 	                    "ON CONFLICT (day) DO UPDATE SET requests = greatest(q.requests, EXCLUDED.requests)",
@@ -1016,6 +1036,31 @@ stockx_store_run_reason(int64 run_id)
 		return NULL;
 	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	return reason ? MemoryContextStrdup(TopTransactionContext, reason) : NULL;
+}
+
+/* Is any row due now (what a claim could take, leases aside)? */
+bool
+stockx_store_anything_due(const StockxStoreConfig *config)
+{
+	Params p = { 0 };
+	bool isnull;
+
+	param_float8(&p, (double) config->refresh_after_s);
+	run(ST_ANYTHING_DUE, &p, SPI_OK_SELECT);
+	return rows() == 1 &&
+	       DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Delete the rows of runs that finished longer than retention_s ago (0 = keep). */
+void
+stockx_store_prune_runs(int retention_s)
+{
+	Params p = { 0 };
+
+	if (retention_s <= 0)
+		return;
+	param_float8(&p, (double) retention_s);
+	run(ST_RUN_PRUNE, &p, SPI_OK_DELETE);
 }
 
 /* ---------------------------------------------------------------- quota */

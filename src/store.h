@@ -20,6 +20,7 @@ typedef struct StockxStoreConfig
 	int backoff_max_ms;
 	int refresh_after_s; /* 0 = never refresh */
 	int lease_s;
+	int run_retention_s; /* 0 = keep every run */
 	char currency_code[8];
 } StockxStoreConfig;
 
@@ -56,6 +57,8 @@ extern void stockx_store_close_orphan_runs(const int64 *active, int nactive);
 extern void stockx_store_finish_run(int64 run_id, StockxStopReason reason);
 extern int64 stockx_store_next_run_id(void);
 extern char *stockx_store_run_reason(int64 run_id);
+extern bool stockx_store_anything_due(const StockxStoreConfig *config);
+extern void stockx_store_prune_runs(int retention_s);
 extern void stockx_store_load_quota(void);
 extern void stockx_store_save_quota(void);
 

@@ -1294,6 +1294,7 @@ prepare_run(Worker *w)
 	stockx_store_ensure_run(w->args.run_id, w->args.workers, w->args.max_products,
 	                        w->args.started_at);
 	stockx_store_close_orphan_runs(active, nactive);
+	stockx_store_prune_runs(w->store_config.run_retention_s);
 	stockx_store_load_quota();
 	tx_commit();
 }

@@ -179,10 +179,15 @@ for my $secret ('test-api-key', 'test-secret', 'test-refresh')
 	unlike($log, qr/\Q$secret\E/, "server log never shows $secret");
 }
 
-# --- a new start with nothing due ends at once, without a request
+# --- a new start with nothing due starts nothing: no worker, no run row
 my $before = scalar @{ api_requests() };
-my $run2 = $node->safe_psql('postgres', 'SELECT stockx_enrich_start(1)');
-is(wait_run($node, $run2, 60), 'done', 'an empty queue ends the run as done');
+my $runs_before = $node->safe_psql('postgres', 'SELECT count(*) FROM stockx_run');
+is($node->safe_psql('postgres', 'SELECT stockx_enrich_start(1) IS NULL'), 't',
+	'with nothing due, stockx_enrich_start() returns NULL');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM stockx_run'), $runs_before,
+	'and adds no stockx_run row');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM stockx_enrich_status'), 0,
+	'and starts no worker');
 is(scalar @{ api_requests() }, $before, 'and sends nothing');
 
 note sprintf('enriched %d SKUs with %d requests in %.1f s', $n, scalar @$reqs, $elapsed);
