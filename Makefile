@@ -31,11 +31,18 @@ SHLIB_LINK = $(shell curl-config --libs) $(shell pkg-config --libs json-c) -lm
 
 # pg_regress runs against a temporary instance that preloads the library.
 REGRESS = install settings arguments enqueue
-REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
+REGRESS_OPTS = --temp-instance=./tmp_regress --temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
+
+# make installcheck runs the TAP suite too (test/t, against the stand-in)
+TAP_TESTS = 1
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# after PGXS, whose Makefile.global sets them empty
+PROVE_TESTS ?= test/t/*.pl
+PROVE_FLAGS += -I $(srcdir)/test/perl
 
 override CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
@@ -57,6 +64,6 @@ unit: test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold
 format:
 	clang-format -i src/*.c src/*.h test/unit/*.c test/fuzz/*.c
 
-EXTRA_CLEAN = test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold tmp_check
+EXTRA_CLEAN = test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold tmp_check tmp_regress
 
 .PHONY: unit format
