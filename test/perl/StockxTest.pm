@@ -9,6 +9,8 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Basename ();
+use File::Spec;
 use HTTP::Tiny;
 use JSON::PP;
 use Time::HiRes qw(usleep time);
@@ -30,7 +32,9 @@ sub json_decode_utf8 { return $json->decode($_[0]); }
 sub standin_start
 {
 	return $standin_port if $standin_port;
-	my $script = $ENV{STOCKX_STANDIN} // "$ENV{TESTDIR}/standin/stockx_standin.py";
+	# next to this module: test/perl/../standin
+	my $script = $ENV{STOCKX_STANDIN}
+	  // File::Spec->catfile(File::Basename::dirname(__FILE__), '..', 'standin', 'stockx_standin.py');
 	my $port_file = "${PostgreSQL::Test::Utils::tmp_check}/standin.$$.port";
 	unlink $port_file;
 	$standin_pid = fork();
@@ -130,7 +134,9 @@ sub stockx_node
 		request_timeout_ms => 5000,
 		%conf);
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	# UTF8 without a locale, whatever the machine's locale is (a minimal
+	# container has none).
+	$node->init(extra => [ '--encoding=UTF8', '--no-locale' ]);
 	$node->append_conf('postgresql.conf',
 		join('', "shared_preload_libraries = 'stockx_enrich'\n",
 			"max_worker_processes = 16\n",
