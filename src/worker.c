@@ -913,38 +913,48 @@ write_rows(Worker *w, StockxJob **jobs, int n, const char *fail_with)
 	pfree(written);
 }
 
+/* write_rows() in a try block: NULL when it committed, else the error (rolled back). */
+static ErrorData *
+try_write_rows(Worker *w, StockxJob **jobs, int n, const char *fail_with)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData *volatile edata = NULL;
+
+	PG_TRY();
+	{
+		write_rows(w, jobs, n, fail_with);
+	}
+	PG_CATCH();
+	{
+		edata = tx_abort(cxt);
+	}
+	PG_END_TRY();
+	return edata;
+}
+
 /*
  * Write the settled rows.  A deadlock, serialization failure or lock
  * timeout repeats the whole write (the results are still in memory, no
  * request is spent again); any other error that is not the rows' data is
  * isolated by writing the rows one per transaction, and a row that still
- * fails alone is marked failed with the error.  False when the rows could
- * not be written and the worker should stop.
+ * fails alone is marked failed with the error.  Errors that end the worker
+ * are raised again; false when a stop came in meanwhile.
  */
 static bool
 write_settled(Worker *w, StockxJob **jobs, int n)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ErrorData *volatile edata = NULL;
-	volatile int attempt;
-	volatile int i;
+	ErrorData *edata = NULL;
+	int attempt;
+	int i;
 
-	for (attempt = 1; attempt <= SX_WRITE_ATTEMPTS; attempt++)
+	for (attempt = 1;; attempt++)
 	{
-		PG_TRY();
-		{
-			write_rows(w, jobs, n, NULL);
-		}
-		PG_CATCH();
-		{
-			edata = tx_abort(cxt);
-		}
-		PG_END_TRY();
+		edata = try_write_rows(w, jobs, n, NULL);
 		if (edata == NULL)
 			return true;
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		{
-			/* a cancel (or our own lock or statement timeout) while stopping */
+			/* a cancel while writing: this worker stops */
 			ereport(LOG, (errmsg("stockx_enrich: writing the results of %d products was canceled: "
 			                     "%s",
 			                     n, edata->message)));
@@ -952,17 +962,15 @@ write_settled(Worker *w, StockxJob **jobs, int n)
 			FreeErrorData(edata);
 			return false;
 		}
-		if (ends_worker(edata->sqlerrcode))
+		if (ends_worker(edata->sqlerrcode) ||
+		    (is_transient(edata->sqlerrcode) && attempt == SX_WRITE_ATTEMPTS))
 			ReThrowError(edata);
 		if (!is_transient(edata->sqlerrcode))
 			break;
-		if (attempt == SX_WRITE_ATTEMPTS)
-			ReThrowError(edata);
 		ereport(LOG, (errmsg("stockx_enrich: writing the results of %d products failed, trying "
 		                     "again (%d of %d): %s",
 		                     n, attempt, SX_WRITE_ATTEMPTS - 1, edata->message)));
 		FreeErrorData(edata);
-		edata = NULL;
 		if (!nap(w, 100L * attempt))
 		{
 			begin_stop(w, SX_STOP_STOPPED);
@@ -977,41 +985,22 @@ write_settled(Worker *w, StockxJob **jobs, int n)
 	FreeErrorData(edata);
 	for (i = 0; i < n; i++)
 	{
-		edata = NULL;
-		PG_TRY();
-		{
-			write_rows(w, &jobs[i], 1, NULL);
-		}
-		PG_CATCH();
-		{
-			edata = tx_abort(cxt);
-		}
-		PG_END_TRY();
+		char *error;
+
+		edata = try_write_rows(w, &jobs[i], 1, NULL);
 		if (edata == NULL)
 			continue;
 		if (is_transient(edata->sqlerrcode) || edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
 		    ends_worker(edata->sqlerrcode))
 			ReThrowError(edata);
-		{
-			char *volatile error = psprintf("could not store the answer: %s", edata->message);
-
-			ereport(WARNING, (errmsg("stockx_enrich: could not store SKU \"%s\": %s",
-			                         jobs[i]->claim->sku, edata->message)));
-			FreeErrorData(edata);
-			edata = NULL;
-			PG_TRY();
-			{
-				write_rows(w, &jobs[i], 1, error);
-			}
-			PG_CATCH();
-			{
-				edata = tx_abort(cxt);
-			}
-			PG_END_TRY();
-			/* the row cannot even be marked failed: the database is in the way */
-			if (edata != NULL)
-				ReThrowError(edata);
-		}
+		ereport(WARNING, (errmsg("stockx_enrich: could not store SKU \"%s\": %s",
+		                         jobs[i]->claim->sku, edata->message)));
+		error = psprintf("could not store the answer: %s", edata->message);
+		FreeErrorData(edata);
+		/* the row cannot even be marked failed: the database is in the way */
+		edata = try_write_rows(w, &jobs[i], 1, error);
+		if (edata != NULL)
+			ReThrowError(edata);
 	}
 	return true;
 }
