@@ -87,7 +87,6 @@ typedef struct StockxJob
 	StockxResult result;
 	bool settled; /* result final, waiting to be written */
 	int batch;    /* index of the worker's batch that owns the claim */
-	int64 claimed_at;
 } StockxJob;
 
 /* What the limiter should hear about an answer. */

@@ -256,20 +256,19 @@ static const Statement statements[ST_COUNT] = {
 	                    " WHERE day = DATE '1970-01-01' + $1",
 	                    1,
 	                    { INT4OID } },
-	[ST_ANYTHING_DUE] = {
-	    "SELECT EXISTS (SELECT 1 FROM @extschema@.stockx_product "
-	    "                WHERE status = 'pending' "
-	    "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now())) "
-	    "    OR ($1 > 0 AND EXISTS (SELECT 1 FROM @extschema@.stockx_product "
-	    "                WHERE status = 'enriched' AND market_updated_at < pg_catalog.now() - "
-	    "                      pg_catalog.make_interval(secs => $1) "
-	    "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()))) "
-	    "    OR EXISTS (SELECT 1 FROM @extschema@.stockx_product "
-	    "                WHERE status = 'not_found' "
-	    "                  AND updated_at < pg_catalog.now() - interval '7 days' "
-	    "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()))",
-	    1,
-	    { FLOAT8OID } },
+	[ST_ANYTHING_DUE] = { "SELECT EXISTS (SELECT 1 FROM @extschema@.stockx_product "
+	                      "                WHERE status = 'pending' "
+	                      "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now())) "
+	                      "    OR ($1 > 0 AND EXISTS (SELECT 1 FROM @extschema@.stockx_product "
+	                      "                WHERE status = 'enriched' AND market_updated_at < pg_catalog.now() - "
+	                      "                      pg_catalog.make_interval(secs => $1) "
+	                      "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()))) "
+	                      "    OR EXISTS (SELECT 1 FROM @extschema@.stockx_product "
+	                      "                WHERE status = 'not_found' "
+	                      "                  AND updated_at < pg_catalog.now() - interval '7 days' "
+	                      "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()))",
+	                      1,
+	                      { FLOAT8OID } },
 	[ST_RUN_PRUNE] = { "DELETE FROM @extschema@.stockx_run "
 	                   " WHERE finished_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
 	                   1,
@@ -365,12 +364,6 @@ stockx_store_init(void)
 	schema_quoted =
 	    MemoryContextStrdup(TopMemoryContext, quote_identifier(get_namespace_name(schema_oid)));
 	extension_oid = ext;
-}
-
-Oid
-stockx_store_schema(void)
-{
-	return schema_oid;
 }
 
 static SPIPlanPtr

@@ -426,7 +426,6 @@ maybe_claim(Worker *w)
 		stockx_job_init(&batch->jobs[i], &claims[i], cxt, (int) (batch - w->batches));
 		batch->jobs[i].body_cxt =
 		    AllocSetContextCreate(cxt, "stockx_enrich answer", ALLOCSET_DEFAULT_SIZES);
-		batch->jobs[i].claimed_at = stockx_mono_now();
 	}
 	if (w->leases_due == 0)
 		w->leases_due = stockx_mono_now() + (int64) w->config.lease_s * USECS_PER_SEC / 2;
@@ -542,6 +541,15 @@ have_token(Worker *w, int64 now)
 	return false;
 }
 
+/* A row's result is final: it waits for the next commit. */
+static void
+settle_job(Worker *w, StockxJob *j)
+{
+	w->settled[w->nsettled++] = j;
+	if (w->nsettled == 1)
+		w->settled_since = stockx_mono_now();
+}
+
 /* Jobs that waited for a token the endpoint could not give: a transient failure each. */
 static void
 token_unavailable(Worker *w, const char *error)
@@ -561,11 +569,7 @@ token_unavailable(Worker *w, const char *error)
 			if (j->cxt == NULL || j->settled || j->in_flight || j->step == SX_STEP_DONE)
 				continue;
 			if (stockx_job_transient(j, error, &w->env) == SX_JOB_SETTLED)
-			{
-				w->settled[w->nsettled++] = j;
-				if (w->nsettled == 1)
-					w->settled_since = stockx_mono_now();
-			}
+				settle_job(w, j);
 		}
 	}
 }
@@ -757,14 +761,6 @@ start_requests(Worker *w, long *timeout_ms)
 			}
 		}
 	}
-}
-
-static void
-settle_job(Worker *w, StockxJob *j)
-{
-	w->settled[w->nsettled++] = j;
-	if (w->nsettled == 1)
-		w->settled_since = stockx_mono_now();
 }
 
 /* An answer arrived for a row. */
