@@ -19,7 +19,12 @@ sub slurp
 }
 
 my $meta = eval { JSON::PP->new->decode(slurp("$top/META.json")) };
-ok($meta && ref $meta eq 'HASH', 'META.json is a JSON object') or BAIL_OUT($@ // 'not an object');
+if (!ok($meta && ref $meta eq 'HASH', 'META.json is a JSON object'))
+{
+	diag($@ // 'not an object');
+	done_testing();
+	exit 1;
+}
 
 my $semver = qr/^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+)?$/;
 my %known_top = map { $_ => 1 } qw(name version abstract maintainer license provides meta-spec
