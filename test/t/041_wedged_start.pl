@@ -23,6 +23,7 @@
 # The server is restarted between the parts, so each part starts clean.
 use strict;
 use warnings;
+use feature 'state';
 
 use IPC::Run;
 use PostgreSQL::Test::Utils;
@@ -92,6 +93,11 @@ sub check_recovers
 	note_seen($db);
 
 	admin_config({ latency_ms => 0 });
+	# fresh work: a start with nothing due would rightly start nothing
+	state $recoveries = 0;
+	$recoveries++;
+	sql(sprintf(q{SELECT stockx_enrich_enqueue(ARRAY['WR-%d-0001', 'WR-%d-0002'])},
+			$recoveries, $recoveries), $db);
 	my ($rc, $run, $err) = $node->psql($db, 'SELECT stockx_enrich_start()');
 	ok($rc == 0 && $run =~ /^\d+$/, "$part: a normal start succeeds") or diag($err);
 	$run = -1 unless $run =~ /^\d+$/;
