@@ -144,7 +144,7 @@ start_cleanup(int code, Datum arg)
 Datum
 stockx_enrich_start(PG_FUNCTION_ARGS)
 {
-	int workers = PG_ARGISNULL(0) ? 1 : PG_GETARG_INT32(0);
+	volatile int workers = PG_ARGISNULL(0) ? 1 : PG_GETARG_INT32(0);
 	int64 max_products = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
 	int max_workers = stockx_settings_max_workers();
 	const char *missing;
@@ -152,7 +152,7 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 	int64 active;
 	int slots[64];
 	int free_slots = 0;
-	int launched = 0;
+	volatile int launched = 0;
 	volatile int i;
 	StockxWorkerArgs args;
 	StockxStoreConfig store_config;
