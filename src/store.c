@@ -76,6 +76,7 @@ typedef enum StatementId
 	ST_QUOTA_SAVE,
 	ST_ANYTHING_DUE,
 	ST_RUN_PRUNE,
+	ST_CLAIM_LOCK,
 	ST_COUNT
 } StatementId;
 
@@ -273,6 +274,9 @@ static const Statement statements[ST_COUNT] = {
 	                   " WHERE finished_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
 	                   1,
 	                   { FLOAT8OID } },
+	[ST_CLAIM_LOCK] = { "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
+	                    2,
+	                    { INT4OID, INT4OID } },
 	[ST_QUOTA_SAVE] = { "INSERT INTO @extschema@.stockx_quota AS q (day, requests) "
 	                    "VALUES (DATE '1970-01-01' + $1, $2) "
 	                    "ON CONFLICT (day) DO UPDATE SET requests = greatest(q.requests, EXCLUDED.requests)",
@@ -519,10 +523,33 @@ returned_status(void)
 
 /* ---------------------------------------------------------------- claims */
 
+/* "SXEC": the class of the advisory lock that serializes claims */
+#define SX_CLAIM_LOCK_CLASS 0x53584543
+
+/*
+ * Serialize the claims of a database until the end of the transaction.  A
+ * claim takes over leases whose pid is no live worker, so the caller must
+ * read the live workers after this lock: every lease a sibling committed
+ * before then belongs to a worker that had attached before it claimed, and
+ * no claim can commit in between.  (Reading them before, a sibling that
+ * attached and claimed meanwhile would look dead, and its fresh rows would
+ * be taken twice.)
+ */
+void
+stockx_store_lock_claims(void)
+{
+	Params p = { 0 };
+
+	param_int4(&p, SX_CLAIM_LOCK_CLASS);
+	param_int4(&p, (int32) extension_oid);
+	run(ST_CLAIM_LOCK, &p, SPI_OK_SELECT);
+}
+
 /*
  * Lease up to limit due rows: never-enriched first, then stale enriched
  * rows (with refresh_after), then not_found rows older than a week.  A
- * lease is free when it expired or its pid is no live worker.
+ * lease is free when it expired or its pid is no live worker; live_pids
+ * must have been read after stockx_store_lock_claims().
  */
 int
 stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live_pids, int npids,

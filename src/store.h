@@ -40,6 +40,7 @@ typedef struct StockxWritten
 } StockxWritten;
 
 extern void stockx_store_init(void);
+extern void stockx_store_lock_claims(void);
 extern int stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live_pids,
                               int npids, StockxClaim **claims, MemoryContext cxt);
 extern void stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim,

@@ -379,11 +379,13 @@ claim_wanted(Worker *w)
 static void
 maybe_claim(Worker *w)
 {
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData *volatile edata = NULL;
 	int limit;
-	int n;
+	volatile int n = 0;
 	int npids;
 	int32 pids[SX_MAX_LIVE_PIDS];
-	StockxClaim *claims;
+	StockxClaim *volatile claims = NULL;
 	Batch *batch = claim_wanted(w);
 	int i;
 
@@ -401,10 +403,36 @@ maybe_claim(Worker *w)
 	set_state(w, SX_STATE_CLAIMING, "");
 	batch->cxt =
 	    AllocSetContextCreate(TopMemoryContext, "stockx_enrich batch", ALLOCSET_DEFAULT_SIZES);
-	npids = stockx_slots_live_pids(pids, lengthof(pids));
-	tx_begin();
-	n = stockx_store_claim(&w->store_config, limit, pids, npids, &claims, batch->cxt);
-	tx_commit();
+	PG_TRY();
+	{
+		StockxClaim *got;
+
+		tx_begin();
+		stockx_store_lock_claims();
+		/* after the lock: see stockx_store_lock_claims() */
+		npids = stockx_slots_live_pids(pids, lengthof(pids));
+		n = stockx_store_claim(&w->store_config, limit, pids, npids, &got, batch->cxt);
+		claims = got;
+		tx_commit();
+	}
+	PG_CATCH();
+	{
+		edata = tx_abort(cxt);
+	}
+	PG_END_TRY();
+	if (edata != NULL)
+	{
+		/* a lock timeout or the like: try again on the next turn */
+		if (!is_transient(edata->sqlerrcode))
+			ReThrowError(edata);
+		ereport(LOG,
+		        (errmsg("stockx_enrich: claiming rows failed, trying again: %s", edata->message)));
+		FreeErrorData(edata);
+		MemoryContextDelete(batch->cxt);
+		batch->cxt = NULL;
+		stockx_slots_return_products(w->args.run_index, w->args.run_id, limit);
+		return;
+	}
 	stockx_slots_return_products(w->args.run_index, w->args.run_id, limit - n);
 	if (n == 0)
 	{
