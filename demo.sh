@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Demo: install and build stockx_enrich, start a scratch PostgreSQL 15
+# Demo: install and build stockx_enrich, start a scratch PostgreSQL
 # cluster that preloads it, queue a sample catalogue, run
 # SELECT stockx_enrich_start(2), and print the enriched products and the run.
 #
@@ -7,26 +7,40 @@
 # With STOCKX_API_KEY, STOCKX_CLIENT_ID, STOCKX_CLIENT_SECRET and
 # STOCKX_REFRESH_TOKEN in the environment it talks to the real StockX API at
 # the real limit (1 request/s).  Run as root: it installs packages, then runs
-# the cluster as the postgres user.
+# the cluster as the postgres user.  PostgreSQL is found through pg_config:
+# $PG_CONFIG when set, else the server test/install_deps.sh installs.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")" && pwd)
 cd "$top"
 [ "$(id -u)" -eq 0 ] || { echo "run as root (sudo $0)" >&2; exit 1; }
 
+# psql aligns its tables by character: give it a UTF-8 locale (every Debian
+# has C.UTF-8) when the caller has none.
+[ "$(locale charmap 2>/dev/null)" = UTF-8 ] || export LC_ALL=C.UTF-8
+
 test/install_deps.sh
-export PATH="/usr/lib/postgresql/15/bin:$PATH"
+PG_CONFIG=$(test/install_deps.sh --pg-config)
+PG_CONFIG=$(command -v "$PG_CONFIG" || echo "$PG_CONFIG")
+[ -x "$PG_CONFIG" ] || { echo "no pg_config at $PG_CONFIG" >&2; exit 1; }
+export PG_CONFIG
+bindir=$("$PG_CONFIG" --bindir)
+export PATH="$bindir:$PATH"
 make -s
 make -s install
 
 dir=/tmp/stockx_enrich_demo
 port=${DEMO_PORT:-55499}
 as_pg() { runuser -u postgres -- env PATH="$PATH" "$@"; }
-if [ -f "$dir/data/postmaster.pid" ]; then as_pg pg_ctl -D "$dir/data" -m fast stop >/dev/null || true; fi
+if [ -f "$dir/data/postmaster.pid" ]; then (cd / && as_pg pg_ctl -D "$dir/data" -m fast stop >/dev/null) || true; fi
 rm -rf "$dir"
 mkdir -p "$dir"
 chown postgres: "$dir"
 chmod 700 "$dir"
+# From here on everything runs as postgres, which may not be able to enter
+# the checkout (e.g. /root/project): work from the demo's own directory, with
+# a copy of the stand-in in it.
+cd "$dir"
 
 standin_pid=""
 cleanup() {
@@ -35,7 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-as_pg initdb -D "$dir/data" -A peer -U postgres >/dev/null
+as_pg initdb -D "$dir/data" -A peer -U postgres --encoding=UTF8 --no-locale >/dev/null
 conf="$dir/data/postgresql.conf"
 {
 	echo "port = $port"
@@ -63,9 +77,11 @@ if [ -n "${STOCKX_API_KEY:-}" ] && [ -n "${STOCKX_REFRESH_TOKEN:-}" ]; then
 else
 	mode="the bundled StockX stand-in (5 requests/s)"
 	skus="DD1391-100 CW2288-111 DZ5485-612 FD0774-101 555088-134 DV0833-104 HQ4540 GW2871 NF-UNKNOWN-1 NF-UNKNOWN-2 CMP-AF1 NUL-1 MANY-1 NUM-1"
-	as_pg bash -c "python3 '$top/test/standin/stockx_standin.py' --port 0 --port-file '$dir/standin.port' >/dev/null 2>&1 & echo \$! > '$dir/standin.pid'"
-	for _ in $(seq 50); do [ -s "$dir/standin.port" ] && break; sleep 0.1; done
+	install -o postgres -m 644 "$top/test/standin/stockx_standin.py" "$dir/stockx_standin.py"
+	as_pg bash -c "python3 '$dir/stockx_standin.py' --port 0 --port-file '$dir/standin.port' >'$dir/standin.log' 2>&1 & echo \$! > '$dir/standin.pid'"
 	standin_pid=$(cat "$dir/standin.pid")
+	for _ in $(seq 100); do [ -s "$dir/standin.port" ] && break; sleep 0.1; done
+	[ -s "$dir/standin.port" ] || { echo "the stand-in did not start:" >&2; cat "$dir/standin.log" >&2; exit 1; }
 	sport=$(cat "$dir/standin.port")
 	{
 		echo "stockx_enrich.api_base_url = 'http://127.0.0.1:$sport/v2'"

@@ -8,7 +8,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
+$primary->init(allows_streaming => 1, extra => [ '--encoding=UTF8', '--no-locale' ]);
 $primary->append_conf('postgresql.conf', join('',
 	"shared_preload_libraries = 'stockx_enrich'\n",
 	"stockx_enrich.api_key = 'test-api-key'\n",
@@ -35,7 +35,7 @@ $standby->stop;
 
 # without shared_preload_libraries
 my $plain = PostgreSQL::Test::Cluster->new('plain');
-$plain->init;
+$plain->init(extra => [ '--encoding=UTF8', '--no-locale' ]);
 $plain->start;
 ($ret, $out, $err) = $plain->psql('postgres', 'CREATE EXTENSION stockx_enrich');
 like($err, qr/stockx_enrich must be loaded via shared_preload_libraries.*HINT:  Add stockx_enrich to shared_preload_libraries/s,
