@@ -453,7 +453,7 @@ maybe_claim(Worker *w)
 
 		stockx_job_init(&batch->jobs[i], &claims[i], cxt, (int) (batch - w->batches));
 		batch->jobs[i].body_cxt =
-		    AllocSetContextCreate(cxt, "stockx_enrich answer", ALLOCSET_DEFAULT_SIZES);
+		    AllocSetContextCreate(cxt, "stockx_enrich answer", ALLOCSET_SMALL_SIZES);
 	}
 	if (w->leases_due == 0)
 		w->leases_due = stockx_mono_now() + (int64) w->config.lease_s * USECS_PER_SEC / 2;
