@@ -342,9 +342,12 @@ sx_parse_search(const char *body, size_t len, const char *sku, const SxAllocator
 	return result;
 }
 
+/* An ElementReader: the signature is the one parse_array() calls through. */
 static SxParseResult
-read_variant(const SxAllocator *a, json_object *v, SxVariant *out, char *errbuf)
+read_variant(const SxAllocator *a, json_object *v, void *elem, char *errbuf)
 {
+	SxVariant *out = (SxVariant *) elem;
+
 	if (!json_object_is_type(v, json_type_object))
 	{
 		set_error(errbuf, "variant is not an object");
@@ -358,9 +361,12 @@ read_variant(const SxAllocator *a, json_object *v, SxVariant *out, char *errbuf)
 	return SX_PARSE_OK;
 }
 
+/* An ElementReader, like read_variant(). */
 static SxParseResult
-read_market(const SxAllocator *a, json_object *m, SxMarket *out, char *errbuf)
+read_market(const SxAllocator *a, json_object *m, void *elem, char *errbuf)
 {
+	SxMarket *out = (SxMarket *) elem;
+
 	if (!json_object_is_type(m, json_type_object))
 	{
 		set_error(errbuf, "market data entry is not an object");
@@ -427,16 +433,24 @@ SxParseResult
 sx_parse_variants(const char *body, size_t len, const SxAllocator *a, SxVariant **out, int *count,
                   char *errbuf)
 {
-	return parse_array(body, len, a, sizeof(SxVariant), (ElementReader) read_variant, (void **) out,
-	                   count, errbuf);
+	void *items;
+	SxParseResult r =
+	    parse_array(body, len, a, sizeof(SxVariant), read_variant, &items, count, errbuf);
+
+	*out = (SxVariant *) items;
+	return r;
 }
 
 SxParseResult
 sx_parse_market(const char *body, size_t len, const SxAllocator *a, SxMarket **out, int *count,
                 char *errbuf)
 {
-	return parse_array(body, len, a, sizeof(SxMarket), (ElementReader) read_market, (void **) out,
-	                   count, errbuf);
+	void *items;
+	SxParseResult r =
+	    parse_array(body, len, a, sizeof(SxMarket), read_market, &items, count, errbuf);
+
+	*out = (SxMarket *) items;
+	return r;
 }
 
 static SxParseResult

@@ -448,12 +448,12 @@ maybe_claim(Worker *w)
 	batch->jobs = MemoryContextAllocZero(batch->cxt, sizeof(StockxJob) * n);
 	for (i = 0; i < n; i++)
 	{
-		MemoryContext cxt =
+		MemoryContext row_cxt =
 		    AllocSetContextCreate(batch->cxt, "stockx_enrich row", ALLOCSET_SMALL_SIZES);
 
-		stockx_job_init(&batch->jobs[i], &claims[i], cxt, (int) (batch - w->batches));
+		stockx_job_init(&batch->jobs[i], &claims[i], row_cxt, (int) (batch - w->batches));
 		batch->jobs[i].body_cxt =
-		    AllocSetContextCreate(cxt, "stockx_enrich answer", ALLOCSET_SMALL_SIZES);
+		    AllocSetContextCreate(row_cxt, "stockx_enrich answer", ALLOCSET_SMALL_SIZES);
 	}
 	if (w->leases_due == 0)
 		w->leases_due = stockx_mono_now() + (int64) w->config.lease_s * USECS_PER_SEC / 2;

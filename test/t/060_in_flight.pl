@@ -48,6 +48,13 @@ sub max_overlap
 			$node->safe_psql('postgres',
 				'SELECT max(requests_in_flight) FROM stockx_enrich_status') >= 2 });
 	ok($seen, '(a) stockx_enrich_status shows the one worker with 2 or more requests in flight');
+	# what pg_stat_activity says it waits for: its own wait event from 17 on
+	my $want = $node->pg_version >= 17 ? 'StockxEnrichHttpAnswer' : 'Extension';
+	ok(poll_until(10, sub {
+				$node->safe_psql('postgres',
+					"SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity "
+					  . "WHERE backend_type = 'stockx_enrich worker'") eq "Extension:$want" }),
+		"(a) pg_stat_activity shows the worker waiting on Extension:$want");
 	is(wait_run($node, $run_id, 120), 'done', '(a) the run ends done');
 	my $reqs = api_requests();
 	is(scalar @$reqs, 36, '(a) 36 requests for 12 new products: 3 each');
