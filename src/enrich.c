@@ -4,6 +4,8 @@
  *	  exact styleId match, then variants, then product-level market data
  *	  (3 requests); a refresh of a known product asks for market data only
  *	  (1 request), and for variants when the market data names a new one.
+ *	  Market data is asked once per configured currency: each currency
+ *	  after the first costs one more request.
  *
  * The job never waits, sends or sleeps itself: stockx_job_path() says what
  * to ask next, stockx_job_answer() classifies what came back and moves the
@@ -57,7 +59,7 @@ stockx_job_path(StockxJob *job, const StockxEnrichConfig *config, const char **e
 			return psprintf("/catalog/products/%s/variants", product_id(job));
 		case SX_STEP_MARKET:
 			return psprintf("/catalog/products/%s/market-data?currencyCode=%s", product_id(job),
-			                stockx_http_escape(config->currency_code));
+			                stockx_http_escape(config->currencies.code[job->currency]));
 		case SX_STEP_DONE:
 			break;
 	}
@@ -125,23 +127,25 @@ static bool
 market_names_unknown_variant(const StockxJob *job)
 {
 	const StockxClaim *claim = job->claim;
-	int i, j;
+	int c, i, j;
 
-	for (i = 0; i < job->result.nmarket; i++)
-	{
-		bool known = false;
+	for (c = 0; c <= job->currency; c++)
+		for (i = 0; i < job->result.nmarket[c]; i++)
+		{
+			bool known = false;
 
-		for (j = 0; j < claim->nknown && !known; j++)
-			known = pg_strcasecmp(claim->known_variants[j], job->result.market[i].variant_id) == 0;
-		if (!known)
-			return true;
-	}
+			for (j = 0; j < claim->nknown && !known; j++)
+				known = pg_strcasecmp(claim->known_variants[j],
+				                      job->result.market[c][i].variant_id) == 0;
+			if (!known)
+				return true;
+		}
 	return false;
 }
 
 /* Parse a 200 answer for the current step; moves the job on. */
 static StockxStep
-take_answer(StockxJob *job, const StockxResponse *resp)
+take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig *cfg)
 {
 	SxAllocator alloc = { .alloc = stockx_palloc_no_oom, .context = job->cxt };
 	StockxResult *r = &job->result;
@@ -163,8 +167,8 @@ take_answer(StockxJob *job, const StockxResponse *resp)
 			                       errbuf);
 			break;
 		case SX_STEP_MARKET:
-			pr = sx_parse_market(resp->body, resp->body_len, &alloc, &r->market, &r->nmarket,
-			                     errbuf);
+			pr = sx_parse_market(resp->body, resp->body_len, &alloc, &r->market[job->currency],
+			                     &r->nmarket[job->currency], errbuf);
 			break;
 		case SX_STEP_DONE:
 			elog(ERROR, "stockx_enrich: answer for a settled job");
@@ -185,6 +189,12 @@ take_answer(StockxJob *job, const StockxResponse *resp)
 				return settle(job, SX_OUTCOME_REFRESHED, NULL);
 			return advance(job, SX_STEP_MARKET);
 		case SX_STEP_MARKET:
+			if (job->currency + 1 < cfg->currencies.n)
+			{
+				advance(job, SX_STEP_MARKET);
+				job->currency++;
+				return SX_JOB_NEXT;
+			}
 			if (!job->refresh)
 				return settle(job, SX_OUTCOME_ENRICHED, NULL);
 			/* a refresh asks for variants only when market data names a new one */
@@ -226,7 +236,7 @@ stockx_job_answer(StockxJob *job, const StockxResponse *resp, const StockxJobEnv
 	}
 
 	if (resp->status == 200)
-		return take_answer(job, resp);
+		return take_answer(job, resp, cfg);
 	if (resp->status == 429)
 	{
 		info->limiter_event = SX_LIMITER_RATE_LIMITED;

@@ -10,6 +10,7 @@
 #include "utils/palloc.h"
 
 #include "http.h"
+#include "stockx_enrich.h"
 #include "stockx_json.h"
 
 /* A row leased by a worker. */
@@ -42,14 +43,14 @@ typedef struct StockxResult
 	SxProduct product;
 	SxVariant *variants; /* NULL unless fetched */
 	int nvariants;
-	SxMarket *market;
-	int nmarket;
+	SxMarket *market[SX_MAX_CURRENCIES]; /* per currency of the config, in its order */
+	int nmarket[SX_MAX_CURRENCIES];
 } StockxResult;
 
 /* What the enricher reads from the settings; filled on load and reload. */
 typedef struct StockxEnrichConfig
 {
-	char currency_code[8];
+	StockxCurrencies currencies;
 	int max_retries;
 	int backoff_base_ms;
 	int backoff_max_ms;
@@ -76,6 +77,7 @@ typedef struct StockxJob
 	StockxClaim *claim;
 	MemoryContext cxt; /* parsed results; reset when the row is done */
 	StockxJobStep step;
+	int currency;         /* of the market-data request, index into the config's list */
 	bool refresh;         /* market data only, variants when new ones appear */
 	int retries;          /* of the current request */
 	bool token_refreshed; /* the current request already had a 401 */

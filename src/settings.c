@@ -54,7 +54,9 @@ static int request_timeout_ms = 30000;
 static int connect_timeout_ms = 5000;
 static int max_response_bytes = 8 * 1024 * 1024;
 static char *currency_code = NULL;
-static int refresh_after_s = 0;
+static int refresh_after_s = 86400;
+static int history_retention_s = 365 * 86400;
+static int seller_level = 1;
 static int lease_timeout_s = 3600;
 static int run_retention_s = 30 * 86400;
 static int circuit_threshold = 5;
@@ -167,15 +169,15 @@ check_url(char **newval, void **extra, GucSource source)
 static bool
 check_currency(char **newval, void **extra, GucSource source)
 {
-	static const char *const codes[] = { "AUD", "CAD", "CHF", "EUR", "GBP", "HKD",
-		                                 "JPY", "KRW", "MXN", "NZD", "SGD", "USD" };
-	int i;
+	StockxCurrencies parsed;
+	char why[128];
 
-	for (i = 0; i < (int) lengthof(codes); i++)
-		if (*newval && strcmp(*newval, codes[i]) == 0)
-			return true;
-	GUC_check_errdetail(
-	    "StockX accepts AUD, CAD, CHF, EUR, GBP, HKD, JPY, KRW, MXN, NZD, SGD and USD.");
+	if (stockx_parse_currencies(*newval ? *newval : "", &parsed, why, sizeof(why)))
+		return true;
+	GUC_check_errdetail("%s", why);
+	GUC_check_errhint("Give one currency code or a comma-separated list, e.g. 'USD' or 'USD, "
+	                  "EUR'; StockX accepts AUD, CAD, CHF, EUR, GBP, HKD, JPY, KRW, MXN, NZD, SGD "
+	                  "and USD.");
 	return false;
 }
 
@@ -249,11 +251,21 @@ stockx_settings_define(void)
 	define_int("stockx_enrich.max_response_bytes", "Largest response body accepted.",
 	           &max_response_bytes, 8 * 1024 * 1024, 1024, 256 * 1024 * 1024, PGC_SIGHUP,
 	           GUC_UNIT_BYTE);
-	DefineCustomStringVariable("stockx_enrich.currency_code", "Currency of market data.", NULL,
-	                           &currency_code, "USD", PGC_SIGHUP, 0, check_currency, NULL, NULL);
+	DefineCustomStringVariable(
+	    "stockx_enrich.currency_code",
+	    "Currencies of market data, comma-separated; the first is the one products carry.", NULL,
+	    &currency_code, "USD", PGC_SIGHUP, GUC_LIST_INPUT, check_currency, NULL, NULL);
 	define_int("stockx_enrich.refresh_after",
-	           "Age after which an enriched product's market data is refreshed (0 = never).",
-	           &refresh_after_s, 0, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
+	           "Age after which an enriched product's market data is refreshed, unless the product "
+	           "sets refresh_every (0 = never).",
+	           &refresh_after_s, 86400, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
+	define_int("stockx_enrich.history_retention",
+	           "How long price history is kept; older monthly partitions are dropped (0 = for "
+	           "ever).",
+	           &history_retention_s, 365 * 86400, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
+	define_int("stockx_enrich.seller_level",
+	           "Seller level (1 to 5) whose fees stockx_variant_payout deducts.", &seller_level, 1,
+	           1, 5, PGC_USERSET, 0);
 	define_int("stockx_enrich.lease_timeout",
 	           "How long a claimed product stays leased to its worker without renewal.",
 	           &lease_timeout_s, 3600, 1, 7 * 86400, PGC_SIGHUP, GUC_UNIT_S);
@@ -304,10 +316,20 @@ stockx_settings_http(StockxHttpConfig *config, MemoryContext cxt)
 	config->max_response_bytes = max_response_bytes;
 }
 
+/* The currency list was checked when it was set. */
+static void
+currencies(StockxCurrencies *out)
+{
+	char why[128];
+
+	if (!stockx_parse_currencies(currency_code, out, why, sizeof(why)))
+		elog(ERROR, "stockx_enrich: currency_code passed its check but does not parse: %s", why);
+}
+
 void
 stockx_settings_enrich(StockxEnrichConfig *config)
 {
-	strlcpy(config->currency_code, currency_code, sizeof(config->currency_code));
+	currencies(&config->currencies);
 	config->max_retries = max_retries;
 	config->backoff_base_ms = backoff_base_ms;
 	config->backoff_max_ms = backoff_max_ms;
@@ -322,7 +344,8 @@ stockx_settings_store(StockxStoreConfig *config)
 	config->refresh_after_s = refresh_after_s;
 	config->lease_s = lease_timeout_s;
 	config->run_retention_s = run_retention_s;
-	strlcpy(config->currency_code, currency_code, sizeof(config->currency_code));
+	config->history_retention_s = history_retention_s;
+	currencies(&config->currencies);
 }
 
 void

@@ -136,3 +136,66 @@ stockx_palloc_no_oom(void *context, size_t size)
 {
 	return MemoryContextAllocExtended((MemoryContext) context, size, MCXT_ALLOC_NO_OOM);
 }
+
+/*
+ * Parse a comma-separated list of currency codes (blanks around codes
+ * ignored, letters folded to upper case) into *out.  On failure says why,
+ * without repeating more of the value than the offending code.
+ */
+bool
+stockx_parse_currencies(const char *list, StockxCurrencies *out, char *why, size_t whylen)
+{
+	static const char *const known[] = { "AUD", "CAD", "CHF", "EUR", "GBP", "HKD",
+		                                 "JPY", "KRW", "MXN", "NZD", "SGD", "USD" };
+	const char *p = list;
+
+	memset(out, 0, sizeof(*out));
+	for (;;)
+	{
+		char code[4];
+		int len = 0;
+		int i, k;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		while (*p != '\0' && *p != ',' && *p != ' ' && *p != '\t')
+		{
+			if (len < 3)
+				code[len] = pg_ascii_toupper((unsigned char) *p);
+			len++;
+			p++;
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (len != 3)
+		{
+			snprintf(why, whylen, "%s",
+			         len == 0 ? "The list has an empty entry."
+			                  : "A currency code has three letters.");
+			return false;
+		}
+		code[3] = '\0';
+		for (k = 0; k < (int) lengthof(known) && strcmp(code, known[k]) != 0; k++)
+			;
+		if (k == (int) lengthof(known))
+		{
+			snprintf(why, whylen, "StockX does not know the currency \"%s\".", code);
+			return false;
+		}
+		for (i = 0; i < out->n; i++)
+			if (strcmp(out->code[i], code) == 0)
+			{
+				snprintf(why, whylen, "The currency \"%s\" is listed twice.", code);
+				return false;
+			}
+		memcpy(out->code[out->n++], code, 4);
+		if (*p == '\0')
+			return true;
+		if (*p != ',')
+		{
+			snprintf(why, whylen, "Separate currency codes with commas.");
+			return false;
+		}
+		p++;
+	}
+}

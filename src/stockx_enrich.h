@@ -12,6 +12,17 @@
 /* room for 100 characters of any encoding */
 #define STOCKX_SKU_BUF (STOCKX_SKU_MAX * 4 + 1)
 
+/*
+ * The currencies market data is asked for (stockx_enrich.currency_code, a
+ * list); the first is the one stockx_product and stockx_variant carry.
+ */
+#define SX_MAX_CURRENCIES 12
+typedef struct StockxCurrencies
+{
+	int n;
+	char code[SX_MAX_CURRENCIES][4];
+} StockxCurrencies;
+
 /* What a worker is doing, as shown by stockx_enrich_status. */
 typedef enum StockxWorkerState
 {
@@ -56,6 +67,8 @@ extern void stockx_counters_add(StockxCounters *into, const StockxCounters *delt
 extern StockxCounters stockx_counters_minus(const StockxCounters *a, const StockxCounters *b);
 extern double stockx_random(void);
 extern void *stockx_palloc_no_oom(void *context, size_t size);
+extern bool stockx_parse_currencies(const char *list, StockxCurrencies *out, char *why,
+                                    size_t whylen);
 
 /* worker.c */
 extern PGDLLEXPORT void stockx_enrich_worker_main(Datum main_arg);

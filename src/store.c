@@ -42,6 +42,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/timestamp.h"
 
 #include "clock.h"
 #include "limiter.h"
@@ -77,6 +78,8 @@ typedef enum StatementId
 	ST_ANYTHING_DUE,
 	ST_RUN_PRUNE,
 	ST_CLAIM_LOCK,
+	ST_MARKET_RECORD,
+	ST_HISTORY_MAINTAIN,
 	ST_COUNT
 } StatementId;
 
@@ -104,17 +107,20 @@ typedef struct Statement
 		INT4OID, INT4OID, INT4ARRAYOID, FLOAT8OID, FLOAT8OID                                       \
 	}
 
+/* a product's refresh interval: its own, else refresh_after ($4 seconds, 0 = never) */
+#define REFRESH_EVERY                                                                              \
+	"coalesce(refresh_every, CASE WHEN $4 > 0 THEN pg_catalog.make_interval(secs => $4) END)"
+
 /* the columns an UPDATE sets when a row is settled, whatever the outcome */
 #define SETTLED "lease_pid = NULL, lease_until = NULL, updated_at = pg_catalog.now()"
 
 static const Statement statements[ST_COUNT] = {
 	[ST_CLAIM_PENDING] = { CLAIM_SQL("status = 'pending'",
-	                                 "next_attempt_at NULLS FIRST, created_at"),
+	                                 "priority DESC, next_attempt_at NULLS FIRST, created_at"),
 	                       5, CLAIM_TYPES },
 	[ST_CLAIM_REFRESH] = { CLAIM_SQL(
-	                           "status = 'enriched' AND market_updated_at < pg_catalog.now() - "
-	                           "pg_catalog.make_interval(secs => $4)",
-	                           "market_updated_at"),
+	                           "status = 'enriched' AND market_updated_at < pg_catalog.now() - " REFRESH_EVERY,
+	                           "priority DESC, market_updated_at + " REFRESH_EVERY),
 	                       5, CLAIM_TYPES },
 	[ST_CLAIM_NOT_FOUND] = { CLAIM_SQL("status = 'not_found' AND updated_at < pg_catalog.now() - "
 	                                   "interval '7 days'",
@@ -260,10 +266,11 @@ static const Statement statements[ST_COUNT] = {
 	[ST_ANYTHING_DUE] = { "SELECT EXISTS (SELECT 1 FROM @extschema@.stockx_product "
 	                      "                WHERE status = 'pending' "
 	                      "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now())) "
-	                      "    OR ($1 > 0 AND EXISTS (SELECT 1 FROM @extschema@.stockx_product "
+	                      "    OR EXISTS (SELECT 1 FROM @extschema@.stockx_product "
 	                      "                WHERE status = 'enriched' AND market_updated_at < pg_catalog.now() - "
-	                      "                      pg_catalog.make_interval(secs => $1) "
-	                      "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()))) "
+	                      "                      coalesce(refresh_every, CASE WHEN $1 > 0 "
+	                      "                               THEN pg_catalog.make_interval(secs => $1) END) "
+	                      "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now())) "
 	                      "    OR EXISTS (SELECT 1 FROM @extschema@.stockx_product "
 	                      "                WHERE status = 'not_found' "
 	                      "                  AND updated_at < pg_catalog.now() - interval '7 days' "
@@ -277,6 +284,51 @@ static const Statement statements[ST_COUNT] = {
 	[ST_CLAIM_LOCK] = { "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
 	                    2,
 	                    { INT4OID, INT4OID } },
+	/*
+	 * The market data of one currency: stockx_market holds the current
+	 * amounts, and a variant gets a history row only when one of its
+	 * amounts differs from what stockx_market held (every sub-statement
+	 * sees the table as it was before the upsert).
+	 */
+	[ST_MARKET_RECORD] = { "WITH u AS ( "
+	                       "  SELECT DISTINCT ON (u.id::uuid) u.id::uuid AS variant_id, u.ask::numeric AS ask, "
+	                       "         u.bid::numeric AS bid, u.faster::numeric AS faster, u.more::numeric AS more, "
+	                       "         u.flex::numeric AS flex "
+	                       "    FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]), "
+	                       "         pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[]), "
+	                       "         pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[])) "
+	                       "         AS u(id, ask, bid, faster, more, flex) "
+	                       "   WHERE u.id::uuid IN (SELECT variant_id FROM @extschema@.stockx_variant WHERE sku = $1) "
+	                       "   ORDER BY u.id::uuid), "
+	                       "old AS ( "
+	                       "  SELECT m.variant_id, m.lowest_ask, m.highest_bid, m.sell_faster, m.earn_more "
+	                       "    FROM @extschema@.stockx_market m JOIN u ON u.variant_id = m.variant_id "
+	                       "   WHERE m.currency_code = $8), "
+	                       "up AS ( "
+	                       "  INSERT INTO @extschema@.stockx_market AS m (variant_id, currency_code, lowest_ask, "
+	                       "         highest_bid, sell_faster, earn_more, flex_lowest_ask, market_updated_at) "
+	                       "  SELECT variant_id, $8, ask, bid, faster, more, flex, pg_catalog.now() FROM u "
+	                       "  ON CONFLICT (variant_id, currency_code) DO UPDATE SET "
+	                       "    lowest_ask = EXCLUDED.lowest_ask, highest_bid = EXCLUDED.highest_bid, "
+	                       "    sell_faster = EXCLUDED.sell_faster, earn_more = EXCLUDED.earn_more, "
+	                       "    flex_lowest_ask = EXCLUDED.flex_lowest_ask, "
+	                       "    market_updated_at = EXCLUDED.market_updated_at "
+	                       "  RETURNING m.variant_id, m.lowest_ask, m.highest_bid, m.sell_faster, m.earn_more) "
+	                       "INSERT INTO @extschema@.stockx_price_history (variant_id, sku, currency_code, "
+	                       "       observed_at, lowest_ask, highest_bid, sell_faster, earn_more) "
+	                       "SELECT up.variant_id, $1, $8, pg_catalog.now(), up.lowest_ask, up.highest_bid, "
+	                       "       up.sell_faster, up.earn_more "
+	                       "  FROM up LEFT JOIN old ON old.variant_id = up.variant_id "
+	                       " WHERE old.variant_id IS NULL "
+	                       "    OR (old.lowest_ask, old.highest_bid, old.sell_faster, old.earn_more) "
+	                       "       IS DISTINCT FROM (up.lowest_ask, up.highest_bid, up.sell_faster, up.earn_more) "
+	                       "ON CONFLICT DO NOTHING",
+	                       8,
+	                       { TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	                         TEXTARRAYOID, TEXTARRAYOID, TEXTOID } },
+	[ST_HISTORY_MAINTAIN] = { "SELECT @extschema@.stockx_price_history_maintain()",
+	                          0,
+	                          { InvalidOid } },
 	[ST_QUOTA_SAVE] = { "INSERT INTO @extschema@.stockx_quota AS q (day, requests) "
 	                    "VALUES (DATE '1970-01-01' + $1, $2) "
 	                    "ON CONFLICT (day) DO UPDATE SET requests = greatest(q.requests, EXCLUDED.requests)",
@@ -289,6 +341,8 @@ static Oid extension_oid = InvalidOid;
 static Oid schema_oid = InvalidOid;
 static char *schema_quoted = NULL;
 static SPIPlanPtr plans[ST_COUNT];
+/* UTC month (year * 12 + month - 1) whose history partitions we made sure of */
+static int history_month = -1;
 
 /* Parameters of one execution. */
 typedef struct Params
@@ -317,9 +371,12 @@ Q(const char *sql)
 	return buf.data;
 }
 
-/* The schema of an extension (what get_extension_schema() does from 16 on). */
+/*
+ * The schema and the installed version of an extension (what
+ * get_extension_schema() does from 16 on, and the version with it).
+ */
 static Oid
-extension_schema(Oid ext)
+extension_schema(Oid ext, char **version)
 {
 	Relation rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyData key;
@@ -327,11 +384,19 @@ extension_schema(Oid ext)
 	HeapTuple tup;
 	Oid nsp = InvalidOid;
 
+	*version = NULL;
 	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(ext));
 	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
+	{
+		bool isnull;
+		Datum v = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+
 		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+		if (!isnull)
+			*version = TextDatumGetCString(v);
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return nsp;
@@ -339,12 +404,16 @@ extension_schema(Oid ext)
 
 /*
  * Find the extension (one index lookup per transaction); when it is not
- * the one our plans were prepared for, forget them.
+ * the one our plans were prepared for, forget them.  The library speaks
+ * the schema of its own version only: a database still on an older one
+ * must be updated first.
  */
 void
 stockx_store_init(void)
 {
 	Oid ext = get_extension_oid("stockx_enrich", true);
+	char *version;
+	Oid nsp;
 	int i;
 
 	if (!OidIsValid(ext))
@@ -356,6 +425,15 @@ stockx_store_init(void)
 		         "Run CREATE EXTENSION stockx_enrich in the database that holds the catalogue.")));
 	if (ext == extension_oid)
 		return;
+	nsp = extension_schema(ext, &version);
+	if (version == NULL || strcmp(version, STOCKX_ENRICH_VERSION) != 0)
+		ereport(
+		    ERROR,
+		    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		     errmsg(
+		         "extension \"stockx_enrich\" is installed at version %s in this database, but the library is version %s",
+		         version ? version : "(none)", STOCKX_ENRICH_VERSION),
+		     errhint("Run ALTER EXTENSION stockx_enrich UPDATE in this database.")));
 	for (i = 0; i < ST_COUNT; i++)
 	{
 		if (plans[i] != NULL)
@@ -364,10 +442,11 @@ stockx_store_init(void)
 	}
 	if (schema_quoted != NULL)
 		pfree(schema_quoted);
-	schema_oid = extension_schema(ext);
+	schema_oid = nsp;
 	schema_quoted =
 	    MemoryContextStrdup(TopMemoryContext, quote_identifier(get_namespace_name(schema_oid)));
 	extension_oid = ext;
+	history_month = -1;
 }
 
 static SPIPlanPtr
@@ -546,8 +625,10 @@ stockx_store_lock_claims(void)
 }
 
 /*
- * Lease up to limit due rows: never-enriched first, then stale enriched
- * rows (with refresh_after), then not_found rows older than a week.  A
+ * Lease up to limit due rows: never-enriched first (by priority), then
+ * enriched rows whose market data is older than their refresh_every (or
+ * refresh_after), by priority and then the longest overdue, then
+ * not_found rows older than a week.  A
  * lease is free when it expired or its pid is no live worker; live_pids
  * must have been read after stockx_store_lock_claims().
  */
@@ -569,8 +650,6 @@ stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live
 		Params p = { 0 };
 		uint64 row;
 
-		if (kinds[k] == ST_CLAIM_REFRESH && config->refresh_after_s <= 0)
-			continue;
 		param_int4(&p, limit - got);
 		param_int4(&p, MyProcPid);
 		param(&p, array_datum(pid_datums, NULL, npids, INT4OID), false);
@@ -636,9 +715,9 @@ variant_arrays(const char *sku, StockxResult *r, const char *currency, Params *p
 		cols[2][i] = v->variant_value;
 		cols[3][i] = v->gtins_json;
 		cols[4][i] = v->size_chart_json;
-		for (j = 0; j < r->nmarket; j++)
+		for (j = 0; j < r->nmarket[0]; j++)
 		{
-			SxMarket *m = &r->market[j];
+			SxMarket *m = &r->market[0][j];
 
 			if (pg_strcasecmp(m->variant_id, v->variant_id) != 0)
 				continue;
@@ -676,18 +755,19 @@ write_variants(const char *sku, StockxResult *r, const char *currency)
 	run(ST_VARIANTS_DELETE_STALE, &d, SPI_OK_DELETE);
 }
 
+/* Market data of currency c as six text arrays after the SKU: id, ask, bid, faster, more, flex. */
 static void
-write_market(const char *sku, StockxResult *r, const char *currency)
+market_arrays(const char *sku, StockxResult *r, int c, Params *p)
 {
-	Params p = { 0 };
+	int n = r->nmarket[c];
 	char **cols[6];
-	int c, i;
+	int k, i;
 
-	for (c = 0; c < 6; c++)
-		cols[c] = palloc0(sizeof(char *) * (r->nmarket + 1));
-	for (i = 0; i < r->nmarket; i++)
+	for (k = 0; k < 6; k++)
+		cols[k] = palloc0(sizeof(char *) * (n + 1));
+	for (i = 0; i < n; i++)
 	{
-		SxMarket *m = &r->market[i];
+		SxMarket *m = &r->market[c][i];
 
 		cols[0][i] = m->variant_id;
 		cols[1][i] = m->lowest_ask;
@@ -696,11 +776,36 @@ write_market(const char *sku, StockxResult *r, const char *currency)
 		cols[4][i] = m->earn_more;
 		cols[5][i] = m->flex_lowest_ask;
 	}
-	param_text(&p, sku);
-	for (c = 0; c < 6; c++)
-		param_api_array(&p, cols[c], r->nmarket);
+	param_text(p, sku);
+	for (k = 0; k < 6; k++)
+		param_api_array(p, cols[k], n);
+}
+
+/* The first currency's amounts into stockx_variant. */
+static void
+write_market(const char *sku, StockxResult *r, const char *currency)
+{
+	Params p = { 0 };
+
+	market_arrays(sku, r, 0, &p);
 	param_text(&p, currency);
 	run(ST_MARKET_UPDATE, &p, SPI_OK_UPDATE);
+}
+
+/* Every currency's amounts into stockx_market, and what changed into the history. */
+static void
+record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r)
+{
+	int c;
+
+	for (c = 0; c < config->currencies.n; c++)
+	{
+		Params p = { 0 };
+
+		market_arrays(sku, r, c, &p);
+		param_text(&p, config->currencies.code[c]);
+		run(ST_MARKET_RECORD, &p, SPI_OK_INSERT);
+	}
 }
 
 static const char *
@@ -715,11 +820,11 @@ write_enriched(const StockxStoreConfig *config, const char *sku, StockxResult *r
 
 	/* the product's summary: over the variants we store */
 	for (i = 0; i < r->nvariants; i++)
-		for (j = 0; j < r->nmarket; j++)
-			if (pg_strcasecmp(r->market[j].variant_id, r->variants[i].variant_id) == 0)
+		for (j = 0; j < r->nmarket[0]; j++)
+			if (pg_strcasecmp(r->market[0][j].variant_id, r->variants[i].variant_id) == 0)
 			{
-				asks[i] = r->market[j].lowest_ask;
-				bids[i] = r->market[j].highest_bid;
+				asks[i] = r->market[0][j].lowest_ask;
+				bids[i] = r->market[0][j].highest_bid;
 				break;
 			}
 	param_text(&p, sku);
@@ -736,7 +841,7 @@ write_enriched(const StockxStoreConfig *config, const char *sku, StockxResult *r
 	param_api_text(&p, pr->retail_price);
 	param_api_text(&p, pr->release_date);
 	param_api_text(&p, pr->json);
-	param_text(&p, config->currency_code);
+	param_text(&p, config->currencies.code[0]);
 	param_api_array(&p, asks, r->nvariants);
 	param_api_array(&p, bids, r->nvariants);
 	param_int4(&p, MyProcPid);
@@ -744,7 +849,8 @@ write_enriched(const StockxStoreConfig *config, const char *sku, StockxResult *r
 	status = returned_status();
 	if (status == NULL)
 		return NULL; /* not ours any more */
-	write_variants(sku, r, config->currency_code);
+	write_variants(sku, r, config->currencies.code[0]);
+	record_market(config, sku, r);
 	return status;
 }
 
@@ -768,11 +874,12 @@ write_refreshed(const StockxStoreConfig *config, const char *sku, StockxResult *
 	if (!lock_leased(sku))
 		return NULL;
 	if (r->variants != NULL)
-		write_variants(sku, r, config->currency_code);
+		write_variants(sku, r, config->currencies.code[0]);
 	else
-		write_market(sku, r, config->currency_code);
+		write_market(sku, r, config->currencies.code[0]);
+	record_market(config, sku, r);
 	param_text(&p, sku);
-	param_text(&p, config->currency_code);
+	param_text(&p, config->currencies.code[0]);
 	param_int4(&p, MyProcPid);
 	run(ST_PRODUCT_REFRESHED, &p, SPI_OK_UPDATE_RETURNING);
 	return returned_status();
@@ -1081,6 +1188,40 @@ stockx_store_prune_runs(int retention_s)
 		return;
 	param_float8(&p, (double) retention_s);
 	run(ST_RUN_PRUNE, &p, SPI_OK_DELETE);
+}
+
+/* ---------------------------------------------------------------- price history */
+
+static int
+utc_month(TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t fsec;
+
+	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return -1;
+	return tm.tm_year * 12 + tm.tm_mon - 1;
+}
+
+/* Whether the month changed since the history partitions were last looked after. */
+bool
+stockx_store_history_due(void)
+{
+	return history_month < 0 || utc_month(GetCurrentTimestamp()) != history_month;
+}
+
+/*
+ * Create the monthly partitions of stockx_price_history ahead and drop those
+ * older than history_retention (stockx_price_history_maintain() does both,
+ * as the extension's owner).
+ */
+void
+stockx_store_maintain_history(void)
+{
+	Params p = { 0 };
+
+	run(ST_HISTORY_MAINTAIN, &p, SPI_OK_SELECT);
+	history_month = utc_month(GetCurrentTimestamp());
 }
 
 /* ---------------------------------------------------------------- quota */

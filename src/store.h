@@ -18,10 +18,11 @@ typedef struct StockxStoreConfig
 	int max_attempts;
 	int backoff_base_ms;
 	int backoff_max_ms;
-	int refresh_after_s; /* 0 = never refresh */
+	int refresh_after_s; /* 0 = only products with their own refresh_every */
 	int lease_s;
-	int run_retention_s; /* 0 = keep every run */
-	char currency_code[8];
+	int run_retention_s;     /* 0 = keep every run */
+	int history_retention_s; /* 0 = keep all price history */
+	StockxCurrencies currencies;
 } StockxStoreConfig;
 
 /* How writing one row went. */
@@ -59,6 +60,8 @@ extern int64 stockx_store_next_run_id(void);
 extern char *stockx_store_run_reason(int64 run_id);
 extern bool stockx_store_anything_due(const StockxStoreConfig *config);
 extern void stockx_store_prune_runs(int retention_s);
+extern bool stockx_store_history_due(void);
+extern void stockx_store_maintain_history(void);
 extern void stockx_store_load_quota(void);
 extern void stockx_store_save_quota(void);
 

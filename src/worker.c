@@ -133,6 +133,7 @@ init_wait_events(void)
 }
 
 static void begin_stop(Worker *w, StockxStopReason reason);
+static void maintain_history(Worker *w);
 
 /* ---------------------------------------------------------------- state */
 
@@ -1053,6 +1054,7 @@ commit_settled(Worker *w)
 	if (n == 0)
 		return true;
 	set_state(w, SX_STATE_COMMITTING, NULL);
+	maintain_history(w);
 	ok = write_settled(w, w->settled, n);
 	if (!ok)
 		return false;
@@ -1296,6 +1298,44 @@ pin_session(void)
 #endif
 }
 
+/*
+ * Make sure of the price history's partitions for this month and the next
+ * ones (at the start of a run, then when the month changes), in a
+ * transaction of its own.  A failure is only a warning: the partitions are
+ * made months ahead, and a write that finds none fails its row with a
+ * clear reason.
+ */
+static void
+maintain_history(Worker *w)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData *volatile edata = NULL;
+
+	if (!stockx_store_history_due())
+		return;
+	PG_TRY();
+	{
+		tx_begin();
+		stockx_store_maintain_history();
+		tx_commit();
+	}
+	PG_CATCH();
+	{
+		edata = tx_abort(cxt);
+	}
+	PG_END_TRY();
+	if (edata == NULL)
+		return;
+	if (ends_worker(edata->sqlerrcode))
+		ReThrowError(edata);
+	ereport(
+	    WARNING,
+	    (errmsg("stockx_enrich: could not look after the partitions of stockx_price_history: %s",
+	            edata->message),
+	     errhint("Run SELECT stockx_price_history_maintain(); as the extension's owner.")));
+	FreeErrorData(edata);
+}
+
 /* The worker's first transaction: the run row, orphans of crashes, the quota. */
 static void
 prepare_run(Worker *w)
@@ -1310,6 +1350,7 @@ prepare_run(Worker *w)
 	stockx_store_prune_runs(w->store_config.run_retention_s);
 	stockx_store_load_quota();
 	tx_commit();
+	maintain_history(w);
 }
 
 /* Add our last counters to stockx_run; false (error reported) if that failed. */

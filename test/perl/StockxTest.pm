@@ -88,10 +88,11 @@ sub admin_stats  { return _admin('GET', '/_admin/stats'); }
 
 sub expect_product
 {
-	my ($sku) = @_;
+	my ($sku, $currency) = @_;
 	my $q = $sku;
 	utf8::encode($q) if utf8::is_utf8($q);
 	$q =~ s/([^A-Za-z0-9\-_.~])/sprintf('%%%02X', ord($1))/ge;
+	$q .= "&currencyCode=$currency" if defined $currency;
 	return _admin('GET', "/_admin/expect?sku=$q");
 }
 

@@ -71,6 +71,11 @@ Config keys that change the catalogue's answers (POST /_admin/config):
                        a token is valid only when the Authorization header carries
                        it verbatim, which HTTP/1.1 cannot do: split across two
                        header lines it is refused with 401.
+    price_moves        {"SKU#i": n}, default {}: the lowest ask (and with it every
+                       amount derived from it) of variant i (0-based, catalogue
+                       order) of SKU moves by n USD (n an integer), in every
+                       currency and in /_admin/expect.  market_epoch moves every
+                       variant of every SKU.
     rate_tolerance_ms  may be 0: then a gap shorter than exactly 1/rate_limit_rps
                        is refused.
 
@@ -152,6 +157,7 @@ DEFAULT_CONFIG = {
     "latency_jitter_pct": 0,     # latency_ms * (1 + u), u uniform in [-pct/100, +pct/100]
     "variants_order": "as_is",   # as_is | reverse | shuffle (variants and market arrays)
     "token_crlf": False,         # issued access tokens contain "\r\nX-Injected: 1"
+    "price_moves": {},           # {"SKU#i": n}: variant i of SKU's ask moves by n USD
 }
 ROUTES = [
     (re.compile(r"^/v2/catalog/search$"), "search"),
@@ -334,6 +340,7 @@ def make_market(sku, kind, cfg, currency):
         ask = bid = faster = more = flex = None
         if kind != "nul":
             ask = 60 + (hnum(n, f"ask|{i}") + 37 * int(cfg["market_epoch"])) % 400
+            ask = max(1, ask + cfg["price_moves"].get(f"{n}#{i}", 0))
             ask += 0.5 * (hnum(n, f"half|{i}") % 2)
             bid = None if i % 4 == 3 else max(1, ask - 5 - hnum(n, f"bid|{i}") % 40)
             faster = max(1, ask - 1 - hnum(n, f"fast|{i}") % 5)
@@ -443,6 +450,12 @@ def validate_config(cfg, patch):
             v = _num(v, key, -2**62, integer=True)
         elif key == "alias_skus":
             v = _aliases(v)
+        elif key == "price_moves":
+            if not isinstance(v, dict) or not all(
+                    isinstance(k, str) and re.fullmatch(r".+#\d+", k) and isinstance(n, int)
+                    and not isinstance(n, bool) for k, n in v.items()):
+                raise ValueError('price_moves must be an object {"SKU#i": integer}')
+            v = {f"{norm(k.rsplit('#', 1)[0])}#{int(k.rsplit('#', 1)[1])}": n for k, n in v.items()}
         elif key == "variants_order":
             if v not in VARIANTS_ORDERS:
                 raise ValueError("variants_order must be one of " + ", ".join(VARIANTS_ORDERS))
