@@ -231,7 +231,7 @@ CREATE VIEW @extschema@.stockx_enrich_budget AS
 		   need.currencies, need.requests_due, need.requests_due_later_today,
 		   l.requests_today, l.daily_limit,
 		   CASE WHEN l.daily_limit > 0 THEN GREATEST(l.daily_limit - l.requests_today, 0) END AS quota_left_today,
-		   l.requests_per_second,
+		   l.quota_resets_at, l.requests_per_second,
 		   CASE
 			 WHEN need.requests_due = 0 THEN NULL
 			 WHEN l.daily_limit = 0 OR need.requests_due <= GREATEST(l.daily_limit - l.requests_today, 0)
