@@ -31,5 +31,5 @@ SET enable_seqscan = off;
 EXPLAIN (COSTS OFF)
 SELECT sku FROM stockx_product
  WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
- ORDER BY next_attempt_at NULLS FIRST, created_at LIMIT 10;
+ ORDER BY priority DESC, next_attempt_at NULLS FIRST, created_at LIMIT 10;
 RESET enable_seqscan;

@@ -11,6 +11,16 @@ SET stockx_enrich.requests_per_second = 5;
 
 -- bad values are refused with a reason
 ALTER SYSTEM SET stockx_enrich.currency_code = 'XYZ';
+ALTER SYSTEM SET stockx_enrich.currency_code = 'USD, EUR, usd';
+ALTER SYSTEM SET stockx_enrich.currency_code = 'USD EUR';
+-- a list of currencies: market data in each, the first on the products
+ALTER SYSTEM SET stockx_enrich.currency_code = 'USD', 'eur';
+ALTER SYSTEM RESET stockx_enrich.currency_code;
+-- the seller level of the payout view is each session's own
+SET stockx_enrich.seller_level = 3;
+SHOW stockx_enrich.seller_level;
+SET stockx_enrich.seller_level = 6;
+RESET stockx_enrich.seller_level;
 ALTER SYSTEM SET stockx_enrich.api_base_url = 'ftp://example.com/v2';
 ALTER SYSTEM SET stockx_enrich.requests_per_second = 0;
 

@@ -65,6 +65,11 @@ CREATE TABLE @extschema@.stockx_price_history (
 ) PARTITION BY RANGE (observed_at);
 CREATE INDEX stockx_price_history_sku_idx
 	ON @extschema@.stockx_price_history (sku, observed_at);
+-- A write never fails for want of a partition: a month nobody made yet
+-- lands here, and maintenance moves it into its own partition later.
+CREATE TABLE @extschema@.stockx_price_history_default
+	PARTITION OF @extschema@.stockx_price_history DEFAULT;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_price_history_default', '');
 
 -- Partitions from the month of `since` to `months_ahead` months after this
 -- one, and drops those wholly older than history_retention.  Runs as the
@@ -82,6 +87,9 @@ DECLARE
 	m timestamp;
 	retention_s bigint;
 	part record;
+	lo text;
+	hi text;
+	waiting boolean;
 BEGIN
 	IF months_ahead IS NULL OR months_ahead NOT BETWEEN 0 AND 24 THEN
 		RAISE EXCEPTION 'months_ahead must be between 0 and 24'
@@ -105,12 +113,37 @@ BEGIN
 											 AT TIME ZONE 'UTC');
 	WHILE m <= this_month + pg_catalog.make_interval(months => months_ahead) LOOP
 		partition_name := 'stockx_price_history_' || pg_catalog.to_char(m, 'YYYYMM');
+		lo := m::text || '+00';
+		hi := (m + interval '1 month')::text || '+00';
+		waiting := NULL;
 		IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', nsp, partition_name)) IS NULL THEN
 			EXECUTE pg_catalog.format(
+				'SELECT EXISTS (SELECT 1 FROM %I.stockx_price_history_default '
+				'WHERE observed_at >= %L AND observed_at < %L)', nsp, lo, hi)
+			   INTO waiting;
+		END IF;
+		IF waiting IS NULL THEN
+			NULL;
+		ELSIF NOT waiting THEN
+			EXECUTE pg_catalog.format(
 				'CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
-				nsp, partition_name, parent,
-				m::text || '+00', (m + interval '1 month')::text || '+00');
+				nsp, partition_name, parent, lo, hi);
 			action := 'created';
+			RETURN NEXT;
+		ELSE
+			-- rows of that month wait in the default partition: move them
+			EXECUTE pg_catalog.format(
+				'CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+				nsp, partition_name, parent);
+			EXECUTE pg_catalog.format(
+				'WITH moved AS (DELETE FROM %I.stockx_price_history_default '
+				'WHERE observed_at >= %L AND observed_at < %L RETURNING *) '
+				'INSERT INTO %I.%I SELECT * FROM moved',
+				nsp, lo, hi, nsp, partition_name);
+			EXECUTE pg_catalog.format(
+				'ALTER TABLE %s ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
+				parent, nsp, partition_name, lo, hi);
+			action := 'created from the default partition';
 			RETURN NEXT;
 		END IF;
 		m := m + interval '1 month';
@@ -138,6 +171,9 @@ BEGIN
 		action := 'dropped';
 		RETURN NEXT;
 	END LOOP;
+	EXECUTE pg_catalog.format(
+		'DELETE FROM %I.stockx_price_history_default WHERE observed_at < %L',
+		nsp, pg_catalog.now() - pg_catalog.make_interval(secs => retention_s));
 END
 $$;
 
@@ -245,5 +281,240 @@ CREATE VIEW @extschema@.stockx_enrich_budget AS
 
 GRANT SELECT ON @extschema@.stockx_price_trend, @extschema@.stockx_enrich_budget TO pg_monitor;
 
--- like stockx_enrich_start(): for the roles that run the workers
+-- The arguments reach back and ahead further than the policy: for the
+-- extension's owner and whom it grants them to.
 REVOKE ALL ON FUNCTION @extschema@.stockx_price_history_maintain(timestamptz, int) FROM PUBLIC;
+
+-- What the workers call, whatever role started them: the partitions the
+-- settings ask for, nothing a caller can choose.
+CREATE FUNCTION @extschema@.stockx_price_history_upkeep()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	-- the schema as it is named now (it may have been renamed)
+	EXECUTE pg_catalog.format('SELECT count(*) FROM %I.stockx_price_history_maintain()',
+		(SELECT n.nspname FROM pg_catalog.pg_extension e
+		   JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+		  WHERE e.extname = 'stockx_enrich'));
+END
+$$;
+
+-- ---------------------------------------------------------------- payout after fees
+
+-- Payout after fees: StockX's seller fees as data a user can edit, a
+-- function that turns a sale price into the seller's payout, and a view of
+-- the payout at the highest bid and at the lowest ask of every variant.
+
+-- StockX's seller fees, one row per date from which they apply, seller
+-- level, currency and category (product_type NULL: every category without
+-- a row of its own; categories are lower case, as StockX's productType).
+-- The rows of the extension (shipped) are recreated by CREATE EXTENSION and
+-- left out of dumps; rows a user adds (shipped = false) are dumped.  To
+-- change a fee, add a row with a later valid_from rather than editing a
+-- shipped row: an edit of a shipped row is lost by a dump and restore.
+CREATE TABLE @extschema@.stockx_fee_schedule (
+	valid_from date NOT NULL,
+	seller_level int NOT NULL
+		CHECK (seller_level BETWEEN 1 AND 5),
+	currency_code text NOT NULL
+		CHECK (currency_code IN ('AUD', 'CAD', 'CHF', 'EUR', 'GBP', 'HKD',
+								 'JPY', 'KRW', 'MXN', 'NZD', 'SGD', 'USD')),
+	product_type text
+		CHECK (product_type = pg_catalog.lower(pg_catalog.btrim(product_type))
+			   AND product_type <> ''),
+	transaction_fee_pct numeric NOT NULL
+		CHECK (transaction_fee_pct >= 0),
+	payment_fee_pct numeric NOT NULL
+		CHECK (payment_fee_pct >= 0),
+	minimum_fee numeric NOT NULL DEFAULT 0
+		CHECK (minimum_fee >= 0),
+	shipping numeric NOT NULL DEFAULT 0
+		CHECK (shipping >= 0),
+	source text,
+	shipped boolean NOT NULL DEFAULT false
+);
+CREATE UNIQUE INDEX stockx_fee_schedule_key_idx
+	ON @extschema@.stockx_fee_schedule
+	(valid_from, seller_level, currency_code, coalesce(product_type, ''));
+
+COMMENT ON TABLE @extschema@.stockx_fee_schedule IS
+	'StockX seller fees used by stockx_payout(); add rows (shipped = false) with a later valid_from to change them';
+COMMENT ON COLUMN @extschema@.stockx_fee_schedule.product_type IS
+	'category (lower case, e.g. watches); NULL: every category without rows of its own';
+COMMENT ON COLUMN @extschema@.stockx_fee_schedule.transaction_fee_pct IS
+	'transaction fee in percent of the sale price (9 for 9%)';
+COMMENT ON COLUMN @extschema@.stockx_fee_schedule.payment_fee_pct IS
+	'payment processing fee in percent of the sale price';
+COMMENT ON COLUMN @extschema@.stockx_fee_schedule.minimum_fee IS
+	'the two fees together are at least this amount';
+COMMENT ON COLUMN @extschema@.stockx_fee_schedule.shipping IS
+	'flat amount per sale the seller pays on top of the fees';
+COMMENT ON COLUMN @extschema@.stockx_fee_schedule.shipped IS
+	'true: row of the extension, recreated by CREATE EXTENSION and not dumped';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_fee_schedule'::pg_catalog.regclass,
+										   'WHERE NOT shipped');
+
+-- The fees of StockX's help pages for sellers as published in 2026: every
+-- currency and level, the base rates for every category, then the watches
+-- and handbags exceptions (one rate at every level).  StockX lists no
+-- minimum seller fee for USD, EUR and GBP in the copy we had (the list is
+-- cut off before the United States, EU shows no figure, the United Kingdom
+-- is not reached): those ship with minimum_fee 0 and say so in source.
+INSERT INTO @extschema@.stockx_fee_schedule
+	(valid_from, seller_level, currency_code, product_type, transaction_fee_pct,
+	 payment_fee_pct, minimum_fee, shipping, source, shipped)
+SELECT DATE '2026-01-01', l.seller_level, c.currency_code, k.product_type,
+	   coalesce(k.transaction_fee_pct, l.transaction_fee_pct), 3, c.minimum_fee, 0,
+	   'StockX help pages for sellers as published in 2026 '
+	   || '(https://stockx.com/help/articles/what-are-stockxs-fees-for-sellers, '
+	   || 'https://help.stockx.com/en/articles/1187286-sellers-fees-watches); '
+	   || 'figures taken for stockx_enrich 1.2'
+	   || c.note,
+	   true
+  FROM (VALUES (1, 9), (2, 8.5), (3, 8), (4, 7.5), (5, 7))
+	   AS l (seller_level, transaction_fee_pct)
+ CROSS JOIN (VALUES
+		('AUD', 7.50, ''), ('CAD', 7.00, ''), ('CHF', 4.50, ''),
+		('HKD', 45, ''), ('JPY', 800, ''), ('KRW', 7500, ''),
+		('MXN', 100, ''), ('NZD', 16, ''), ('SGD', 7.00, ''),
+		('USD', 0, '; the minimum seller fee for USD was not published in the sources we had '
+				|| '(they mention a USD 10.00 minimum only for sellers whose local currency StockX does not list): '
+				|| 'minimum_fee 0, add a row with the current minimum'),
+		('EUR', 0, '; the minimum seller fee for EUR was not published in the sources we had: '
+				|| 'minimum_fee 0, add a row with the current minimum'),
+		('GBP', 0, '; the minimum seller fee for GBP was not published in the sources we had: '
+				|| 'minimum_fee 0, add a row with the current minimum'))
+	   AS c (currency_code, minimum_fee, note)
+ CROSS JOIN (VALUES (NULL::text, NULL::numeric), ('watches', 9.9), ('handbags', 14.5))
+	   AS k (product_type, transaction_fee_pct);
+
+-- The seller's payout for a sale of amount in currency, at seller_level
+-- (NULL: the setting stockx_enrich.seller_level, 1 when unset), with the
+-- fees in force on the UTC date of at, for a product of product_type:
+--
+--   amount - greatest(round(amount * transaction_fee_pct / 100, d)
+--                     + round(amount * payment_fee_pct / 100, d),
+--                     minimum_fee) - shipping
+--
+-- d = 0 for JPY and KRW, 2 for the other currencies; each fee is rounded on
+-- its own, half away from zero (numeric round).  The fee row: the latest
+-- valid_from on or before that date among the rows of that level and
+-- currency for that category; only when the category has none there, the
+-- latest among the rows for every category (product_type NULL).  So a
+-- category exception stays in force until a row for that category replaces
+-- it, whatever later rows for every category say.
+--
+-- The payout is not floored at 0: when the minimum fee (plus shipping)
+-- exceeds the amount it is negative, which is what the seller would owe.
+CREATE FUNCTION @extschema@.stockx_payout(amount numeric, seller_level int DEFAULT NULL,
+	currency text DEFAULT 'USD', at timestamptz DEFAULT pg_catalog.now(),
+	product_type text DEFAULT NULL)
+RETURNS numeric
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lvl int := stockx_payout.seller_level;
+	cur text := pg_catalog.upper(pg_catalog.btrim(stockx_payout.currency));
+	category text := pg_catalog.lower(pg_catalog.btrim(stockx_payout.product_type));
+	setting text;
+	on_day date;
+	digits int;
+	fee record;
+BEGIN
+	IF amount IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF amount < 0 THEN
+		RAISE EXCEPTION 'sale amount must not be negative: %', amount
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass the sale price, 0 or more.';
+	END IF;
+	IF lvl IS NULL THEN
+		setting := pg_catalog.btrim(pg_catalog.current_setting('stockx_enrich.seller_level', true));
+		IF setting IS NULL OR setting = '' THEN
+			lvl := 1;
+		ELSIF setting ~ '^[0-9]{1,9}$' THEN
+			lvl := setting::int;
+		ELSE
+			RAISE EXCEPTION 'invalid seller level %', pg_catalog.quote_literal(setting)
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'The level comes from the setting stockx_enrich.seller_level.',
+					  HINT = 'SET stockx_enrich.seller_level to 1, 2, 3, 4 or 5.';
+		END IF;
+	END IF;
+	IF lvl NOT BETWEEN 1 AND 5 THEN
+		RAISE EXCEPTION 'seller level % is out of range', lvl
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'StockX seller levels are 1 to 5.';
+	END IF;
+	IF cur IS NULL THEN
+		RAISE EXCEPTION 'currency must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Pass a StockX currency code, e.g. ''USD''.';
+	END IF;
+	IF stockx_payout.at IS NULL THEN
+		RAISE EXCEPTION 'time of sale must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Pass the time of the sale, e.g. now().';
+	END IF;
+	IF cur NOT IN ('AUD', 'CAD', 'CHF', 'EUR', 'GBP', 'HKD', 'JPY', 'KRW',
+				   'MXN', 'NZD', 'SGD', 'USD') THEN
+		RAISE EXCEPTION 'unknown currency %', pg_catalog.quote_literal(stockx_payout.currency)
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'StockX currencies are AUD, CAD, CHF, EUR, GBP, HKD, JPY, KRW, MXN, NZD, SGD and USD.';
+	END IF;
+
+	on_day := (stockx_payout.at AT TIME ZONE 'UTC')::date;
+	SELECT f.transaction_fee_pct, f.payment_fee_pct, f.minimum_fee, f.shipping
+	  INTO fee
+	  FROM @extschema@.stockx_fee_schedule f
+	 WHERE f.seller_level = lvl
+	   AND f.currency_code = cur
+	   AND f.valid_from <= on_day
+	   AND (f.product_type IS NULL OR f.product_type = category)
+	 ORDER BY f.product_type IS NULL, f.valid_from DESC
+	 LIMIT 1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no seller fees for currency %, seller level % on %', cur, lvl, on_day
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'Insert a row into @extschema@.stockx_fee_schedule for that currency and level with a valid_from on or before that date.';
+	END IF;
+
+	digits := CASE WHEN cur IN ('JPY', 'KRW') THEN 0 ELSE 2 END;
+	RETURN amount
+		   - greatest(pg_catalog.round(amount * fee.transaction_fee_pct / 100, digits)
+					  + pg_catalog.round(amount * fee.payment_fee_pct / 100, digits),
+					  fee.minimum_fee)
+		   - fee.shipping;
+END
+$$;
+
+-- The payout at the highest bid (selling now) and at the lowest ask, per
+-- variant and currency of stockx_market, at the seller level of the setting
+-- stockx_enrich.seller_level and today's fees; a product's product_type
+-- picks the fees of its category when there are any.
+CREATE VIEW @extschema@.stockx_variant_payout AS
+	SELECT v.sku, p.title, v.variant_value AS size, v.variant_id, m.currency_code,
+		   s.seller_level, m.highest_bid,
+		   @extschema@.stockx_payout(m.highest_bid, s.seller_level, m.currency_code,
+									 pg_catalog.now(), p.product_type) AS payout_sell_now,
+		   m.lowest_ask,
+		   @extschema@.stockx_payout(m.lowest_ask, s.seller_level, m.currency_code,
+									 pg_catalog.now(), p.product_type) AS payout_at_lowest_ask,
+		   m.market_updated_at
+	  FROM @extschema@.stockx_market m
+	  JOIN @extschema@.stockx_variant v ON v.variant_id = m.variant_id
+	  JOIN @extschema@.stockx_product p ON p.sku = v.sku
+	 CROSS JOIN (SELECT coalesce(nullif(pg_catalog.btrim(
+					pg_catalog.current_setting('stockx_enrich.seller_level', true)), ''),
+					'1')::int AS seller_level) s;
+
+-- Fees are public figures: anyone may compute payouts (the function reads
+-- the schedule with the caller's rights, so readers of the view need it too).
+GRANT SELECT ON @extschema@.stockx_fee_schedule TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.stockx_payout(numeric, int, text, timestamptz, text) TO PUBLIC;
+GRANT SELECT ON @extschema@.stockx_variant_payout TO pg_monitor;

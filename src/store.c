@@ -326,7 +326,7 @@ static const Statement statements[ST_COUNT] = {
 	                       8,
 	                       { TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	                         TEXTARRAYOID, TEXTARRAYOID, TEXTOID } },
-	[ST_HISTORY_MAINTAIN] = { "SELECT @extschema@.stockx_price_history_maintain()",
+	[ST_HISTORY_MAINTAIN] = { "SELECT @extschema@.stockx_price_history_upkeep()",
 	                          0,
 	                          { InvalidOid } },
 	[ST_QUOTA_SAVE] = { "INSERT INTO @extschema@.stockx_quota AS q (day, requests) "
@@ -1212,8 +1212,8 @@ stockx_store_history_due(void)
 
 /*
  * Create the monthly partitions of stockx_price_history ahead and drop those
- * older than history_retention (stockx_price_history_maintain() does both,
- * as the extension's owner).
+ * older than history_retention (stockx_price_history_upkeep() does both,
+ * as the extension's owner, whoever started the run).
  */
 void
 stockx_store_maintain_history(void)

@@ -1332,7 +1332,7 @@ maintain_history(Worker *w)
 	    WARNING,
 	    (errmsg("stockx_enrich: could not look after the partitions of stockx_price_history: %s",
 	            edata->message),
-	     errhint("Run SELECT stockx_price_history_maintain(); as the extension's owner.")));
+	     errhint("Run SELECT stockx_price_history_maintain() as the extension's owner.")));
 	FreeErrorData(edata);
 }
 
@@ -1470,6 +1470,8 @@ stockx_enrich_worker_main(Datum main_arg)
 	{
 		stockx_credentials_load();
 		load_config(w, true);
+		/* starting: show the worker's memory from the first moment */
+		publish(w, false);
 		prepare_run(w);
 		reason = run(w);
 	}

@@ -23,7 +23,7 @@ use StockxTest;
 my $node = stockx_node('status', requests_per_second => 5, max_retries => 10);
 admin_reset();
 
-my @docs_states = qw(claiming requesting waiting_rate_limit backing_off committing);
+my @docs_states = qw(starting claiming requesting waiting_rate_limit backing_off committing);
 my %doc_state = map { $_ => 1 } @docs_states;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }

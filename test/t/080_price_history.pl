@@ -151,12 +151,26 @@ is(sql("SELECT to_regclass('$recent') IS NOT NULL"), 't', "$recent, within the r
 my $ahead = 'stockx_price_history_' . sql(q{SELECT to_char(now() AT TIME ZONE 'UTC' + interval '2 months', 'YYYYMM')});
 is(sql("SELECT to_regclass('$ahead') IS NOT NULL"), 't', "partitions are made ahead ($ahead)");
 
+# --- a month nobody made a partition for yet: the default partition takes
+# it, and maintenance later moves it into a partition of its own
+sql(q{INSERT INTO stockx_price_history (variant_id, sku, currency_code, observed_at, lowest_ask)
+	VALUES ('00000000-0000-4000-8000-000000000001', 'TREND-1', 'USD', now() + interval '5 months', 2)});
+is(sql('SELECT count(*) FROM stockx_price_history_default'), 1,
+	'a row of a month without a partition is kept in the default partition');
+my $later = 'stockx_price_history_' . sql(q{SELECT to_char(now() AT TIME ZONE 'UTC' + interval '5 months', 'YYYYMM')});
+is(sql(qq{SELECT action FROM stockx_price_history_maintain(NULL, 6) WHERE partition_name = '$later'}),
+	'created from the default partition', "maintenance makes $later from the default partition");
+is(sql("SELECT count(*) FROM $later") . '/' . sql('SELECT count(*) FROM stockx_price_history_default'),
+	'1/0', 'and moves the row into it');
+
 # --- the maintenance function refuses nonsense and is not for everybody
 my ($rc, $out, $err) = $node->psql('postgres', 'SELECT * FROM stockx_price_history_maintain(NULL, 99)');
 like($err, qr/months_ahead must be between 0 and 24/, 'months_ahead out of range is refused');
 sql('CREATE ROLE plain LOGIN');
 ($rc, $out, $err) = $node->psql('postgres', 'SET ROLE plain; SELECT * FROM stockx_price_history_maintain()');
-like($err, qr/permission denied/, 'a plain role may not run the maintenance');
+like($err, qr/permission denied/, 'a plain role may not run the maintenance with its arguments');
+($rc, $out, $err) = $node->psql('postgres', 'SET ROLE plain; SELECT stockx_price_history_upkeep()');
+is($rc, 0, 'but may run the upkeep the workers run, as the settings say') or diag($err);
 
 $node->stop;
 done_testing();
