@@ -177,6 +177,16 @@ BEGIN
 END
 $$;
 
+-- What 1.1 stored is also the first row of the history (in the default
+-- partition: the monthly ones are made by the workers, and are not
+-- members of the extension).
+INSERT INTO @extschema@.stockx_price_history (variant_id, sku, currency_code, observed_at,
+		lowest_ask, highest_bid, sell_faster, earn_more)
+	SELECT variant_id, sku, currency_code, market_updated_at, lowest_ask, highest_bid,
+		   sell_faster, earn_more
+	  FROM @extschema@.stockx_variant
+	 WHERE currency_code IS NOT NULL AND market_updated_at IS NOT NULL;
+
 -- ---------------------------------------------------------------- trend
 
 -- Per SKU, size and currency: the current ask and bid, their change over 1,

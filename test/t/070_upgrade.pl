@@ -31,6 +31,13 @@ $node->safe_psql('old_install', q{
 	INSERT INTO stockx_quota VALUES (current_date, 42);
 });
 
+# the library speaks its own version's schema: it refuses an older one clearly
+my ($rc, $out, $err) = $node->psql('old_install', '\set VERBOSITY verbose
+SELECT stockx_enrich_start()');
+like($err, qr/55000: extension "stockx_enrich" is installed at version 1\.0 in this database, but the library is version \Q$current\E/,
+	'a start in a database still on 1.0 is refused with SQLSTATE 55000');
+like($err, qr/HINT:  Run ALTER EXTENSION stockx_enrich UPDATE in this database/, 'with a hint');
+
 $node->safe_psql('old_install', 'ALTER EXTENSION stockx_enrich UPDATE');
 is($node->safe_psql('old_install', "SELECT extversion FROM pg_extension WHERE extname = 'stockx_enrich'"),
 	$current, "ALTER EXTENSION ... UPDATE brings it to $current");
@@ -90,6 +97,25 @@ is($node->safe_psql('old_install',
 		q{SELECT count(requests_in_flight) || '|' || count(pacing_margin_ms)
 		    FROM stockx_enrich_status FULL JOIN stockx_enrich_limiter ON true}),
 	'0|1', 'the views have their 1.1 columns');
+
+# 1.1 to 1.2: the market data 1.1 stored becomes the first row of the
+# history and the current market data in its currency
+$node->safe_psql('postgres', 'CREATE DATABASE v11');
+$node->safe_psql('v11', q{
+	CREATE EXTENSION stockx_enrich VERSION '1.1';
+	INSERT INTO stockx_product (sku, status) VALUES ('UP-0011', 'enriched');
+	INSERT INTO stockx_variant (variant_id, sku, variant_value, lowest_ask, highest_bid,
+		currency_code, market_updated_at)
+	VALUES ('00000000-0000-4000-8000-0000000000aa', 'UP-0011', '9', 210, 180, 'EUR',
+		'2026-03-04 05:06:07+00');
+	ALTER EXTENSION stockx_enrich UPDATE TO '1.2';
+});
+is($node->safe_psql('v11', q{SELECT concat_ws(' ', currency_code, lowest_ask, highest_bid,
+		market_updated_at AT TIME ZONE 'UTC') FROM stockx_market}),
+	'EUR 210 180 2026-03-04 05:06:07', 'stockx_market holds what 1.1 stored');
+is($node->safe_psql('v11', q{SELECT concat_ws(' ', sku, currency_code, lowest_ask, highest_bid,
+		observed_at AT TIME ZONE 'UTC') FROM stockx_price_history}),
+	'UP-0011 EUR 210 180 2026-03-04 05:06:07', 'and is the first row of the price history');
 
 $node->stop;
 done_testing();
