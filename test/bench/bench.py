@@ -614,7 +614,7 @@ class Bench:
         try:
             self.cluster.restart(self.base_settings(sc))
             db = self.cluster.psql()
-            db.query("TRUNCATE stockx_variant, stockx_product")
+            db.query("TRUNCATE stockx_product, stockx_price_history CASCADE")
             prefix = "ST-" if static else f"B{sc['key']}-"
             db.query(f"SELECT stockx_enrich_enqueue(array_agg('{prefix}' || lpad(g::text, 5, '0'))) "
                      f"FROM generate_series(1, {sc['skus']}) g")

@@ -44,6 +44,22 @@ Near-miss styleIds: SKU+"0", SKU[:-1]+"X" (or "Y"), "A"+SKU.  A productId is
 known to /products/... only after it appeared in a search or /_admin/expect
 since the server started (the registry survives /_admin/reset).
 
+Search by GTIN: a query of 8 to 14 ASCII digits (surrounding blanks ignored)
+is a barcode, not a SKU.  Every variant carries two GTINs with valid GS1
+check digits: {"identifier": <12 digits>, "type": "UPC"} and
+{"identifier": <13 digits>, "type": "EAN-13"}.  When the digits equal
+(exactly, as strings: no zero padding between UPC and EAN-13) an identifier
+of a variant of a REGISTERED product (see above; as its variants are now,
+extra_variant_skus included), search answers like a style-id search: the
+query's first 2 near-misses (styleIds query+"0" and query[:-1]+"X"), then
+that product (count 3; several such products: all of them, by productId).
+Otherwise the answer is empty: {"count": 0, ..., "products": []}, and
+nothing is registered.  Search answers carry no gtins: a client must fetch
+each candidate's variants to find the one that carries the GTIN.
+/_admin/expect?sku=<such digits> answers for the matched product (the first
+one) and adds "gtin_match": {"sku", "variantId", "type"}; unmatched digits
+give {"found": false, ...}.  Queries that are not 8-14 digits are SKUs.
+
 Config keys that change the catalogue's answers (POST /_admin/config):
     uppercase_ids      bool, default false: every productId and variantId in the
                        API answers (search, product, variants, market,
@@ -167,6 +183,7 @@ ROUTES = [
     (re.compile(r"^/v2/catalog/products/([^/]+)/variants/([^/]+)/market-data$"), "variant_market"),
 ]
 PAD_BYTES = 10 * 1024 * 1024
+GTIN_QUERY = re.compile(r"[0-9]{8,14}")
 
 
 # ---------------------------------------------------------------- catalogue
@@ -293,6 +310,19 @@ def variant_count(sku, kind):
     return {"many": 60, "nul": 2}.get(kind, 1 + hnum(norm(sku), "nvariants") % 12)
 
 
+def variant_gtins(n, i):
+    """The GTINs of variant i of normalised SKU n (before the NUL- exception)."""
+    return [{"identifier": gs1("%011d" % (hnum(n, f"upc|{i}") % 10**11)), "type": "UPC"},
+            {"identifier": gs1("%012d" % (hnum(n, f"ean|{i}") % 10**12)),
+             "type": "EAN-13"}]
+
+
+def gtin_query(query):
+    """The digits of a GTIN query (8 to 14 ASCII digits, blanks around), or None."""
+    q = query.strip()
+    return q if GTIN_QUERY.fullmatch(q) else None
+
+
 def make_variants(sku, kind, cfg):
     n, product = norm(sku), make_product(sku, kind, cfg)
     count = variant_count(sku, kind)
@@ -311,9 +341,7 @@ def make_variants(sku, kind, cfg):
              "variantValue": size + suffix,
              "sizeChart": {"defaultConversion": default, "availableConversions": [
                  default, {"size": "EU " + fmt_num(base + 0.5 * i + 33.5), "type": "eu"}]},
-             "gtins": [{"identifier": gs1("%011d" % (hnum(n, f"upc|{i}") % 10**11)), "type": "UPC"},
-                       {"identifier": gs1("%012d" % (hnum(n, f"ean|{i}") % 10**12)),
-                        "type": "EAN-13"}],
+             "gtins": variant_gtins(n, i),
              "isFlexEligible": product["isFlexEligible"] and i % 3 != 2,
              "isDirectEligible": product["isDirectEligible"]}
         if kind == "nul" and i == 1:
@@ -481,6 +509,8 @@ class State:
         self.lock = threading.Lock()
         self.args = args
         self.registry = {}      # productId -> (sku spelling, kind)
+        self.gtin_index = {}    # GTIN -> {productId} (candidates; see gtin_hits)
+        self.gtin_indexed = set()   # productIds whose GTINs are in gtin_index
         self.tokens = {}        # access token -> monotonic expiry
         self.reset()
 
@@ -498,6 +528,34 @@ class State:
     def register(self, hits):
         for sku, kind in hits:
             self.registry[huuid(norm(sku), "product")] = (sku, kind)
+
+    def gtin_matches(self, gtin, cfg):
+        """[(sku, kind)] of the registered products, by productId, that have a
+        variant carrying the GTIN (digits) now.  The index is built lazily, for
+        each variant a product could have (extra_variant_skus adds one), and
+        every candidate is checked against make_variants."""
+        for pid, (sku, kind) in self.registry.items():
+            if pid not in self.gtin_indexed:
+                n = norm(sku)
+                for i in range(variant_count(sku, kind) + 1):
+                    for g in variant_gtins(n, i):
+                        self.gtin_index.setdefault(g["identifier"], set()).add(pid)
+                self.gtin_indexed.add(pid)
+        out = []
+        for pid in sorted(self.gtin_index.get(gtin, ())):
+            sku, kind = self.registry[pid]
+            if any(g["identifier"] == gtin for v in make_variants(sku, kind, cfg)
+                   for g in v["gtins"]):
+                out.append((sku, kind))
+        return out
+
+    def gtin_hits(self, gtin, cfg):
+        """Search hits for a GTIN query: 2 near-misses, then the products that
+        carry it; [] when no registered product does."""
+        matches = self.gtin_matches(gtin, cfg)
+        if not matches:
+            return []
+        return [(s, "plain") for s in near_misses(gtin)[:2]] + matches
 
     def too_many(self, t, counted=True):
         if counted:
@@ -779,10 +837,16 @@ class Handler(BaseHTTPRequestHandler):
             page = int_param(params, "pageNumber", 1, 1, None)
         except ValueError as exc:
             return 400, {}, error_body(400, str(exc))
-        hits = search_hits(query, cfg)
+        gtin = gtin_query(query)
         st = self.server.state
-        with st.lock:
-            st.register(hits)
+        if gtin is not None:
+            with st.lock:
+                hits = st.gtin_hits(gtin, cfg)
+                st.register(hits)
+        else:
+            hits = search_hits(query, cfg)
+            with st.lock:
+                st.register(hits)
         products = [make_product(s, k, cfg) for s, k in hits]
         n = norm(query)
         if n in {norm(s) for s in cfg["malformed_skus"]}:
@@ -806,12 +870,21 @@ class Handler(BaseHTTPRequestHandler):
             sku, currency = first(params, "sku"), first(params, "currencyCode") or "USD"
             if sku is None or currency not in RATES:
                 return self.respond(400, {"error": "need sku (and a valid currencyCode)"})
+            gtin, match = gtin_query(sku), None
             with st.lock:
                 cfg = copy.deepcopy(st.config)
-                hits = search_hits(sku, cfg)
+                if gtin is not None:
+                    hits = st.gtin_hits(gtin, cfg)
+                else:
+                    hits = search_hits(sku, cfg)
                 st.register(hits)
-            target = alias_target(sku, cfg)
-            if target is not None:
+            target = alias_target(sku, cfg) if gtin is None else None
+            if gtin is not None and hits:
+                sku = hits[2][0]
+                match = next({"sku": sku, "variantId": v["variantId"], "type": g["type"]}
+                             for v in make_variants(sku, kind_of(sku), cfg)
+                             for g in v["gtins"] if g["identifier"] == gtin)
+            elif target is not None:
                 sku = target
             elif not hits or kind_of(sku) == "nf":
                 return self.respond(200, {"found": False, "product": None,
@@ -824,6 +897,8 @@ class Handler(BaseHTTPRequestHandler):
                 answer["product"]["title"] = answer["product"]["title"].replace(
                     BAD_MARK, "\ufffd\ufffd")
                 answer["invalid_utf8"] = {"field": "title", "raw_hex": BAD_RAW.hex()}
+            if match is not None:
+                answer["gtin_match"] = match
             if cfg["uppercase_ids"]:
                 answer = upper_ids(answer)
             return self.respond(200, answer)
