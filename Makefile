@@ -19,6 +19,7 @@ OBJS = \
 	src/store.o \
 	src/worker.o \
 	src/run_control.o \
+	src/shared_budget.o \
 	src/status_views.o \
 	src/stockx_enrich.o
 
@@ -43,6 +44,10 @@ include $(PGXS)
 # after PGXS, whose Makefile.global sets them empty
 PROVE_TESTS ?= test/t/*.pl
 PROVE_FLAGS += -I $(srcdir)/test/perl
+
+# every object depends on every header of ours: PGXS tracks no header
+# dependencies unless the server was configured with --enable-depend
+$(OBJS): $(wildcard src/*.h)
 
 override CFLAGS += -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 

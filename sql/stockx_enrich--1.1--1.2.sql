@@ -311,6 +311,28 @@ BEGIN
 END
 $$;
 
+-- ---------------------------------------------------------------- one budget for the account
+
+-- Programs outside the database that call StockX with the same account
+-- take a slot of the workers' limiter before each request and report the
+-- answer after it.  SECURITY DEFINER: they read and write the persisted
+-- quota as the extension's owner.  Grant them to the role those programs
+-- log in as.
+CREATE FUNCTION @extschema@.stockx_enrich_acquire(timeout_ms int DEFAULT 10000)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'stockx_enrich_acquire'
+LANGUAGE C STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stockx_enrich_report(status int, retry_after text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'stockx_enrich_report'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+REVOKE ALL ON FUNCTION @extschema@.stockx_enrich_acquire(int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.stockx_enrich_report(int, text) FROM PUBLIC;
+
 -- ---------------------------------------------------------------- payout after fees
 
 -- Payout after fees: StockX's seller fees as data a user can edit, a

@@ -301,6 +301,22 @@ sx_limiter_sent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t sent_at, bool 
 		l->tat = next;
 }
 
+/*
+ * A granted slot handed to a sender outside our control (a program that
+ * called stockx_enrich_acquire()), which sends at some moment in the next
+ * slack_us: the next slot goes an interval after the latest it may send.
+ */
+void
+sx_limiter_sent_within(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t slack_us)
+{
+	int64_t next;
+
+	sx_limiter_sent(l, cfg, now, true);
+	next = now + (slack_us > 0 ? slack_us : 0) + emission_interval(l, cfg);
+	if (next > l->tat)
+		l->tat = next;
+}
+
 /* A granted slot whose request was never sent (it still counts as used). */
 void
 sx_limiter_unsent(SxLimiter *l)

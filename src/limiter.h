@@ -36,6 +36,7 @@ typedef struct SxLimiterConfig
 	int64_t probe_timeout_ms; /* a probe has surely ended after this */
 	double margin_ms;         /* added to every emission interval */
 	int64_t send_timeout_ms;  /* a granted slot never confirmed as sent is forgotten */
+	int64_t outside_slack_ms; /* a program outside the database sends within this of its grant */
 } SxLimiterConfig;
 
 typedef enum SxCircuitState
@@ -79,6 +80,8 @@ extern void sx_limiter_init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t no
 extern SxVerdict sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
                                     int64_t day, int64_t *wait_us);
 extern void sx_limiter_sent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t sent_at, bool first);
+extern void sx_limiter_sent_within(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
+                                   int64_t slack_us);
 extern void sx_limiter_unsent(SxLimiter *l);
 extern void sx_limiter_on_success(SxLimiter *l, const SxLimiterConfig *cfg);
 extern int64_t sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,

@@ -63,6 +63,7 @@ static int circuit_threshold = 5;
 static int circuit_open_ms = 15 * 60 * 1000;
 static int max_workers = 4;
 static int memory_alert_bytes = 64 * 1024 * 1024;
+static int client_send_slack_ms = 50;
 
 /* the GUC variables of the secrets only ever hold the mask */
 static char *secret_masks[SX_SECRET_COUNT];
@@ -279,6 +280,9 @@ stockx_settings_define(void)
 	           "How long an open circuit refuses requests; doubles on repeated trips up to 24 "
 	           "hours.",
 	           &circuit_open_ms, 15 * 60 * 1000, 1, 24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
+	define_int("stockx_enrich.client_send_slack_ms",
+	           "Time within which a program that called stockx_enrich_acquire() sends its request.",
+	           &client_send_slack_ms, 50, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS);
 	define_int("stockx_enrich.max_workers", "Worker slots in shared memory for the whole cluster.",
 	           &max_workers, 4, 1, 64, PGC_POSTMASTER, 0);
 	define_int("stockx_enrich.memory_alert_bytes",
@@ -304,6 +308,7 @@ stockx_settings_limiter(SxLimiterConfig *config)
 	config->margin_ms = pacing_margin_ms;
 	/* a slot is sent within milliseconds, or after a connect at the latest */
 	config->send_timeout_ms = (int64) connect_timeout_ms + 1000;
+	config->outside_slack_ms = client_send_slack_ms;
 }
 
 void

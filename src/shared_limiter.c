@@ -76,6 +76,18 @@ stockx_limiter_sent(int64 sent_at, bool first)
 	LWLockRelease(shared->lock);
 }
 
+/* A granted slot handed to a program outside the database (stockx_enrich_acquire). */
+void
+stockx_limiter_sent_outside(void)
+{
+	SxLimiterConfig cfg;
+
+	stockx_settings_limiter(&cfg);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	sx_limiter_sent_within(&shared->limiter, &cfg, stockx_mono_now(), cfg.outside_slack_ms * 1000);
+	LWLockRelease(shared->lock);
+}
+
 /* A granted request that was never sent. */
 void
 stockx_limiter_unsent(void)

@@ -25,6 +25,7 @@ extern void stockx_limiter_shmem_init(void *ptr, LWLock *lock, bool found);
 
 extern SxVerdict stockx_limiter_acquire(int64 *wait_us);
 extern void stockx_limiter_sent(int64 sent_at, bool first);
+extern void stockx_limiter_sent_outside(void);
 extern void stockx_limiter_unsent(void);
 extern void stockx_limiter_success(void);
 extern int64 stockx_limiter_429(int64 retry_after_us);

@@ -558,6 +558,17 @@ test_send_time_pacing(void)
 	is_int(acquire_only(&l, &cfg, T0 + 5 * SEC, &wait), SX_GO,
 	       "lost send: after send_timeout_ms the next slot goes");
 
+	/* a slot handed to an outside sender who sends within 300 ms of it */
+	init(&l, &cfg, T0);
+	acquire_only(&l, &cfg, T0, &wait);
+	sx_limiter_sent_within(&l, &cfg, T0, 300000);
+	is_int(l.pending_sends, 0, "outside sender: nothing pending");
+	is_int(acquire_only(&l, &cfg, T0 + SEC, &wait), SX_WAIT,
+	       "outside sender: one interval after the grant is too early");
+	is_int(wait, 300000, "outside sender: the next slot is an interval after the latest send");
+	is_int(acquire_only(&l, &cfg, T0 + SEC + 300000, &wait), SX_GO,
+	       "outside sender: GO an interval after the grant plus its slack");
+
 	/* burst 2: two slots may be pending */
 	cfg = make_config(1.0, 2);
 	init(&l, &cfg, T0);

@@ -1,0 +1,215 @@
+/*-------------------------------------------------------------------------
+ * shared_budget.c
+ *	  The account's request budget, shared with programs outside the
+ *	  database: stockx_enrich_acquire() waits for a slot of the cluster's
+ *	  limiter (the one the workers use) and stockx_enrich_report() feeds
+ *	  StockX's answer back.
+ *
+ * A listing tool or a script that calls StockX with the same account asks
+ * for a slot before each request and reports the answer after it.  It is
+ * then paced with the workers (rate, margin, the pause after a 429, the
+ * circuit, the daily quota), its 429s pause every worker, and its requests
+ * count once against the same daily quota, which report() persists.  The
+ * limiter cannot see when such a program really sends, so its slot counts
+ * as sent client_send_slack_ms after the grant (the program must send
+ * within that time), and the next slot goes an interval after that.
+ *
+ * The shared state is the limiter's (shared_limiter.c); nothing here
+ * touches shared memory directly.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#if PG_VERSION_NUM >= 170000
+#include "utils/wait_event.h"
+#endif
+
+#include "clock.h"
+#include "limiter.h"
+#include "shared_limiter.h"
+#include "shmem.h"
+#include "store.h"
+
+PG_FUNCTION_INFO_V1(stockx_enrich_acquire);
+PG_FUNCTION_INFO_V1(stockx_enrich_report);
+
+/* pg_stat_activity.wait_event of a caller waiting for its slot */
+static uint32
+rate_slot_wait_event(void)
+{
+#if PG_VERSION_NUM >= 170000
+	static uint32 event = 0;
+
+	if (event == 0)
+		event = WaitEventExtensionNew("StockxEnrichRateSlot");
+	return event;
+#else
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+/* The limiter is the primary's: a standby's shared memory paces nobody. */
+static void
+check_callable(void)
+{
+	stockx_check_shared();
+	if (RecoveryInProgress())
+		ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+		                errmsg("cannot share the StockX request budget on a standby"),
+		                errhint("Call stockx_enrich_acquire() and stockx_enrich_report() on the "
+		                        "primary server, where the workers run.")));
+}
+
+/* Read or write the persisted count of today's requests (as the extension's owner). */
+static void
+sync_quota(bool save)
+{
+	SPI_connect();
+	stockx_store_init();
+	if (save)
+		stockx_store_save_quota();
+	else
+		stockx_store_load_quota();
+	SPI_finish();
+}
+
+static void
+refuse(SxVerdict verdict)
+{
+	StockxLimiterSnapshot snap;
+
+	stockx_limiter_snapshot(&snap);
+	if (verdict == SX_REFUSED_CIRCUIT)
+		ereport(
+		    ERROR,
+		    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		     errmsg("StockX circuit breaker is open until %s",
+		            timestamptz_to_str(stockx_timestamp_from_mono(snap.limiter.circuit_open_until,
+		                                                          snap.mono_now, snap.wall_now))),
+		     errdetail("StockX answered HTTP 429 %d times in a row; sending more could get the "
+		               "account blocked.",
+		               snap.limiter.consecutive_429),
+		     errhint("Send nothing to StockX until then; after that one probe request decides.")));
+	ereport(ERROR,
+	        (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+	         errmsg("daily StockX request quota is spent (" INT64_FORMAT " of " INT64_FORMAT
+	                " requests)",
+	                snap.limiter.requests_today, snap.config.daily_limit),
+	         errhint("The quota resets at %s (00:00 UTC); see stockx_enrich.daily_request_limit.",
+	                 timestamptz_to_str(
+	                     stockx_timestamp_from_wall(sx_quota_resets_at(&snap.limiter))))));
+}
+
+/*
+ * stockx_enrich_acquire(timeout_ms int) returns timestamptz
+ *
+ * Wait until the caller may send one request to StockX, at most timeout_ms;
+ * returns when the slot was granted.  Errors when the circuit is open, the
+ * daily quota is spent, or no slot comes within timeout_ms.
+ */
+Datum
+stockx_enrich_acquire(PG_FUNCTION_ARGS)
+{
+	int32 timeout_ms = PG_GETARG_INT32(0);
+	int64 deadline;
+
+	check_callable();
+	if (timeout_ms < 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+		                errmsg("timeout_ms must not be negative"),
+		                errhint("Pass 0 to take a slot only if one is free now.")));
+	sync_quota(false);
+	deadline = stockx_mono_now() + (int64) timeout_ms * 1000;
+
+	for (;;)
+	{
+		int64 wait_us = 0;
+		SxVerdict verdict;
+		int64 now;
+
+		CHECK_FOR_INTERRUPTS();
+		verdict = stockx_limiter_acquire(&wait_us);
+		if (verdict == SX_GO)
+		{
+			stockx_limiter_sent_outside();
+			PG_RETURN_TIMESTAMPTZ(GetCurrentTimestamp());
+		}
+		if (verdict == SX_REFUSED_CIRCUIT || verdict == SX_REFUSED_QUOTA)
+			refuse(verdict);
+
+		now = stockx_mono_now();
+		if (now + wait_us > deadline)
+			ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			                errmsg("no StockX request slot within %d ms", timeout_ms),
+			                errdetail(verdict == SX_PAUSED
+			                              ? "Every caller is paused after a 429 for another %ld ms."
+			                              : "The next slot is %ld ms away.",
+			                          (long) (wait_us / 1000)),
+			                errhint("Call again later or with a larger timeout_ms; "
+			                        "stockx_enrich_limiter shows the next slot.")));
+		if (wait_us < 1000)
+			pg_usleep(wait_us);
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+			                 (long) (wait_us / 1000), rate_slot_wait_event());
+			ResetLatch(MyLatch);
+		}
+	}
+}
+
+/*
+ * stockx_enrich_report(status int, retry_after text) returns bigint
+ *
+ * What StockX answered the request of the last slot: 429 pauses every
+ * caller (until Retry-After, seconds or an HTTP date, else a jittered
+ * backoff) and counts toward the circuit; a 5xx or no answer at all
+ * (status 0) decides nothing; any other status is a success.  Returns the
+ * cluster-wide pause now in force, in milliseconds (0: none).
+ */
+Datum
+stockx_enrich_report(PG_FUNCTION_ARGS)
+{
+	int32 status;
+	int64 pause_us = 0;
+
+	check_callable();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+		        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("status must not be null"),
+		         errhint("Pass the HTTP status StockX answered, or 0 when no answer came.")));
+	status = PG_GETARG_INT32(0);
+	if (status != 0 && (status < 100 || status > 599))
+		ereport(ERROR,
+		        (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+		         errmsg("%d is not an HTTP status", status),
+		         errhint("Pass the HTTP status StockX answered, or 0 when no answer came.")));
+
+	if (status == 429)
+	{
+		int64 retry_after_us = -1;
+
+		if (!PG_ARGISNULL(1))
+		{
+			char *value = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+			retry_after_us = sx_parse_retry_after(value, stockx_wall_now());
+			pfree(value);
+		}
+		pause_us = stockx_limiter_429(retry_after_us);
+	}
+	else if (status == 0 || status >= 500)
+		stockx_limiter_other_failure();
+	else
+		stockx_limiter_success();
+	sync_quota(true);
+	PG_RETURN_INT64(pause_us / 1000);
+}
