@@ -311,6 +311,80 @@ BEGIN
 END
 $$;
 
+-- ---------------------------------------------------------------- events
+
+-- A durable outbox of what a consumer may want to act on; every row is
+-- also sent as NOTIFY stockx_enrich with the same JSON, so a listener
+-- hears it at once and a consumer that was offline reads what it missed
+-- (event_id > the last it saw).  Kept for stockx_enrich.event_retention.
+CREATE TABLE @extschema@.stockx_event (
+	event_id bigserial PRIMARY KEY,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	kind text NOT NULL
+		CHECK (kind IN ('run_end', 'circuit_open', 'quota_spent', 'price_move')),
+	payload jsonb NOT NULL
+);
+CREATE INDEX stockx_event_created_at_idx ON @extschema@.stockx_event (created_at);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_event', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_event_event_id_seq', '');
+GRANT SELECT ON @extschema@.stockx_event TO pg_monitor;
+
+CREATE FUNCTION @extschema@.stockx_event_notify()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_catalog.pg_notify('stockx_enrich',
+		(pg_catalog.jsonb_build_object('event_id', NEW.event_id, 'kind', NEW.kind,
+			'created_at', NEW.created_at) OPERATOR(pg_catalog.||) NEW.payload)::text);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER stockx_event_notify AFTER INSERT ON @extschema@.stockx_event
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.stockx_event_notify();
+
+-- When a run ends (its last worker sets finished_at): its stop reason and
+-- counters, and the circuit or the quota when that is why it ended.  As the
+-- extension's owner: it reads the limiter's state for the payload.
+CREATE FUNCTION @extschema@.stockx_run_ended()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	nsp name := pg_catalog.quote_ident(TG_TABLE_SCHEMA);
+	l record;
+BEGIN
+	EXECUTE pg_catalog.format('INSERT INTO %s.stockx_event (kind, payload) VALUES (%L, $1)',
+		nsp, 'run_end')
+	USING pg_catalog.jsonb_build_object('run_id', NEW.run_id, 'stop_reason', NEW.stop_reason,
+		'started_at', NEW.started_at, 'finished_at', NEW.finished_at, 'workers', NEW.workers,
+		'processed', NEW.processed, 'enriched', NEW.enriched, 'not_found', NEW.not_found,
+		'failed', NEW.failed, 'requests', NEW.requests, 'responses_429', NEW.responses_429,
+		'retries', NEW.retries);
+	IF NEW.stop_reason IN ('circuit_open', 'quota') THEN
+		EXECUTE pg_catalog.format('SELECT * FROM %s.stockx_enrich_limiter_state()', nsp) INTO l;
+		IF NEW.stop_reason = 'circuit_open' THEN
+			EXECUTE pg_catalog.format('INSERT INTO %s.stockx_event (kind, payload) VALUES (%L, $1)',
+				nsp, 'circuit_open')
+			USING pg_catalog.jsonb_build_object('source', 'run', 'run_id', NEW.run_id,
+				'circuit_open_until', l.circuit_open_until, 'consecutive_429', l.consecutive_429);
+		ELSE
+			EXECUTE pg_catalog.format('INSERT INTO %s.stockx_event (kind, payload) VALUES (%L, $1)',
+				nsp, 'quota_spent')
+			USING pg_catalog.jsonb_build_object('source', 'run', 'run_id', NEW.run_id,
+				'requests_today', l.requests_today, 'daily_limit', l.daily_limit,
+				'quota_resets_at', l.quota_resets_at);
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER stockx_run_ended AFTER UPDATE OF finished_at ON @extschema@.stockx_run
+	FOR EACH ROW WHEN (OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL)
+	EXECUTE FUNCTION @extschema@.stockx_run_ended();
+
 -- ---------------------------------------------------------------- one budget for the account
 
 -- Programs outside the database that call StockX with the same account

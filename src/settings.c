@@ -64,6 +64,8 @@ static int circuit_open_ms = 15 * 60 * 1000;
 static int max_workers = 4;
 static int memory_alert_bytes = 64 * 1024 * 1024;
 static int client_send_slack_ms = 50;
+static int event_retention_s = 7 * 86400;
+static double notify_change_pct = 10.0;
 
 /* the GUC variables of the secrets only ever hold the mask */
 static char *secret_masks[SX_SECRET_COUNT];
@@ -280,6 +282,13 @@ stockx_settings_define(void)
 	           "How long an open circuit refuses requests; doubles on repeated trips up to 24 "
 	           "hours.",
 	           &circuit_open_ms, 15 * 60 * 1000, 1, 24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
+	define_int("stockx_enrich.event_retention",
+	           "How long the rows of stockx_event are kept (0 = for ever).", &event_retention_s,
+	           7 * 86400, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
+	DefineCustomRealVariable(
+	    "stockx_enrich.notify_change_pct",
+	    "A move of a lowest ask or highest bid by more than this percentage is an event (0 = none).",
+	    NULL, &notify_change_pct, 10.0, 0.0, 1000.0, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	define_int("stockx_enrich.client_send_slack_ms",
 	           "Time within which a program that called stockx_enrich_acquire() sends its request.",
 	           &client_send_slack_ms, 50, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS);
@@ -350,6 +359,8 @@ stockx_settings_store(StockxStoreConfig *config)
 	config->lease_s = lease_timeout_s;
 	config->run_retention_s = run_retention_s;
 	config->history_retention_s = history_retention_s;
+	config->event_retention_s = event_retention_s;
+	config->notify_change_pct = notify_change_pct;
 	currencies(&config->currencies);
 }
 

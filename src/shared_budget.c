@@ -14,6 +14,10 @@
  * as sent client_send_slack_ms after the grant (the program must send
  * within that time), and the next slot goes an interval after that.
  *
+ * When a client's 429 opens the circuit, or its slot spends the last of
+ * the daily quota, the outbox (stockx_event) and NOTIFY stockx_enrich say
+ * so, as they do when a run ends for those reasons.
+ *
  * The shared state is the limiter's (shared_limiter.c); nothing here
  * touches shared memory directly.
  *-------------------------------------------------------------------------
@@ -26,7 +30,9 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/timestamp.h"
 #if PG_VERSION_NUM >= 170000
 #include "utils/wait_event.h"
@@ -68,9 +74,12 @@ check_callable(void)
 		                        "primary server, where the workers run.")));
 }
 
-/* Read or write the persisted count of today's requests (as the extension's owner). */
+/*
+ * Read or write the persisted count of today's requests (as the
+ * extension's owner), and add an event when one is given.
+ */
 static void
-sync_quota(bool save)
+sync_quota(bool save, const char *event_kind, const char *event_payload)
 {
 	SPI_connect();
 	stockx_store_init();
@@ -78,7 +87,20 @@ sync_quota(bool save)
 		stockx_store_save_quota();
 	else
 		stockx_store_load_quota();
+	if (event_kind != NULL)
+		stockx_store_add_event(event_kind, event_payload);
 	SPI_finish();
+}
+
+/* A JSON string of a timestamp. */
+static const char *
+json_time(TimestampTz t)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	escape_json(&buf, timestamptz_to_str(t));
+	return buf.data;
 }
 
 static void
@@ -126,7 +148,7 @@ stockx_enrich_acquire(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("timeout_ms must not be negative"),
 		                errhint("Pass 0 to take a slot only if one is free now.")));
-	sync_quota(false);
+	sync_quota(false, NULL, NULL);
 	deadline = stockx_mono_now() + (int64) timeout_ms * 1000;
 
 	for (;;)
@@ -139,7 +161,19 @@ stockx_enrich_acquire(PG_FUNCTION_ARGS)
 		verdict = stockx_limiter_acquire(&wait_us);
 		if (verdict == SX_GO)
 		{
+			StockxLimiterSnapshot snap;
+
 			stockx_limiter_sent_outside();
+			stockx_limiter_snapshot(&snap);
+			/* this slot spent the last of the quota: say so */
+			if (snap.config.daily_limit > 0 &&
+			    snap.limiter.requests_today == snap.config.daily_limit)
+				sync_quota(true, "quota_spent",
+				           psprintf("{\"source\": \"client\", \"requests_today\": " INT64_FORMAT
+				                    ", \"daily_limit\": " INT64_FORMAT ", \"quota_resets_at\": %s}",
+				                    snap.limiter.requests_today, snap.config.daily_limit,
+				                    json_time(stockx_timestamp_from_wall(
+				                        sx_quota_resets_at(&snap.limiter)))));
 			PG_RETURN_TIMESTAMPTZ(GetCurrentTimestamp());
 		}
 		if (verdict == SX_REFUSED_CIRCUIT || verdict == SX_REFUSED_QUOTA)
@@ -180,6 +214,9 @@ stockx_enrich_report(PG_FUNCTION_ARGS)
 {
 	int32 status;
 	int64 pause_us = 0;
+	StockxLimiterSnapshot before;
+	StockxLimiterSnapshot after;
+	const char *event = NULL;
 
 	check_callable();
 	if (PG_ARGISNULL(0))
@@ -204,12 +241,22 @@ stockx_enrich_report(PG_FUNCTION_ARGS)
 			retry_after_us = sx_parse_retry_after(value, stockx_wall_now());
 			pfree(value);
 		}
+		stockx_limiter_snapshot(&before);
 		pause_us = stockx_limiter_429(retry_after_us);
+		stockx_limiter_snapshot(&after);
+		/* this 429 opened the circuit: say so */
+		if (!sx_limiter_circuit_refuses(&before.limiter, before.mono_now) &&
+		    sx_limiter_circuit_refuses(&after.limiter, after.mono_now))
+			event = psprintf("{\"source\": \"client\", \"circuit_open_until\": %s, "
+			                 "\"consecutive_429\": %d}",
+			                 json_time(stockx_timestamp_from_mono(after.limiter.circuit_open_until,
+			                                                      after.mono_now, after.wall_now)),
+			                 after.limiter.consecutive_429);
 	}
 	else if (status == 0 || status >= 500)
 		stockx_limiter_other_failure();
 	else
 		stockx_limiter_success();
-	sync_quota(true);
+	sync_quota(true, event ? "circuit_open" : NULL, event);
 	PG_RETURN_INT64(pause_us / 1000);
 }

@@ -77,6 +77,8 @@ typedef enum StatementId
 	ST_QUOTA_SAVE,
 	ST_ANYTHING_DUE,
 	ST_RUN_PRUNE,
+	ST_EVENT_PRUNE,
+	ST_EVENT_ADD,
 	ST_CLAIM_LOCK,
 	ST_MARKET_RECORD,
 	ST_HISTORY_MAINTAIN,
@@ -277,6 +279,13 @@ static const Statement statements[ST_COUNT] = {
 	                      "                  AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()))",
 	                      1,
 	                      { FLOAT8OID } },
+	[ST_EVENT_PRUNE] = { "DELETE FROM @extschema@.stockx_event "
+	                     " WHERE created_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
+	                     1,
+	                     { FLOAT8OID } },
+	[ST_EVENT_ADD] = { "INSERT INTO @extschema@.stockx_event (kind, payload) VALUES ($1, $2::jsonb)",
+	                   2,
+	                   { TEXTOID, TEXTOID } },
 	[ST_RUN_PRUNE] = { "DELETE FROM @extschema@.stockx_run "
 	                   " WHERE finished_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
 	                   1,
@@ -313,7 +322,20 @@ static const Statement statements[ST_COUNT] = {
 	                       "    sell_faster = EXCLUDED.sell_faster, earn_more = EXCLUDED.earn_more, "
 	                       "    flex_lowest_ask = EXCLUDED.flex_lowest_ask, "
 	                       "    market_updated_at = EXCLUDED.market_updated_at "
-	                       "  RETURNING m.variant_id, m.lowest_ask, m.highest_bid, m.sell_faster, m.earn_more) "
+	                       "  RETURNING m.variant_id, m.lowest_ask, m.highest_bid, m.sell_faster, m.earn_more), "
+	                       "moved AS ( "
+	                       "  INSERT INTO @extschema@.stockx_event (kind, payload) "
+	                       "  SELECT 'price_move', pg_catalog.jsonb_build_object('sku', $1, "
+	                       "         'variant_id', up.variant_id, 'size', (SELECT v.variant_value "
+	                       "           FROM @extschema@.stockx_variant v WHERE v.variant_id = up.variant_id), "
+	                       "         'currency_code', $8, 'lowest_ask', up.lowest_ask, "
+	                       "         'lowest_ask_before', old.lowest_ask, 'highest_bid', up.highest_bid, "
+	                       "         'highest_bid_before', old.highest_bid) "
+	                       "    FROM up JOIN old ON old.variant_id = up.variant_id "
+	                       "   WHERE $9 > 0 "
+	                       "     AND (pg_catalog.abs(up.lowest_ask - old.lowest_ask) * 100 > $9::numeric * old.lowest_ask "
+	                       "       OR pg_catalog.abs(up.highest_bid - old.highest_bid) * 100 > $9::numeric * old.highest_bid) "
+	                       "   ORDER BY up.variant_id) "
 	                       "INSERT INTO @extschema@.stockx_price_history (variant_id, sku, currency_code, "
 	                       "       observed_at, lowest_ask, highest_bid, sell_faster, earn_more) "
 	                       "SELECT up.variant_id, $1, $8, pg_catalog.now(), up.lowest_ask, up.highest_bid, "
@@ -323,9 +345,9 @@ static const Statement statements[ST_COUNT] = {
 	                       "    OR (old.lowest_ask, old.highest_bid, old.sell_faster, old.earn_more) "
 	                       "       IS DISTINCT FROM (up.lowest_ask, up.highest_bid, up.sell_faster, up.earn_more) "
 	                       "ON CONFLICT DO NOTHING",
-	                       8,
+	                       9,
 	                       { TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	                         TEXTARRAYOID, TEXTARRAYOID, TEXTOID } },
+	                         TEXTARRAYOID, TEXTARRAYOID, TEXTOID, FLOAT8OID } },
 	[ST_HISTORY_MAINTAIN] = { "SELECT @extschema@.stockx_price_history_upkeep()",
 	                          0,
 	                          { InvalidOid } },
@@ -804,6 +826,7 @@ record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r)
 
 		market_arrays(sku, r, c, &p);
 		param_text(&p, config->currencies.code[c]);
+		param_float8(&p, config->notify_change_pct);
 		run(ST_MARKET_RECORD, &p, SPI_OK_INSERT);
 	}
 }
@@ -1188,6 +1211,29 @@ stockx_store_prune_runs(int retention_s)
 		return;
 	param_float8(&p, (double) retention_s);
 	run(ST_RUN_PRUNE, &p, SPI_OK_DELETE);
+}
+
+/* Add an event to the outbox (a trigger sends it as NOTIFY stockx_enrich). */
+void
+stockx_store_add_event(const char *kind, const char *payload_json)
+{
+	Params p = { 0 };
+
+	param_text(&p, kind);
+	param_text(&p, payload_json);
+	run(ST_EVENT_ADD, &p, SPI_OK_INSERT);
+}
+
+/* Delete events older than retention_s (0 keeps them). */
+void
+stockx_store_prune_events(int retention_s)
+{
+	Params p = { 0 };
+
+	if (retention_s <= 0)
+		return;
+	param_float8(&p, (double) retention_s);
+	run(ST_EVENT_PRUNE, &p, SPI_OK_DELETE);
 }
 
 /* ---------------------------------------------------------------- price history */

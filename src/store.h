@@ -20,8 +20,10 @@ typedef struct StockxStoreConfig
 	int backoff_max_ms;
 	int refresh_after_s; /* 0 = only products with their own refresh_every */
 	int lease_s;
-	int run_retention_s;     /* 0 = keep every run */
-	int history_retention_s; /* 0 = keep all price history */
+	int run_retention_s;      /* 0 = keep every run */
+	int history_retention_s;  /* 0 = keep all price history */
+	int event_retention_s;    /* 0 = keep every event */
+	double notify_change_pct; /* price moves above this are events; 0 = none */
 	StockxCurrencies currencies;
 } StockxStoreConfig;
 
@@ -60,6 +62,8 @@ extern int64 stockx_store_next_run_id(void);
 extern char *stockx_store_run_reason(int64 run_id);
 extern bool stockx_store_anything_due(const StockxStoreConfig *config);
 extern void stockx_store_prune_runs(int retention_s);
+extern void stockx_store_add_event(const char *kind, const char *payload_json);
+extern void stockx_store_prune_events(int retention_s);
 extern bool stockx_store_history_due(void);
 extern void stockx_store_maintain_history(void);
 extern void stockx_store_load_quota(void);

@@ -1348,6 +1348,7 @@ prepare_run(Worker *w)
 	                        w->args.started_at);
 	stockx_store_close_orphan_runs(active, nactive);
 	stockx_store_prune_runs(w->store_config.run_retention_s);
+	stockx_store_prune_events(w->store_config.event_retention_s);
 	stockx_store_load_quota();
 	tx_commit();
 	maintain_history(w);
