@@ -11,6 +11,13 @@ ALTER TABLE @extschema@.stockx_product
 	ADD COLUMN refresh_every interval CHECK (refresh_every > interval '0'),
 	ADD COLUMN priority int NOT NULL DEFAULT 0;
 
+-- query_kind 'gtin': the row's sku is a barcode (queued by
+-- stockx_enrich_enqueue_gtins); the worker keeps the product whose
+-- variants carry it exactly.
+ALTER TABLE @extschema@.stockx_product
+	ADD COLUMN query_kind text NOT NULL DEFAULT 'style_id'
+		CHECK (query_kind IN ('style_id', 'gtin'));
+
 DROP INDEX @extschema@.stockx_product_pending_idx;
 DROP INDEX @extschema@.stockx_product_refresh_idx;
 CREATE INDEX stockx_product_pending_idx

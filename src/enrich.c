@@ -7,6 +7,12 @@
  *	  Market data is asked once per configured currency: each currency
  *	  after the first costs one more request.
  *
+ * A row queued by barcode searches with the GTIN; the search answer does
+ * not say which product carries it, so the variants of the first products
+ * of the answer are asked in turn (at most SX_GTIN_CANDIDATES) and the
+ * product whose variants list the GTIN exactly is kept: 3 requests when
+ * StockX lists it first, one more for each product before it.
+ *
  * The job never waits, sends or sleeps itself: stockx_job_path() says what
  * to ask next, stockx_job_answer() classifies what came back and moves the
  * job on.  Answers are classified here: 429 is repeated up to max_retries
@@ -25,6 +31,8 @@
 #include "enrich.h"
 #include "limiter.h"
 #include "stockx_enrich.h"
+
+#define SX_GTIN_CANDIDATES 3
 
 static const char *const step_endpoints[] = { "search", "variants", "market-data", "done" };
 
@@ -143,6 +151,18 @@ market_names_unknown_variant(const StockxJob *job)
 	return false;
 }
 
+/* Whether a variant of the product in hand lists the row's barcode. */
+static bool
+variants_carry_gtin(const StockxJob *job)
+{
+	int i;
+
+	for (i = 0; i < job->result.nvariants; i++)
+		if (sx_gtins_contain(job->result.variants[i].gtins_json, job->claim->sku_utf8))
+			return true;
+	return false;
+}
+
 /* Parse a 200 answer for the current step; moves the job on. */
 static StockxStep
 take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig *cfg)
@@ -157,8 +177,17 @@ take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig
 	switch (job->step)
 	{
 		case SX_STEP_SEARCH:
-			pr = sx_parse_search(resp->body, resp->body_len, job->claim->sku_utf8, &alloc,
-			                     &r->product, errbuf);
+			if (job->claim->by_gtin)
+			{
+				pr = sx_parse_search_candidates(resp->body, resp->body_len, &alloc,
+				                                SX_GTIN_CANDIDATES, &job->candidates,
+				                                &job->ncandidates, errbuf);
+				if (pr == SX_PARSE_OK)
+					r->product = job->candidates[0];
+			}
+			else
+				pr = sx_parse_search(resp->body, resp->body_len, job->claim->sku_utf8, &alloc,
+				                     &r->product, errbuf);
 			if (pr == SX_PARSE_NOT_FOUND)
 				return settle(job, SX_OUTCOME_NOT_FOUND, NULL);
 			break;
@@ -187,6 +216,16 @@ take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig
 		case SX_STEP_VARIANTS:
 			if (job->refresh)
 				return settle(job, SX_OUTCOME_REFRESHED, NULL);
+			if (job->claim->by_gtin && !variants_carry_gtin(job))
+			{
+				/* not this product: the next one of the search answer, if any */
+				if (++job->candidate >= job->ncandidates)
+					return settle(job, SX_OUTCOME_NOT_FOUND, NULL);
+				r->product = job->candidates[job->candidate];
+				r->variants = NULL;
+				r->nvariants = 0;
+				return advance(job, SX_STEP_VARIANTS);
+			}
 			return advance(job, SX_STEP_MARKET);
 		case SX_STEP_MARKET:
 			if (job->currency + 1 < cfg->currencies.n)

@@ -21,6 +21,7 @@ typedef struct StockxClaim
 	char *status;     /* pending | enriched | not_found */
 	char *product_id; /* known StockX product, or NULL */
 	int attempts;
+	bool by_gtin;          /* sku is a barcode: match the variants' gtins */
 	int nknown;            /* variants we already store */
 	char **known_variants; /* their ids, lower case */
 } StockxClaim;
@@ -87,8 +88,11 @@ typedef struct StockxJob
 	MemoryContext body_cxt;          /* the answer being read; reset after each */
 	uint64 token_generation;         /* of the token the request carried */
 	StockxResult result;
-	bool settled; /* result final, waiting to be written */
-	int batch;    /* index of the worker's batch that owns the claim */
+	SxProduct *candidates; /* a search by barcode: the products to look into */
+	int ncandidates;
+	int candidate; /* the one whose variants were asked for */
+	bool settled;  /* result final, waiting to be written */
+	int batch;     /* index of the worker's batch that owns the claim */
 } StockxJob;
 
 /* What the limiter should hear about an answer. */

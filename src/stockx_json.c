@@ -342,6 +342,96 @@ sx_parse_search(const char *body, size_t len, const char *sku, const SxAllocator
 	return result;
 }
 
+/*
+ * The first max products of a search answer, in its order (a search by
+ * barcode: which of them carries it only the variants tell).  Entries that
+ * are not readable products are skipped.
+ */
+SxParseResult
+sx_parse_search_candidates(const char *body, size_t len, const SxAllocator *a, int max,
+                           SxProduct **out, int *count, char *errbuf)
+{
+	json_object *root = parse_body(body, len, errbuf);
+	json_object *products;
+	SxParseResult result = SX_PARSE_OK;
+	size_t i, n;
+
+	*out = NULL;
+	*count = 0;
+	if (root == NULL)
+		return SX_PARSE_MALFORMED;
+	if (!json_object_is_type(root, json_type_object) ||
+	    !json_object_object_get_ex(root, "products", &products) ||
+	    !json_object_is_type(products, json_type_array))
+	{
+		set_error(errbuf, "search answer has no \"products\" array");
+		json_object_put(root);
+		return SX_PARSE_MALFORMED;
+	}
+	n = json_object_array_length(products);
+	*out = a->alloc(a->context, sizeof(SxProduct) * (max > 0 ? max : 1));
+	if (*out == NULL)
+	{
+		json_object_put(root);
+		return SX_PARSE_NO_MEMORY;
+	}
+	for (i = 0; i < n && *count < max; i++)
+	{
+		json_object *p = json_object_array_get_idx(products, i);
+		SxParseResult r;
+
+		if (!json_object_is_type(p, json_type_object))
+			continue;
+		r = read_product(a, p, &(*out)[*count], errbuf);
+		if (r == SX_PARSE_NO_MEMORY)
+		{
+			result = r;
+			break;
+		}
+		if (r == SX_PARSE_OK)
+			(*count)++;
+	}
+	errbuf[0] = '\0';
+	json_object_put(root);
+	if (result == SX_PARSE_OK && *count == 0)
+		result = SX_PARSE_NOT_FOUND;
+	return result;
+}
+
+/*
+ * Whether a variant's gtins (its "gtins" array as received, JSON text) list
+ * exactly this identifier.
+ */
+bool
+sx_gtins_contain(const char *gtins_json, const char *gtin)
+{
+	json_object *root;
+	bool found = false;
+	size_t i, n;
+
+	if (gtins_json == NULL || gtin == NULL || gtin[0] == '\0')
+		return false;
+	root = json_tokener_parse(gtins_json);
+	if (root == NULL)
+		return false;
+	if (json_object_is_type(root, json_type_array))
+	{
+		n = json_object_array_length(root);
+		for (i = 0; i < n && !found; i++)
+		{
+			json_object *g = json_object_array_get_idx(root, i);
+			json_object *id;
+
+			found = json_object_is_type(g, json_type_object) &&
+			        json_object_object_get_ex(g, "identifier", &id) &&
+			        json_object_is_type(id, json_type_string) &&
+			        strcmp(json_object_get_string(id), gtin) == 0;
+		}
+	}
+	json_object_put(root);
+	return found;
+}
+
 /* An ElementReader: the signature is the one parse_array() calls through. */
 static SxParseResult
 read_variant(const SxAllocator *a, json_object *v, void *elem, char *errbuf)

@@ -79,6 +79,9 @@ typedef struct SxToken
 
 extern SxParseResult sx_parse_search(const char *body, size_t len, const char *sku,
                                      const SxAllocator *a, SxProduct *out, char *errbuf);
+extern SxParseResult sx_parse_search_candidates(const char *body, size_t len, const SxAllocator *a,
+                                                int max, SxProduct **out, int *count, char *errbuf);
+extern bool sx_gtins_contain(const char *gtins_json, const char *gtin);
 extern SxParseResult sx_parse_variants(const char *body, size_t len, const SxAllocator *a,
                                        SxVariant **out, int *count, char *errbuf);
 extern SxParseResult sx_parse_market(const char *body, size_t len, const SxAllocator *a,

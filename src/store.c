@@ -103,7 +103,8 @@ typedef struct Statement
 	"         ORDER BY " order " LIMIT $1 FOR UPDATE SKIP LOCKED) due "                             \
 	" WHERE p.sku = due.sku "                                                                       \
 	"RETURNING p.sku, p.status, p.stockx_product_id::text, p.attempts, "                            \
-	"  ARRAY(SELECT v.variant_id::text FROM @extschema@.stockx_variant v WHERE v.sku = p.sku)"
+	"  ARRAY(SELECT v.variant_id::text FROM @extschema@.stockx_variant v WHERE v.sku = p.sku), "    \
+	"  p.query_kind = 'gtin'"
 #define CLAIM_TYPES                                                                                \
 	{                                                                                              \
 		INT4OID, INT4OID, INT4ARRAYOID, FLOAT8OID, FLOAT8OID                                       \
@@ -694,6 +695,7 @@ stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live
 			if (SPI_getvalue(tup, desc, 3) != NULL)
 				c->product_id = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 3));
 			c->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+			c->by_gtin = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 			if (!isnull)
 			{
 				Datum *ids;

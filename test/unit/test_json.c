@@ -352,6 +352,50 @@ test_search_fuzzy(void)
 	track_end();
 }
 
+/* A search by barcode: the first products in order, and gtins lists. */
+static void
+test_search_candidates(void)
+{
+	static const char body[] =
+	    "{\"count\":4,\"products\":["
+	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"A-1\",\"title\":\"first\"},"
+	    "12,"
+	    "{\"productId\":\"not-a-uuid\",\"styleId\":\"B-2\",\"title\":\"unreadable\"},"
+	    "{\"productId\":\"" UUID_P "\",\"styleId\":null,\"title\":\"second\"},"
+	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"C-3\",\"title\":\"third\"},"
+	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"D-4\",\"title\":\"fourth\"}]}";
+	char errbuf[SX_ERRBUF_SIZE];
+	SxProduct *c;
+	int n;
+
+	track_begin(-1);
+	is_int(sx_parse_search_candidates(body, strlen(body), &A, 3, &c, &n, errbuf), SX_PARSE_OK,
+	       "candidates: parsed");
+	is_int(n, 3, "candidates: at most max, readable products only");
+	ok(n == 3 && strcmp(c[0].title, "first") == 0 && strcmp(c[1].title, "second") == 0 &&
+	       strcmp(c[2].title, "third") == 0,
+	   "candidates: in the answer's order, unreadable entries skipped");
+	is_str(c[1].product_id, UUID_P, "candidates: a null styleId does not matter");
+	is_int(sx_parse_search_candidates("{\"products\":[]}", 15, &A, 3, &c, &n, errbuf),
+	       SX_PARSE_NOT_FOUND, "candidates: none is NOT_FOUND");
+	is_int(sx_parse_search_candidates("[]", 2, &A, 3, &c, &n, errbuf), SX_PARSE_MALFORMED,
+	       "candidates: not a search answer is MALFORMED");
+	track_end();
+
+	ok(sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"},"
+	                    "{\"identifier\":\"0197611157695\",\"type\":\"EAN-13\"}]",
+	                    "0197611157695"),
+	   "gtins: an exact identifier is found");
+	ok(!sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]", "0197611157695"),
+	   "gtins: exact means exact, no zero padding");
+	ok(!sx_gtins_contain("[{\"identifier\":197611157695}]", "197611157695"),
+	   "gtins: a number is not an identifier");
+	ok(!sx_gtins_contain("[]", "1") && !sx_gtins_contain(NULL, "1") &&
+	       !sx_gtins_contain("{\"identifier\":\"1\"}", "1") && !sx_gtins_contain("[", "1") &&
+	       !sx_gtins_contain("[{\"identifier\":\"1\"}]", ""),
+	   "gtins: empty, null, not an array, broken JSON or an empty gtin find nothing");
+}
+
 /* Bodies that are not search answers, and empty product lists. */
 static void
 test_search_shapes(void)
@@ -1287,6 +1331,7 @@ main(void)
 	test_search_shapes();
 	test_search_attributes();
 	test_search_odd_skus();
+	test_search_candidates();
 	test_style_id_matches();
 	test_variants();
 	test_market();
