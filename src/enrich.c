@@ -61,6 +61,15 @@ stockx_job_path(StockxJob *job, const StockxEnrichConfig *config, const char **e
 	switch (job->step)
 	{
 		case SX_STEP_SEARCH:
+			if (job->claim->by_gtin)
+			{
+				/* a barcode as catalogues list it: 0 + a UPC is searched as the UPC */
+				char gtin[32];
+
+				sx_gtin_short_form(job->claim->sku_utf8, gtin, sizeof(gtin));
+				return psprintf("/catalog/search?query=%s&pageNumber=1&pageSize=50",
+				                stockx_http_escape(gtin));
+			}
 			return psprintf("/catalog/search?query=%s&pageNumber=1&pageSize=50",
 			                stockx_http_escape(job->claim->sku_utf8));
 		case SX_STEP_VARIANTS:

@@ -398,9 +398,49 @@ sx_parse_search_candidates(const char *body, size_t len, const SxAllocator *a, i
 	return result;
 }
 
+/* GTINs of 8, 12, 13 and 14 digits are one number, zero-padded to 14. */
+static bool
+gtin_equal(const char *a, const char *b)
+{
+	while (*a == '0')
+		a++;
+	while (*b == '0')
+		b++;
+	return strcmp(a, b) == 0;
+}
+
+/*
+ * The shortest standard form of a GTIN of digits (GTIN-8, -12 or -13: the
+ * leading zeros of a longer form dropped), as a catalogue lists it; into
+ * out (at least 15 bytes).  A value that is not 1 to 14 digits is copied.
+ */
+void
+sx_gtin_short_form(const char *gtin, char *out, size_t outlen)
+{
+	const char *p = gtin;
+	size_t len, i, width;
+
+	len = strlen(gtin);
+	for (i = 0; i < len; i++)
+		if (gtin[i] < '0' || gtin[i] > '9')
+			break;
+	if (len == 0 || len > 14 || i < len || outlen < 15)
+	{
+		snprintf(out, outlen, "%s", gtin);
+		return;
+	}
+	while (*p == '0' && p[1] != '\0')
+		p++;
+	len = strlen(p);
+	width = len <= 8 ? 8 : len <= 12 ? 12 : len <= 13 ? 13 : 14;
+	memset(out, '0', width - len);
+	memcpy(out + (width - len), p, len + 1);
+}
+
 /*
  * Whether a variant's gtins (its "gtins" array as received, JSON text) list
- * exactly this identifier.
+ * this identifier: exactly, but for the leading zeros that make a UPC-A an
+ * EAN-13 or a GTIN-14 (GS1 compares GTINs padded to 14 digits).
  */
 bool
 sx_gtins_contain(const char *gtins_json, const char *gtin)
@@ -425,7 +465,7 @@ sx_gtins_contain(const char *gtins_json, const char *gtin)
 			found = json_object_is_type(g, json_type_object) &&
 			        json_object_object_get_ex(g, "identifier", &id) &&
 			        json_object_is_type(id, json_type_string) &&
-			        strcmp(json_object_get_string(id), gtin) == 0;
+			        gtin_equal(json_object_get_string(id), gtin);
 		}
 	}
 	json_object_put(root);

@@ -82,6 +82,7 @@ extern SxParseResult sx_parse_search(const char *body, size_t len, const char *s
 extern SxParseResult sx_parse_search_candidates(const char *body, size_t len, const SxAllocator *a,
                                                 int max, SxProduct **out, int *count, char *errbuf);
 extern bool sx_gtins_contain(const char *gtins_json, const char *gtin);
+extern void sx_gtin_short_form(const char *gtin, char *out, size_t outlen);
 extern SxParseResult sx_parse_variants(const char *body, size_t len, const SxAllocator *a,
                                        SxVariant **out, int *count, char *errbuf);
 extern SxParseResult sx_parse_market(const char *body, size_t len, const SxAllocator *a,

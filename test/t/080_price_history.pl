@@ -163,6 +163,21 @@ is(sql(qq{SELECT action FROM stockx_price_history_maintain(NULL, 6) WHERE partit
 is(sql("SELECT count(*) FROM $later") . '/' . sql('SELECT count(*) FROM stockx_price_history_default'),
 	'1/0', 'and moves the row into it');
 
+# --- a dump restores: partitions made by the workers (not members of the
+# extension) with their rows, the default partition's rows, the current
+# market data
+my $dump = $node->basedir . '/history.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump');
+sql('CREATE DATABASE restored');
+$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'),
+	'-f', $dump ], 'the dump restores with ON_ERROR_STOP');
+my $census = q{SELECT (SELECT count(*) FROM stockx_price_history) || ' ' ||
+	(SELECT count(*) FROM stockx_price_history_default) || ' ' ||
+	(SELECT count(*) FROM stockx_market) || ' ' ||
+	(SELECT count(*) FROM pg_inherits WHERE inhparent = 'stockx_price_history'::regclass)};
+is($node->safe_psql('restored', $census), sql($census),
+	'with every history row, partition and market row');
+
 # --- the maintenance function refuses nonsense and is not for everybody
 my ($rc, $out, $err) = $node->psql('postgres', 'SELECT * FROM stockx_price_history_maintain(NULL, 99)');
 like($err, qr/months_ahead must be between 0 and 24/, 'months_ahead out of range is refused');

@@ -386,8 +386,37 @@ test_search_candidates(void)
 	                    "{\"identifier\":\"0197611157695\",\"type\":\"EAN-13\"}]",
 	                    "0197611157695"),
 	   "gtins: an exact identifier is found");
-	ok(!sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]", "0197611157695"),
-	   "gtins: exact means exact, no zero padding");
+	ok(sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]",
+	                    "00197611157695"),
+	   "gtins: a UPC-A is the same GTIN as its zero-padded GTIN-14");
+	ok(!sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]",
+	                     "1976111576950"),
+	   "gtins: otherwise exact, not a prefix");
+	{
+		char f[32];
+		const char *cases[][2] = { { "00197611157695", "197611157695" },
+			                       { "0197611157695", "197611157695" },
+			                       { "197611157695", "197611157695" },
+			                       { "5901234123457", "5901234123457" },
+			                       { "00000096385074", "96385074" },
+			                       { "000012345670", "12345670" },
+			                       { "10012345678902", "10012345678902" },
+			                       { "00000000000000", "00000000" },
+			                       { "12-34", "12-34" } };
+		bool all = true;
+		size_t k;
+
+		for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
+		{
+			sx_gtin_short_form(cases[k][0], f, sizeof(f));
+			if (strcmp(f, cases[k][1]) != 0)
+			{
+				all = false;
+				diag("short form of %s: %s, want %s", cases[k][0], f, cases[k][1]);
+			}
+		}
+		ok(all, "gtins: the short form drops padding down to GTIN-13, -12 or -8");
+	}
 	ok(!sx_gtins_contain("[{\"identifier\":197611157695}]", "197611157695"),
 	   "gtins: a number is not an identifier");
 	ok(!sx_gtins_contain("[]", "1") && !sx_gtins_contain(NULL, "1") &&
