@@ -100,7 +100,7 @@ DECLARE
 	part record;
 	lo text;
 	hi text;
-	waiting boolean;
+	moved bigint;
 BEGIN
 	IF months_ahead IS NULL OR months_ahead NOT BETWEEN 0 AND 24 THEN
 		RAISE EXCEPTION 'months_ahead must be between 0 and 24'
@@ -126,45 +126,28 @@ BEGIN
 		partition_name := 'stockx_price_history_' || pg_catalog.to_char(m, 'YYYYMM');
 		lo := m::text || '+00';
 		hi := (m + interval '1 month')::text || '+00';
-		waiting := NULL;
 		IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', nsp, partition_name)) IS NULL THEN
+			-- made apart, with its own indexes, then attached: rows of that
+			-- month waiting in the default partition move in first
 			EXECUTE pg_catalog.format(
-				'SELECT EXISTS (SELECT 1 FROM %I.stockx_price_history_default '
-				'WHERE observed_at >= %L AND observed_at < %L)', nsp, lo, hi)
-			   INTO waiting;
-		END IF;
-		IF waiting IS NULL THEN
-			NULL;
-		ELSIF NOT waiting THEN
-			EXECUTE pg_catalog.format(
-				'CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
-				nsp, partition_name, parent, lo, hi);
+				'CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+				nsp, partition_name, parent);
 			EXECUTE pg_catalog.format(
 				'CREATE UNIQUE INDEX %I ON %I.%I (variant_id, currency_code, observed_at)',
 				partition_name || '_key', nsp, partition_name);
 			EXECUTE pg_catalog.format('CREATE INDEX %I ON %I.%I (sku, observed_at)',
 				partition_name || '_sku_idx', nsp, partition_name);
-			action := 'created';
-			RETURN NEXT;
-		ELSE
-			-- rows of that month wait in the default partition: move them
-			EXECUTE pg_catalog.format(
-				'CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
-				nsp, partition_name, parent);
 			EXECUTE pg_catalog.format(
 				'WITH moved AS (DELETE FROM %I.stockx_price_history_default '
 				'WHERE observed_at >= %L AND observed_at < %L RETURNING *) '
 				'INSERT INTO %I.%I SELECT * FROM moved',
 				nsp, lo, hi, nsp, partition_name);
-			EXECUTE pg_catalog.format(
-				'CREATE UNIQUE INDEX %I ON %I.%I (variant_id, currency_code, observed_at)',
-				partition_name || '_key', nsp, partition_name);
-			EXECUTE pg_catalog.format('CREATE INDEX %I ON %I.%I (sku, observed_at)',
-				partition_name || '_sku_idx', nsp, partition_name);
+			GET DIAGNOSTICS moved = ROW_COUNT;
 			EXECUTE pg_catalog.format(
 				'ALTER TABLE %s ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
 				parent, nsp, partition_name, lo, hi);
-			action := 'created from the default partition';
+			action := CASE WHEN moved > 0 THEN 'created from the default partition'
+						   ELSE 'created' END;
 			RETURN NEXT;
 		END IF;
 		m := m + interval '1 month';

@@ -66,26 +66,11 @@ refuse_if_limited(void)
 	stockx_store_load_quota();
 	stockx_limiter_snapshot(&snap);
 	if (sx_limiter_circuit_refuses(&snap.limiter, snap.mono_now))
-		ereport(ERROR,
-		        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-		         errmsg("StockX circuit breaker is open until %s",
-		                timestamptz_to_str(stockx_timestamp_from_mono(
-		                    snap.limiter.circuit_open_until, snap.mono_now, snap.wall_now))),
-		         errdetail("StockX answered HTTP 429 %d times in a row; sending more could get the "
-		                   "account blocked.",
-		                   snap.limiter.consecutive_429),
-		         errhint("Call stockx_enrich_start() again after that time; one probe request will "
-		                 "then decide.")));
+		stockx_limiter_refuse(SX_REFUSED_CIRCUIT,
+		                      "Call stockx_enrich_start() again after that time; one probe request "
+		                      "will then decide.");
 	if (sx_limiter_quota_spent(&snap.limiter, &snap.config, sx_day_of(snap.wall_now)))
-		ereport(
-		    ERROR,
-		    (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-		     errmsg("daily StockX request quota is spent (" INT64_FORMAT " of " INT64_FORMAT
-		            " requests)",
-		            snap.limiter.requests_today, snap.config.daily_limit),
-		     errhint("The quota resets at %s (00:00 UTC); see stockx_enrich.daily_request_limit.",
-		             timestamptz_to_str(
-		                 stockx_timestamp_from_wall(sx_quota_resets_at(&snap.limiter))))));
+		stockx_limiter_refuse(SX_REFUSED_QUOTA, NULL);
 }
 
 /* Workers connect as the caller: a role that cannot log in could start none. */

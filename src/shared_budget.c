@@ -103,33 +103,6 @@ json_time(TimestampTz t)
 	return buf.data;
 }
 
-static void
-refuse(SxVerdict verdict)
-{
-	StockxLimiterSnapshot snap;
-
-	stockx_limiter_snapshot(&snap);
-	if (verdict == SX_REFUSED_CIRCUIT)
-		ereport(
-		    ERROR,
-		    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-		     errmsg("StockX circuit breaker is open until %s",
-		            timestamptz_to_str(stockx_timestamp_from_mono(snap.limiter.circuit_open_until,
-		                                                          snap.mono_now, snap.wall_now))),
-		     errdetail("StockX answered HTTP 429 %d times in a row; sending more could get the "
-		               "account blocked.",
-		               snap.limiter.consecutive_429),
-		     errhint("Send nothing to StockX until then; after that one probe request decides.")));
-	ereport(ERROR,
-	        (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-	         errmsg("daily StockX request quota is spent (" INT64_FORMAT " of " INT64_FORMAT
-	                " requests)",
-	                snap.limiter.requests_today, snap.config.daily_limit),
-	         errhint("The quota resets at %s (00:00 UTC); see stockx_enrich.daily_request_limit.",
-	                 timestamptz_to_str(
-	                     stockx_timestamp_from_wall(sx_quota_resets_at(&snap.limiter))))));
-}
-
 /*
  * stockx_enrich_acquire(timeout_ms int) returns timestamptz
  *
@@ -177,7 +150,8 @@ stockx_enrich_acquire(PG_FUNCTION_ARGS)
 			PG_RETURN_TIMESTAMPTZ(GetCurrentTimestamp());
 		}
 		if (verdict == SX_REFUSED_CIRCUIT || verdict == SX_REFUSED_QUOTA)
-			refuse(verdict);
+			stockx_limiter_refuse(verdict, "Send nothing to StockX until then; after that one "
+			                               "probe request decides.");
 
 		now = stockx_mono_now();
 		if (now + wait_us > deadline)

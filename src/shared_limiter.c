@@ -144,6 +144,36 @@ stockx_limiter_snapshot(StockxLimiterSnapshot *snap)
 	(void) sx_limiter_quota_spent(&snap->limiter, &snap->config, sx_day_of(snap->wall_now));
 }
 
+/*
+ * Raise the error of a refusal (SX_REFUSED_CIRCUIT or SX_REFUSED_QUOTA), with
+ * the hint of the caller for an open circuit.
+ */
+void
+stockx_limiter_refuse(SxVerdict verdict, const char *circuit_hint)
+{
+	StockxLimiterSnapshot snap;
+
+	stockx_limiter_snapshot(&snap);
+	if (verdict == SX_REFUSED_CIRCUIT)
+		ereport(ERROR,
+		        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		         errmsg("StockX circuit breaker is open until %s",
+		                timestamptz_to_str(stockx_timestamp_from_mono(
+		                    snap.limiter.circuit_open_until, snap.mono_now, snap.wall_now))),
+		         errdetail("StockX answered HTTP 429 %d times in a row; sending more could get the "
+		                   "account blocked.",
+		                   snap.limiter.consecutive_429),
+		         errhint("%s", circuit_hint)));
+	ereport(ERROR,
+	        (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+	         errmsg("daily StockX request quota is spent (" INT64_FORMAT " of " INT64_FORMAT
+	                " requests)",
+	                snap.limiter.requests_today, snap.config.daily_limit),
+	         errhint("The quota resets at %s (00:00 UTC); see stockx_enrich.daily_request_limit.",
+	                 timestamptz_to_str(
+	                     stockx_timestamp_from_wall(sx_quota_resets_at(&snap.limiter))))));
+}
+
 /* Merge a persisted count of requests for day into the limiter. */
 void
 stockx_limiter_merge_persisted(int64 day, int64 requests)

@@ -31,6 +31,7 @@ extern void stockx_limiter_success(void);
 extern int64 stockx_limiter_429(int64 retry_after_us);
 extern void stockx_limiter_other_failure(void);
 extern void stockx_limiter_snapshot(StockxLimiterSnapshot *snap);
+extern void stockx_limiter_refuse(SxVerdict verdict, const char *circuit_hint);
 extern void stockx_limiter_merge_persisted(int64 day, int64 requests);
 
 #endif /* STOCKX_SHARED_LIMITER_H */

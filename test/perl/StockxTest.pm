@@ -20,7 +20,7 @@ use Test::More;
 
 our @EXPORT = qw(standin_start standin_stop admin_config admin_reset admin_log
   admin_stats expect_product stockx_node wait_run api_requests min_gap
-  standin_url json_decode_utf8 enqueue_skus poll_until num_eq extreme_amount);
+  standin_url json_decode_utf8 enqueue_skus poll_until num_eq extreme_amount sql_error);
 
 my $json = JSON::PP->new->utf8->canonical;
 my $http = HTTP::Tiny->new(timeout => 30);
@@ -146,6 +146,27 @@ sub stockx_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION stockx_enrich');
 	return $node;
+}
+
+# "SQLSTATE hint" of the error statement $q raises in database postgres
+# ('no error' if none), through a function test_error() made on first use.
+sub sql_error
+{
+	my ($node, $q) = @_;
+	$node->safe_psql('postgres', q{
+CREATE OR REPLACE FUNCTION pg_temp.test_error(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	state text;
+	hint text;
+BEGIN
+	EXECUTE q;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
+	RETURN state || ' ' || coalesce(hint, '');
+END
+$$;
+SELECT pg_temp.test_error($q$} . $q . q{$q$)});
 }
 
 # Queue SKUs through stockx_enrich_enqueue; returns how many were new.

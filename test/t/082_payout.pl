@@ -29,21 +29,7 @@ my $node = stockx_node('payout');
 sub sql { my ($q, $db) = @_; return $node->safe_psql($db // 'postgres', $q); }
 
 # The SQLSTATE and hint of the error a statement raises ('no error' if none).
-sql(q{
-CREATE FUNCTION test_error(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	state text;
-	hint text;
-BEGIN
-	EXECUTE q;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
-	RETURN state || ' ' || coalesce(hint, '');
-END
-$$;
-});
-sub error_of { my ($q) = @_; return sql("SELECT test_error(\$q\$$q\$q\$)"); }
+sub error_of { return sql_error($node, $_[0]); }
 
 # ---------------------------------------------------------------- shipped rows
 # 12 currencies x 5 levels x 3 categories (every category, watches, handbags)

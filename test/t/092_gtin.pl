@@ -35,21 +35,7 @@ admin_reset();
 sub sql { my ($q, $db) = @_; return $node->safe_psql($db // 'postgres', $q); }
 
 # The SQLSTATE and hint of the error a statement raises ('no error' if none).
-sql(q{
-CREATE FUNCTION test_error(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	state text;
-	hint text;
-BEGIN
-	EXECUTE q;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
-	RETURN state || ' ' || coalesce(hint, '');
-END
-$$;
-});
-sub error_of { my ($q) = @_; return sql("SELECT test_error(\$q\$$q\$q\$)"); }
+sub error_of { return sql_error($node, $_[0]); }
 
 # What the stand-in's size label looks like without its label.
 sub unlabel { my ($s) = @_; return undef unless defined $s; $s =~ s/^(?:US [MWY]|EU) //; return $s; }
@@ -272,20 +258,20 @@ sql(q{DELETE FROM stockx_product WHERE sku = '5901234123457'});
 # after one search.
 my $e1 = expect_product('GTINE-1');    # registers the products at the stand-in
 my $v1 = $e1->{variants}[2];
-my ($upc) = map { $_->{identifier} } grep { $_->{type} eq 'UPC' } @{ $v1->{gtins} };
+my ($upc1) = map { $_->{identifier} } grep { $_->{type} eq 'UPC' } @{ $v1->{gtins} };
 my $e2 = expect_product('GTINE-2');
 my ($upc2) = map { $_->{identifier} } grep { $_->{type} eq 'UPC' } @{ $e2->{variants}[0]{gtins} };
 my $padded = '00' . $upc2;
-is(sql(qq{SELECT stockx_enrich_enqueue_gtins(ARRAY['$upc', '$padded', '5901234123457'])}), 3,
+is(sql(qq{SELECT stockx_enrich_enqueue_gtins(ARRAY['$upc1', '$padded', '5901234123457'])}), 3,
 	'three barcodes queued');
 admin_reset();
 is(sql('SELECT stockx_enrich_wait(stockx_enrich_start(), 60000)'), 'done', 'the run ended done');
 is(sql(qq{SELECT string_agg(sku || ' ' || status || ' ' || coalesce(style_id, '-'), ', ' ORDER BY sku)
 	FROM stockx_product WHERE query_kind = 'gtin'}),
-	"$padded enriched GTINE-2, 5901234123457 not_found -, $upc enriched GTINE-1",
+	"$padded enriched GTINE-2, 5901234123457 not_found -, $upc1 enriched GTINE-1",
 	'each barcode found its product (by the variants\' gtins), the unknown one is not_found');
-is(sql(qq{SELECT concat_ws(' ', sku, size, variant_id) FROM stockx_lookup_gtin('$upc')
-	WHERE sku = '$upc'}), "$upc $v1->{variantValue} " . lc $v1->{variantId},
+is(sql(qq{SELECT concat_ws(' ', sku, size, variant_id) FROM stockx_lookup_gtin('$upc1')
+	WHERE sku = '$upc1'}), "$upc1 $v1->{variantValue} " . lc $v1->{variantId},
 	'stockx_lookup_gtin finds the size the barcode is on');
 my %per;
 for my $r (@{ api_requests() })
@@ -295,7 +281,7 @@ for my $r (@{ api_requests() })
 }
 is(admin_stats()->{api_total}, 5 + 5 + 1,
 	'5 requests per found barcode (search, the variants of 3 candidates, market data), 1 for the unknown');
-is(join(' ', map { "$_:$per{$_}" } sort keys %per), join(' ', map { "$_:1" } sort ('5901234123457', $upc, $upc2)),
+is(join(' ', map { "$_:$per{$_}" } sort keys %per), join(' ', map { "$_:1" } sort ('5901234123457', $upc1, $upc2)),
 	'one search per barcode, the zero-padded one in its short form (the UPC)');
 
 $node->stop;

@@ -386,11 +386,9 @@ test_search_candidates(void)
 	                    "{\"identifier\":\"0197611157695\",\"type\":\"EAN-13\"}]",
 	                    "0197611157695"),
 	   "gtins: an exact identifier is found");
-	ok(sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]",
-	                    "00197611157695"),
+	ok(sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]", "00197611157695"),
 	   "gtins: a UPC-A is the same GTIN as its zero-padded GTIN-14");
-	ok(!sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]",
-	                     "1976111576950"),
+	ok(!sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]", "1976111576950"),
 	   "gtins: otherwise exact, not a prefix");
 	{
 		char f[32];
