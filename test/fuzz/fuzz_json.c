@@ -92,10 +92,23 @@ run_all(const char *body, size_t len, const char *sku, FuzzAlloc *f, const SxAll
 		        touch(p.json);
 	fuzz_release(f);
 
+	{
+		SxProduct *c;
+
+		if (sx_parse_search_candidates(body, len, a, 3, &c, &n, errbuf) == SX_PARSE_OK)
+			for (i = 0; i < n; i++)
+				sink += touch(c[i].product_id) + touch(c[i].style_id) + touch(c[i].json);
+	}
+	fuzz_release(f);
+
 	if (sx_parse_variants(body, len, a, &v, &n, errbuf) == SX_PARSE_OK)
 		for (i = 0; i < n; i++)
+		{
 			sink += touch(v[i].variant_id) + touch(v[i].variant_name) + touch(v[i].variant_value) +
 			        touch(v[i].gtins_json) + touch(v[i].size_chart_json);
+			/* the gtins as received, asked for the SKU as a barcode */
+			sink += sx_gtins_contain(v[i].gtins_json, sku);
+		}
 	fuzz_release(f);
 
 	if (sx_parse_market(body, len, a, &m, &n, errbuf) == SX_PARSE_OK)
@@ -139,6 +152,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void) sx_is_uuid(copy);
 		(void) sx_is_decimal(copy);
 		(void) sx_is_date(copy);
+		(void) sx_gtins_contain(copy, "0197611157695");
+		{
+			char form[32];
+
+			sx_gtin_short_form(copy, form, sizeof(form));
+		}
 		sku = strchr(copy, '\n');
 		if (sku != NULL)
 		{
