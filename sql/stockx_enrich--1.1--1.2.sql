@@ -631,25 +631,17 @@ GRANT SELECT ON @extschema@.stockx_variant_payout TO pg_monitor;
 
 -- ---------------------------------------------------------------- barcodes
 
--- ---------------------------------------------------------------- barcodes
-
 -- Every GTIN (UPC, EAN-13 ...) StockX lists for a variant, one row each,
 -- so that a barcode finds its product and size through an index.  gtin is
 -- the identifier as StockX sends it, blanks trimmed; entries whose
 -- identifier is not a JSON string of digits are left out.  A variant that
 -- lists the same identifier twice has one row (the first entry's type).
 --
--- The table is derived from stockx_variant.gtins and kept in step by the
--- triggers below; deleting a variant deletes its rows (the foreign key).
---
--- Dump and restore: the table is NOT registered with
--- pg_extension_config_dump.  A dump restores stockx_variant's rows with
--- COPY into a database where CREATE EXTENSION has already made these
--- triggers, and COPY fires row triggers: the restore rebuilds the table by
--- itself.  Dumping its rows as well would make that restore fail (the rows
--- COPY brings in would collide with those the trigger made, and the foreign
--- key puts stockx_variant's data first).  Only a data-only restore with
--- --disable-triggers leaves it empty: SELECT stockx_gtin_rebuild() then.
+-- The table is derived from stockx_variant.gtins: the workers write a
+-- product's rows with its variants, the trigger below follows later changes,
+-- and deleting a variant deletes its rows (the foreign key).  Variants
+-- inserted by hand need SELECT stockx_gtin_rebuild().  Its rows are dumped
+-- like the variants' (after them: the foreign key orders the data).
 CREATE TABLE @extschema@.stockx_gtin (
 	gtin text NOT NULL
 		CHECK (gtin ~ '^[0-9]+$'),
@@ -661,6 +653,7 @@ CREATE TABLE @extschema@.stockx_gtin (
 );
 CREATE INDEX stockx_gtin_variant_id_idx ON @extschema@.stockx_gtin (variant_id);
 CREATE INDEX stockx_gtin_sku_idx ON @extschema@.stockx_gtin (sku);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_gtin', '');
 
 COMMENT ON TABLE @extschema@.stockx_gtin IS
 	'GTINs of stockx_variant.gtins, one row each, kept by triggers on stockx_variant';
@@ -672,53 +665,56 @@ COMMENT ON TABLE @extschema@.stockx_gtin IS
 CREATE FUNCTION @extschema@.stockx_gtin_entries(gtins jsonb)
 RETURNS TABLE (gtin text, gtin_type text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+-- no SET clause, so that the planner inlines it into the workers' insert;
+-- every function and operator is qualified instead
 AS $$
 	SELECT DISTINCT ON (x.gtin) x.gtin, x.gtin_type
 	  FROM pg_catalog.jsonb_array_elements(
-			   CASE WHEN pg_catalog.jsonb_typeof($1) = 'array' THEN $1 ELSE '[]'::jsonb END)
+			   CASE WHEN pg_catalog.jsonb_typeof($1) OPERATOR(pg_catalog.=) 'array'
+					THEN $1 ELSE '[]'::jsonb END)
 		   WITH ORDINALITY AS e (entry, ord)
 	 CROSS JOIN LATERAL (
-		SELECT pg_catalog.btrim(e.entry ->> 'identifier') AS gtin,
-			   CASE WHEN pg_catalog.jsonb_typeof(e.entry -> 'type') = 'string'
-					THEN pg_catalog.btrim(e.entry ->> 'type') END AS gtin_type) x
-	 WHERE pg_catalog.jsonb_typeof(e.entry) = 'object'
-	   AND pg_catalog.jsonb_typeof(e.entry -> 'identifier') = 'string'
-	   AND x.gtin ~ '^[0-9]+$'
+		SELECT pg_catalog.btrim(e.entry OPERATOR(pg_catalog.->>) 'identifier') AS gtin,
+			   CASE WHEN pg_catalog.jsonb_typeof(e.entry OPERATOR(pg_catalog.->) 'type')
+						 OPERATOR(pg_catalog.=) 'string'
+					THEN pg_catalog.btrim(e.entry OPERATOR(pg_catalog.->>) 'type') END AS gtin_type) x
+	 WHERE pg_catalog.jsonb_typeof(e.entry) OPERATOR(pg_catalog.=) 'object'
+	   AND pg_catalog.jsonb_typeof(e.entry OPERATOR(pg_catalog.->) 'identifier')
+		   OPERATOR(pg_catalog.=) 'string'
+	   AND x.gtin OPERATOR(pg_catalog.~) '^[0-9]+$'
 	 ORDER BY x.gtin, e.ord
 $$;
 
 -- The trigger names the tables through the schema of the table it fires
--- on, not @extschema@: the workers store variants through it, and they
--- keep working when the extension's schema is renamed.
+-- on, not @extschema@: the workers store variants through it, and it keeps
+-- working when the extension's schema is renamed.
+
+-- A variant whose gtins or sku changed: its rows again.
 CREATE FUNCTION @extschema@.stockx_gtin_sync()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF TG_OP = 'UPDATE' THEN
-		EXECUTE pg_catalog.format(
-			'DELETE FROM %I.stockx_gtin WHERE variant_id IN ($1, $2)', TG_TABLE_SCHEMA)
-		  USING OLD.variant_id, NEW.variant_id;
-	END IF;
-	IF pg_catalog.jsonb_typeof(NEW.gtins) = 'array' AND NEW.gtins <> '[]'::jsonb THEN
-		EXECUTE pg_catalog.format(
-			'INSERT INTO %1$I.stockx_gtin (gtin, gtin_type, variant_id, sku) '
-			'SELECT e.gtin, e.gtin_type, $1, $2 FROM %1$I.stockx_gtin_entries($3) e',
-			TG_TABLE_SCHEMA)
-		  USING NEW.variant_id, NEW.sku, NEW.gtins;
-	END IF;
+	EXECUTE pg_catalog.format(
+		'DELETE FROM %I.stockx_gtin WHERE variant_id IN ($1, $2)', TG_TABLE_SCHEMA)
+	  USING OLD.variant_id, NEW.variant_id;
+	EXECUTE pg_catalog.format(
+		'INSERT INTO %1$I.stockx_gtin (gtin, gtin_type, variant_id, sku) '
+		'SELECT e.gtin, e.gtin_type, $1, $2 FROM %1$I.stockx_gtin_entries($3) e',
+		TG_TABLE_SCHEMA)
+	  USING NEW.variant_id, NEW.sku, NEW.gtins;
 	RETURN NULL;
 END
 $$;
 
--- The workers' upsert rewrites gtins at every variants call: only a real
--- change touches stockx_gtin.  A SKU renamed in stockx_product reaches
--- stockx_variant.sku by ON UPDATE CASCADE, which fires the update trigger.
-CREATE TRIGGER stockx_variant_gtin_insert
-	AFTER INSERT ON @extschema@.stockx_variant
-	FOR EACH ROW EXECUTE FUNCTION @extschema@.stockx_gtin_sync();
+-- The workers write a product's rows of stockx_gtin themselves, with its
+-- variants (one statement for all, where a row trigger cost more than the
+-- rest of the product's write).  This trigger keeps the table in step with
+-- other changes: a SKU renamed in stockx_product reaches stockx_variant.sku
+-- by ON UPDATE CASCADE, gtins edited by hand.  The workers' upsert rewrites
+-- gtins at every variants call and their market writes update every
+-- variant: the WHEN clause keeps it to real changes.
 CREATE TRIGGER stockx_variant_gtin_update
 	AFTER UPDATE OF gtins, sku ON @extschema@.stockx_variant
 	FOR EACH ROW
@@ -726,7 +722,8 @@ CREATE TRIGGER stockx_variant_gtin_update
 	EXECUTE FUNCTION @extschema@.stockx_gtin_sync();
 
 -- Empties stockx_gtin and fills it again from stockx_variant; returns the
--- number of rows.  Needed only after the triggers were bypassed (a
+-- number of rows.  Needed only after variants were inserted by hand or the
+-- trigger was bypassed (a
 -- data-only restore with --disable-triggers, session_replication_role).
 CREATE FUNCTION @extschema@.stockx_gtin_rebuild()
 RETURNS bigint

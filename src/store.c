@@ -79,6 +79,8 @@ typedef enum StatementId
 	ST_RUN_PRUNE,
 	ST_EVENT_PRUNE,
 	ST_EVENT_ADD,
+	ST_GTIN_DELETE,
+	ST_GTIN_INSERT,
 	ST_CLAIM_LOCK,
 	ST_MARKET_RECORD,
 	ST_HISTORY_MAINTAIN,
@@ -284,6 +286,15 @@ static const Statement statements[ST_COUNT] = {
 	                     " WHERE created_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
 	                     1,
 	                     { FLOAT8OID } },
+	[ST_GTIN_DELETE] = { "DELETE FROM @extschema@.stockx_gtin WHERE sku = $1", 1, { TEXTOID } },
+	[ST_GTIN_INSERT] = { "INSERT INTO @extschema@.stockx_gtin (gtin, gtin_type, variant_id, sku) "
+	                     "SELECT e.gtin, e.gtin_type, v.variant_id, v.sku "
+	                     "  FROM @extschema@.stockx_variant v "
+	                     " CROSS JOIN LATERAL @extschema@.stockx_gtin_entries(v.gtins) e "
+	                     " WHERE v.sku = $1 ORDER BY e.gtin, v.variant_id "
+	                     "ON CONFLICT DO NOTHING",
+	                     1,
+	                     { TEXTOID } },
 	[ST_EVENT_ADD] = { "INSERT INTO @extschema@.stockx_event (kind, payload) VALUES ($1, $2::jsonb)",
 	                   2,
 	                   { TEXTOID, TEXTOID } },
@@ -761,22 +772,34 @@ variant_arrays(const char *sku, StockxResult *r, const char *currency, Params *p
 	param_text(p, currency);
 }
 
+/*
+ * Write the variants of a product, and their barcodes into stockx_gtin.
+ * A row that had no variants when it was claimed (a new product: we hold
+ * its lease) has nothing to replace: two statements fewer.
+ */
 static void
-write_variants(const char *sku, StockxResult *r, const char *currency)
+write_variants(const char *sku, StockxResult *r, const char *currency, bool had_variants)
 {
 	Params p = { 0 };
 	Params d = { 0 };
+	Params g = { 0 };
 	char **ids = palloc0(sizeof(char *) * (r->nvariants + 1));
 	int i;
 
+	param_text(&g, sku);
 	variant_arrays(sku, r, currency, &p);
 	run(ST_VARIANTS_UPSERT, &p, SPI_OK_INSERT);
-	/* a full variants list replaces the old one; ids compare as uuid */
-	for (i = 0; i < r->nvariants; i++)
-		ids[i] = r->variants[i].variant_id;
-	param_text(&d, sku);
-	param_api_array(&d, ids, r->nvariants);
-	run(ST_VARIANTS_DELETE_STALE, &d, SPI_OK_DELETE);
+	if (had_variants)
+	{
+		/* a full variants list replaces the old one; ids compare as uuid */
+		for (i = 0; i < r->nvariants; i++)
+			ids[i] = r->variants[i].variant_id;
+		param_text(&d, sku);
+		param_api_array(&d, ids, r->nvariants);
+		run(ST_VARIANTS_DELETE_STALE, &d, SPI_OK_DELETE);
+		run(ST_GTIN_DELETE, &g, SPI_OK_DELETE);
+	}
+	run(ST_GTIN_INSERT, &g, SPI_OK_INSERT);
 }
 
 /* Market data of currency c as six text arrays after the SKU: id, ask, bid, faster, more, flex. */
@@ -834,8 +857,9 @@ record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r)
 }
 
 static const char *
-write_enriched(const StockxStoreConfig *config, const char *sku, StockxResult *r)
+write_enriched(const StockxStoreConfig *config, const StockxClaim *claim, StockxResult *r)
 {
+	const char *sku = claim->sku;
 	SxProduct *pr = &r->product;
 	Params p = { 0 };
 	char **asks = palloc0(sizeof(char *) * (r->nvariants + 1));
@@ -874,7 +898,7 @@ write_enriched(const StockxStoreConfig *config, const char *sku, StockxResult *r
 	status = returned_status();
 	if (status == NULL)
 		return NULL; /* not ours any more */
-	write_variants(sku, r, config->currencies.code[0]);
+	write_variants(sku, r, config->currencies.code[0], claim->nknown > 0);
 	record_market(config, sku, r);
 	return status;
 }
@@ -899,7 +923,7 @@ write_refreshed(const StockxStoreConfig *config, const char *sku, StockxResult *
 	if (!lock_leased(sku))
 		return NULL;
 	if (r->variants != NULL)
-		write_variants(sku, r, config->currencies.code[0]);
+		write_variants(sku, r, config->currencies.code[0], true);
 	else
 		write_market(sku, r, config->currencies.code[0]);
 	record_market(config, sku, r);
@@ -931,7 +955,7 @@ write_one(const StockxStoreConfig *config, StockxClaim *claim, StockxResult *r)
 	switch (r->outcome)
 	{
 		case SX_OUTCOME_ENRICHED:
-			return write_enriched(config, claim->sku, r);
+			return write_enriched(config, claim, r);
 		case SX_OUTCOME_REFRESHED:
 			return write_refreshed(config, claim->sku, r);
 		case SX_OUTCOME_NOT_FOUND:
