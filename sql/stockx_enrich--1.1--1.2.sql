@@ -649,10 +649,10 @@ CREATE TABLE @extschema@.stockx_gtin (
 	variant_id uuid NOT NULL
 		REFERENCES @extschema@.stockx_variant (variant_id) ON DELETE CASCADE ON UPDATE CASCADE,
 	sku text NOT NULL,
-	PRIMARY KEY (gtin, variant_id)
+	PRIMARY KEY (variant_id, gtin)
 );
-CREATE INDEX stockx_gtin_variant_id_idx ON @extschema@.stockx_gtin (variant_id);
-CREATE INDEX stockx_gtin_sku_idx ON @extschema@.stockx_gtin (sku);
+-- two indexes, not more: the workers write some 20 rows per product
+CREATE INDEX stockx_gtin_gtin_idx ON @extschema@.stockx_gtin (gtin);
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_gtin', '');
 
 COMMENT ON TABLE @extschema@.stockx_gtin IS

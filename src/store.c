@@ -286,7 +286,10 @@ static const Statement statements[ST_COUNT] = {
 	                     " WHERE created_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
 	                     1,
 	                     { FLOAT8OID } },
-	[ST_GTIN_DELETE] = { "DELETE FROM @extschema@.stockx_gtin WHERE sku = $1", 1, { TEXTOID } },
+	[ST_GTIN_DELETE] = { "DELETE FROM @extschema@.stockx_gtin g USING @extschema@.stockx_variant v "
+	                     " WHERE v.sku = $1 AND g.variant_id = v.variant_id",
+	                     1,
+	                     { TEXTOID } },
 	[ST_GTIN_INSERT] = { "INSERT INTO @extschema@.stockx_gtin (gtin, gtin_type, variant_id, sku) "
 	                     "SELECT e.gtin, e.gtin_type, v.variant_id, v.sku "
 	                     "  FROM @extschema@.stockx_variant v "
