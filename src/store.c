@@ -700,7 +700,8 @@ stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live
 			TupleDesc desc = SPI_tuptable->tupdesc;
 			StockxClaim *c = &out[got++];
 			bool isnull;
-			Datum known = SPI_getbinval(tup, desc, 5, &isnull);
+			bool known_isnull;
+			Datum known = SPI_getbinval(tup, desc, 5, &known_isnull);
 			const char *sku = SPI_getvalue(tup, desc, 1);
 
 			c->sku = MemoryContextStrdup(cxt, sku);
@@ -710,7 +711,7 @@ stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live
 				c->product_id = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 3));
 			c->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 			c->by_gtin = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-			if (!isnull)
+			if (!known_isnull)
 			{
 				Datum *ids;
 				bool *id_nulls;
@@ -831,20 +832,15 @@ market_arrays(const char *sku, StockxResult *r, int c, Params *p)
 		param_api_array(p, cols[k], n);
 }
 
-/* The first currency's amounts into stockx_variant. */
+/*
+ * Every currency's amounts into stockx_market, and what changed into the
+ * history; with update_variants also the first currency's into
+ * stockx_variant (a refresh without a variants answer), from the same
+ * arrays.
+ */
 static void
-write_market(const char *sku, StockxResult *r, const char *currency)
-{
-	Params p = { 0 };
-
-	market_arrays(sku, r, 0, &p);
-	param_text(&p, currency);
-	run(ST_MARKET_UPDATE, &p, SPI_OK_UPDATE);
-}
-
-/* Every currency's amounts into stockx_market, and what changed into the history. */
-static void
-record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r)
+record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r,
+              bool update_variants)
 {
 	int c;
 
@@ -853,6 +849,13 @@ record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r)
 		Params p = { 0 };
 
 		market_arrays(sku, r, c, &p);
+		if (c == 0 && update_variants)
+		{
+			Params v = p;
+
+			param_text(&v, config->currencies.code[0]);
+			run(ST_MARKET_UPDATE, &v, SPI_OK_UPDATE);
+		}
 		param_text(&p, config->currencies.code[c]);
 		param_float8(&p, config->notify_change_pct);
 		run(ST_MARKET_RECORD, &p, SPI_OK_INSERT);
@@ -902,7 +905,7 @@ write_enriched(const StockxStoreConfig *config, const StockxClaim *claim, Stockx
 	if (status == NULL)
 		return NULL; /* not ours any more */
 	write_variants(sku, r, config->currencies.code[0], claim->nknown > 0);
-	record_market(config, sku, r);
+	record_market(config, sku, r, false);
 	return status;
 }
 
@@ -927,9 +930,7 @@ write_refreshed(const StockxStoreConfig *config, const char *sku, StockxResult *
 		return NULL;
 	if (r->variants != NULL)
 		write_variants(sku, r, config->currencies.code[0], true);
-	else
-		write_market(sku, r, config->currencies.code[0]);
-	record_market(config, sku, r);
+	record_market(config, sku, r, r->variants == NULL);
 	param_text(&p, sku);
 	param_text(&p, config->currencies.code[0]);
 	param_int4(&p, MyProcPid);
@@ -1230,16 +1231,23 @@ stockx_store_anything_due(const StockxStoreConfig *config)
 	       DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* Delete the rows of runs that finished longer than retention_s ago (0 = keep). */
-void
-stockx_store_prune_runs(int retention_s)
+/* Run a DELETE of rows older than retention_s seconds (0 keeps them all). */
+static void
+prune(StatementId id, int retention_s)
 {
 	Params p = { 0 };
 
 	if (retention_s <= 0)
 		return;
 	param_float8(&p, (double) retention_s);
-	run(ST_RUN_PRUNE, &p, SPI_OK_DELETE);
+	run(id, &p, SPI_OK_DELETE);
+}
+
+/* Delete the rows of runs that finished longer than retention_s ago (0 = keep). */
+void
+stockx_store_prune_runs(int retention_s)
+{
+	prune(ST_RUN_PRUNE, retention_s);
 }
 
 /* Add an event to the outbox (a trigger sends it as NOTIFY stockx_enrich). */
@@ -1257,12 +1265,7 @@ stockx_store_add_event(const char *kind, const char *payload_json)
 void
 stockx_store_prune_events(int retention_s)
 {
-	Params p = { 0 };
-
-	if (retention_s <= 0)
-		return;
-	param_float8(&p, (double) retention_s);
-	run(ST_EVENT_PRUNE, &p, SPI_OK_DELETE);
+	prune(ST_EVENT_PRUNE, retention_s);
 }
 
 /* ---------------------------------------------------------------- price history */
