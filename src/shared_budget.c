@@ -34,9 +34,6 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
-#if PG_VERSION_NUM >= 170000
-#include "utils/wait_event.h"
-#endif
 
 #include "clock.h"
 #include "limiter.h"
@@ -46,21 +43,6 @@
 
 PG_FUNCTION_INFO_V1(stockx_enrich_acquire);
 PG_FUNCTION_INFO_V1(stockx_enrich_report);
-
-/* pg_stat_activity.wait_event of a caller waiting for its slot */
-static uint32
-rate_slot_wait_event(void)
-{
-#if PG_VERSION_NUM >= 170000
-	static uint32 event = 0;
-
-	if (event == 0)
-		event = WaitEventExtensionNew("StockxEnrichRateSlot");
-	return event;
-#else
-	return PG_WAIT_EXTENSION;
-#endif
-}
 
 /* The limiter is the primary's: a standby's shared memory paces nobody. */
 static void
@@ -74,22 +56,12 @@ check_callable(void)
 		                        "primary server, where the workers run.")));
 }
 
-/*
- * Read or write the persisted count of today's requests (as the
- * extension's owner), and add an event when one is given.
- */
+/* The store, as the extension's owner (the SQL functions are SECURITY DEFINER). */
 static void
-sync_quota(bool save, const char *event_kind, const char *event_payload)
+store_open(void)
 {
 	SPI_connect();
 	stockx_store_init();
-	if (save)
-		stockx_store_save_quota();
-	else
-		stockx_store_load_quota();
-	if (event_kind != NULL)
-		stockx_store_add_event(event_kind, event_payload);
-	SPI_finish();
 }
 
 /* A JSON string of a timestamp. */
@@ -121,7 +93,9 @@ stockx_enrich_acquire(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("timeout_ms must not be negative"),
 		                errhint("Pass 0 to take a slot only if one is free now.")));
-	sync_quota(false, NULL, NULL);
+	store_open();
+	stockx_store_load_quota();
+	SPI_finish();
 	deadline = stockx_mono_now() + (int64) timeout_ms * 1000;
 
 	for (;;)
@@ -141,12 +115,18 @@ stockx_enrich_acquire(PG_FUNCTION_ARGS)
 			/* this slot spent the last of the quota: say so */
 			if (snap.config.daily_limit > 0 &&
 			    snap.limiter.requests_today == snap.config.daily_limit)
-				sync_quota(true, "quota_spent",
-				           psprintf("{\"source\": \"client\", \"requests_today\": " INT64_FORMAT
-				                    ", \"daily_limit\": " INT64_FORMAT ", \"quota_resets_at\": %s}",
-				                    snap.limiter.requests_today, snap.config.daily_limit,
-				                    json_time(stockx_timestamp_from_wall(
-				                        sx_quota_resets_at(&snap.limiter)))));
+			{
+				store_open();
+				stockx_store_save_quota();
+				stockx_store_add_event(
+				    "quota_spent",
+				    psprintf(
+				        "{\"source\": \"client\", \"requests_today\": " INT64_FORMAT
+				        ", \"daily_limit\": " INT64_FORMAT ", \"quota_resets_at\": %s}",
+				        snap.limiter.requests_today, snap.config.daily_limit,
+				        json_time(stockx_timestamp_from_wall(sx_quota_resets_at(&snap.limiter)))));
+				SPI_finish();
+			}
 			PG_RETURN_TIMESTAMPTZ(GetCurrentTimestamp());
 		}
 		if (verdict == SX_REFUSED_CIRCUIT || verdict == SX_REFUSED_QUOTA)
@@ -168,7 +148,7 @@ stockx_enrich_acquire(PG_FUNCTION_ARGS)
 		else
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-			                 (long) (wait_us / 1000), rate_slot_wait_event());
+			                 (long) (wait_us / 1000), stockx_wait_event(SX_WAIT_RATE_SLOT));
 			ResetLatch(MyLatch);
 		}
 	}
@@ -231,6 +211,10 @@ stockx_enrich_report(PG_FUNCTION_ARGS)
 		stockx_limiter_other_failure();
 	else
 		stockx_limiter_success();
-	sync_quota(true, event ? "circuit_open" : NULL, event);
+	store_open();
+	stockx_store_save_quota();
+	if (event != NULL)
+		stockx_store_add_event("circuit_open", event);
+	SPI_finish();
 	PG_RETURN_INT64(pause_us / 1000);
 }

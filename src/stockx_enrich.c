@@ -11,6 +11,7 @@
 #include "common/pg_prng.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
 
@@ -128,6 +129,26 @@ double
 stockx_random(void)
 {
 	return pg_prng_double(&pg_global_prng_state);
+}
+
+/*
+ * The wait event of a wait: custom wait events from 17 on (made once per
+ * process, shared by name with every other), "Extension" before.
+ */
+uint32
+stockx_wait_event(StockxWaitEvent which)
+{
+#if PG_VERSION_NUM >= 170000
+	static const char *const names[] = { "StockxEnrichHttpAnswer", "StockxEnrichRateSlot",
+		                                 "StockxEnrichBackoff" };
+	static uint32 events[lengthof(names)];
+
+	if (events[which] == 0)
+		events[which] = WaitEventExtensionNew(names[which]);
+	return events[which];
+#else
+	return PG_WAIT_EXTENSION;
+#endif
 }
 
 /* SxAllocator callback: palloc in the given context, NULL when out of memory. */

@@ -60,12 +60,21 @@ typedef struct StockxCounters
 	int64 retries;
 } StockxCounters;
 
+/* What a process waits for, as pg_stat_activity.wait_event shows it. */
+typedef enum StockxWaitEvent
+{
+	SX_WAIT_HTTP_ANSWER = 0,
+	SX_WAIT_RATE_SLOT,
+	SX_WAIT_BACKOFF
+} StockxWaitEvent;
+
 /* stockx_enrich.c */
 extern const char *stockx_worker_state_name(StockxWorkerState state);
 extern const char *stockx_stop_reason_name(StockxStopReason reason);
 extern void stockx_counters_add(StockxCounters *into, const StockxCounters *delta);
 extern StockxCounters stockx_counters_minus(const StockxCounters *a, const StockxCounters *b);
 extern double stockx_random(void);
+extern uint32 stockx_wait_event(StockxWaitEvent which);
 extern void *stockx_palloc_no_oom(void *context, size_t size);
 extern bool stockx_parse_currencies(const char *list, StockxCurrencies *out, char *why,
                                     size_t whylen);

@@ -114,24 +114,6 @@ typedef struct Worker
 /* the owner of the token request, to tell it from the rows' requests */
 static char token_owner;
 
-/*
- * What pg_stat_activity.wait_event says a worker waits for: custom wait
- * events from 17 on, "Extension" before.
- */
-static uint32 wait_http = PG_WAIT_EXTENSION;
-static uint32 wait_rate_slot = PG_WAIT_EXTENSION;
-static uint32 wait_backoff = PG_WAIT_EXTENSION;
-
-static void
-init_wait_events(void)
-{
-#if PG_VERSION_NUM >= 170000
-	wait_http = WaitEventExtensionNew("StockxEnrichHttpAnswer");
-	wait_rate_slot = WaitEventExtensionNew("StockxEnrichRateSlot");
-	wait_backoff = WaitEventExtensionNew("StockxEnrichBackoff");
-#endif
-}
-
 static void begin_stop(Worker *w, StockxStopReason reason);
 static void maintain_history(Worker *w);
 
@@ -232,7 +214,8 @@ check_interrupts(Worker *w)
 static bool
 nap(Worker *w, long ms)
 {
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, wait_backoff);
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
+	                 stockx_wait_event(SX_WAIT_BACKOFF));
 	ResetLatch(MyLatch);
 	check_interrupts(w);
 	return !stop_requested(w);
@@ -1267,9 +1250,9 @@ run(Worker *w)
 		if (claim_wanted(w) != NULL)
 			timeout_ms = 0;
 		stockx_http_wait(w->http, Max(timeout_ms, 0),
-		                 stockx_http_in_flight(w->http) > 0 ? wait_http
-		                 : w->state == SX_STATE_BACKING_OFF ? wait_backoff
-		                                                    : wait_rate_slot);
+		                 stockx_wait_event(stockx_http_in_flight(w->http) > 0 ? SX_WAIT_HTTP_ANSWER
+		                                   : w->state == SX_STATE_BACKING_OFF ? SX_WAIT_BACKOFF
+		                                                                      : SX_WAIT_RATE_SLOT));
 		take_answers(w);
 	}
 
@@ -1302,8 +1285,8 @@ pin_session(void)
  * Make sure of the price history's partitions for this month and the next
  * ones (at the start of a run, then when the month changes), in a
  * transaction of its own.  A failure is only a warning: the partitions are
- * made months ahead, and a write that finds none fails its row with a
- * clear reason.
+ * made months ahead, and a month without one is kept in the default
+ * partition until a later upkeep moves it out.
  */
 static void
 maintain_history(Worker *w)
@@ -1455,7 +1438,6 @@ stockx_enrich_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(w->args.database, w->args.role, 0);
 	pin_session();
-	init_wait_events();
 	pgstat_report_appname("stockx_enrich worker");
 
 	w->loop_cxt =
