@@ -254,7 +254,8 @@ CREATE VIEW @extschema@.stockx_enrich_budget AS
 			   (SELECT s.setting::bigint FROM pg_catalog.pg_settings s
 				 WHERE s.name = 'stockx_enrich.refresh_after') AS refresh_after_s
 	), l AS (
-		SELECT * FROM @extschema@.stockx_enrich_limiter
+		SELECT lim.*, GREATEST(lim.daily_limit - lim.requests_today, 0) AS left_today
+		  FROM @extschema@.stockx_enrich_limiter lim
 	), due AS (
 		SELECT pg_catalog.count(*) FILTER (WHERE p.status = 'pending') AS new_products,
 			   pg_catalog.count(*) FILTER (WHERE p.status = 'enriched'
@@ -280,16 +281,16 @@ CREATE VIEW @extschema@.stockx_enrich_budget AS
 	SELECT need.new_products, need.refreshes, need.refreshes_later_today, need.not_found_rechecks,
 		   need.currencies, need.requests_due, need.requests_due_later_today,
 		   l.requests_today, l.daily_limit,
-		   CASE WHEN l.daily_limit > 0 THEN GREATEST(l.daily_limit - l.requests_today, 0) END AS quota_left_today,
+		   CASE WHEN l.daily_limit > 0 THEN l.left_today END AS quota_left_today,
 		   l.quota_resets_at, l.requests_per_second,
 		   CASE
 			 WHEN need.requests_due = 0 THEN NULL
-			 WHEN l.daily_limit = 0 OR need.requests_due <= GREATEST(l.daily_limit - l.requests_today, 0)
+			 WHEN l.daily_limit = 0 OR need.requests_due <= l.left_today
 			   THEN pg_catalog.now() + pg_catalog.make_interval(secs => need.requests_due / l.requests_per_second)
 			 -- the rest spills over the following days, daily_limit a day
 			 ELSE l.quota_resets_at
-				  + pg_catalog.make_interval(days => ((need.requests_due - GREATEST(l.daily_limit - l.requests_today, 0) - 1) / l.daily_limit)::int)
-				  + pg_catalog.make_interval(secs => (((need.requests_due - GREATEST(l.daily_limit - l.requests_today, 0) - 1) % l.daily_limit) + 1) / l.requests_per_second)
+				  + pg_catalog.make_interval(days => ((need.requests_due - l.left_today - 1) / l.daily_limit)::int)
+				  + pg_catalog.make_interval(secs => (((need.requests_due - l.left_today - 1) % l.daily_limit) + 1) / l.requests_per_second)
 		   END AS backlog_done_at
 	  FROM need, l;
 
