@@ -271,13 +271,23 @@ stockx_job_answer(StockxJob *job, const StockxResponse *resp, const StockxJobEnv
 	memset(info, 0, sizeof(*info));
 	info->endpoint = endpoint;
 	info->retry_after_us = -1;
-	info->limiter_event = SX_LIMITER_SUCCESS;
+	switch (sx_answer_class(resp->transport == SX_TRANSPORT_OK ? resp->status : 0))
+	{
+		case SX_ANSWER_SUCCESS:
+			info->limiter_event = SX_LIMITER_SUCCESS;
+			break;
+		case SX_ANSWER_RATE_LIMITED:
+			info->limiter_event = SX_LIMITER_RATE_LIMITED;
+			break;
+		case SX_ANSWER_NEUTRAL:
+			info->limiter_event = SX_LIMITER_FAILURE;
+			break;
+	}
 
 	if (resp->transport == SX_TRANSPORT_TOO_LARGE)
 		return settle(job, SX_OUTCOME_FAILED, psprintf("%s: %s", endpoint, resp->error));
 	if (resp->transport != SX_TRANSPORT_OK)
 	{
-		info->limiter_event = SX_LIMITER_FAILURE;
 		next = stockx_job_transient(job, psprintf("%s: %s", endpoint, resp->error), env);
 		info->retried = job->retries > retries_before;
 		return next;
@@ -287,7 +297,6 @@ stockx_job_answer(StockxJob *job, const StockxResponse *resp, const StockxJobEnv
 		return take_answer(job, resp, cfg);
 	if (resp->status == 429)
 	{
-		info->limiter_event = SX_LIMITER_RATE_LIMITED;
 		info->retry_after_us = resp->retry_after_us;
 		if (job->retries >= cfg->max_retries)
 			return settle(job, SX_OUTCOME_DEFERRED, http_error(resp, endpoint));
@@ -310,7 +319,6 @@ stockx_job_answer(StockxJob *job, const StockxResponse *resp, const StockxJobEnv
 	}
 	if (resp->status >= 500)
 	{
-		info->limiter_event = SX_LIMITER_FAILURE;
 		next = stockx_job_transient(job, http_error(resp, endpoint), env);
 		info->retried = job->retries > retries_before;
 		return next;

@@ -416,6 +416,24 @@ sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t
 	return l->paused_until - now;
 }
 
+/*
+ * What the status of an answer tells the limiter.  Success only when
+ * StockX's API itself answered: 2xx, and the 400 and 404 its document
+ * gives for ids it does not know.  429 is the rate limit.  Everything else
+ * decides nothing (status 0, no answer at all; 5xx; a redirect; 401 and 403,
+ * which a gateway may give before any rate is counted; other 4xx): it
+ * neither ends a run of 429s nor closes a half-open circuit.
+ */
+SxAnswerClass
+sx_answer_class(long status)
+{
+	if (status == 429)
+		return SX_ANSWER_RATE_LIMITED;
+	if ((status >= 200 && status <= 299) || status == 400 || status == 404)
+		return SX_ANSWER_SUCCESS;
+	return SX_ANSWER_NEUTRAL;
+}
+
 /* A probe that ended neither in success nor in 429 decides nothing. */
 void
 sx_limiter_on_other_failure(SxLimiter *l)

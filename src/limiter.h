@@ -76,6 +76,16 @@ typedef enum SxVerdict
 	SX_REFUSED_QUOTA    /* stop: the daily quota is spent */
 } SxVerdict;
 
+/* What an HTTP answer tells the limiter (sx_answer_class()). */
+typedef enum SxAnswerClass
+{
+	SX_ANSWER_SUCCESS,      /* StockX's API answered: the request got through */
+	SX_ANSWER_RATE_LIMITED, /* 429 */
+	SX_ANSWER_NEUTRAL       /* no answer, or one that says nothing about the rate */
+} SxAnswerClass;
+
+extern SxAnswerClass sx_answer_class(long status);
+
 extern void sx_limiter_init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t day);
 extern SxVerdict sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
                                     int64_t day, int64_t *wait_us);

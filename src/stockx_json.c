@@ -398,7 +398,11 @@ sx_parse_search_candidates(const char *body, size_t len, const SxAllocator *a, i
 	return result;
 }
 
-/* GTINs of 8, 12, 13 and 14 digits are one number, zero-padded to 14. */
+/*
+ * GTINs of 8, 12, 13 and 14 digits are one number, zero-padded to 14.  A
+ * value with no digit other than 0 (or none at all) is no GTIN and equals
+ * nothing: all zeros would otherwise match an empty identifier.
+ */
 static bool
 gtin_equal(const char *a, const char *b)
 {
@@ -406,7 +410,7 @@ gtin_equal(const char *a, const char *b)
 		a++;
 	while (*b == '0')
 		b++;
-	return strcmp(a, b) == 0;
+	return *a != '\0' && strcmp(a, b) == 0;
 }
 
 /*

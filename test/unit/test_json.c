@@ -421,6 +421,10 @@ test_search_candidates(void)
 	       !sx_gtins_contain("{\"identifier\":\"1\"}", "1") && !sx_gtins_contain("[", "1") &&
 	       !sx_gtins_contain("[{\"identifier\":\"1\"}]", ""),
 	   "gtins: empty, null, not an array, broken JSON or an empty gtin find nothing");
+	ok(!sx_gtins_contain("[{\"identifier\":\"\"}]", "00000000") &&
+	       !sx_gtins_contain("[{\"identifier\":\"0\"}]", "0000000000000") &&
+	       !sx_gtins_contain("[{\"identifier\":\"00000000\"}]", "00000000"),
+	   "gtins: zeros only are no GTIN and match nothing, not even zeros or an empty identifier");
 }
 
 /* Bodies that are not search answers, and empty product lists. */

@@ -1184,6 +1184,30 @@ test_retry_after(void)
 	       "IMF-fixdate 31 November -> -1");
 }
 
+/* What an answer's status tells the limiter. */
+static void
+test_answer_class(void)
+{
+	static const long success[] = { 200, 201, 204, 299, 400, 404 };
+	static const long neutral[] = { 0,   100, 199, 300, 301, 302, 304, 401, 403,
+		                            405, 408, 410, 422, 500, 502, 503, 599 };
+	bool all = true;
+	size_t i;
+
+	for (i = 0; i < sizeof(success) / sizeof(success[0]); i++)
+		all = all && sx_answer_class(success[i]) == SX_ANSWER_SUCCESS;
+	ok(all, "answer class: 2xx, 400 and 404 are StockX's API answering");
+	all = true;
+	for (i = 0; i < sizeof(neutral) / sizeof(neutral[0]); i++)
+		if (sx_answer_class(neutral[i]) != SX_ANSWER_NEUTRAL)
+		{
+			all = false;
+			diag("status %ld is not neutral", neutral[i]);
+		}
+	ok(all, "answer class: no answer, 1xx, 3xx, 401, 403, other 4xx and 5xx decide nothing");
+	ok(sx_answer_class(429) == SX_ANSWER_RATE_LIMITED, "answer class: 429 is the rate limit");
+}
+
 int
 main(void)
 {
@@ -1210,5 +1234,6 @@ main(void)
 	test_day_of();
 	test_next_slot();
 	test_retry_after();
+	test_answer_class();
 	return done_testing();
 }
