@@ -16,6 +16,7 @@ OBJS = \
 	src/token_cache.o \
 	src/http.o \
 	src/enrich.o \
+	src/events.o \
 	src/store.o \
 	src/worker.o \
 	src/run_control.o \

@@ -9,14 +9,20 @@
  * for a slot before each request and reports the answer after it.  It is
  * then paced with the workers (rate, margin, the pause after a 429, the
  * circuit, the daily quota), its 429s pause every worker, and its requests
- * count once against the same daily quota, which report() persists.  The
- * limiter cannot see when such a program really sends, so its slot counts
- * as sent client_send_slack_ms after the grant (the program must send
- * within that time), and the next slot goes an interval after that.
+ * count once against the same daily quota.  The limiter cannot see when
+ * such a program really sends, so its slot counts as sent
+ * client_send_slack_ms after the grant (the program must send within that
+ * time), and the next slot goes an interval after that.
+ *
+ * Nothing here writes a row the workers write: the count lives in shared
+ * memory and the workers persist it (stockx_quota) at their commits, so a
+ * client that keeps its transaction open (psycopg2 does, until commit)
+ * holds no lock a worker waits for.
  *
  * When a client's 429 opens the circuit, or its slot spends the last of
- * the daily quota, the outbox (stockx_event) and NOTIFY stockx_enrich say
- * so, as they do when a run ends for those reasons.
+ * the daily quota, an event says so (stockx_event, then NOTIFY
+ * stockx_enrich), written in the caller's transaction: it is seen when the
+ * caller commits.
  *
  * The shared state is the limiter's (shared_limiter.c); nothing here
  * touches shared memory directly.
@@ -36,6 +42,7 @@
 #include "utils/timestamp.h"
 
 #include "clock.h"
+#include "events.h"
 #include "limiter.h"
 #include "shared_limiter.h"
 #include "shmem.h"
@@ -64,15 +71,22 @@ store_open(void)
 	stockx_store_init();
 }
 
-/* A JSON string of a timestamp. */
-static const char *
-json_time(TimestampTz t)
+/*
+ * Write one event in the caller's transaction (as the extension's owner,
+ * the functions being SECURITY DEFINER) and wake the listeners at its commit.
+ */
+static void
+add_event(const char *kind, const char *payload)
 {
-	StringInfoData buf;
+	StockxEventQueue q;
+	StockxEventIds written;
 
-	initStringInfo(&buf);
-	escape_json(&buf, timestamptz_to_str(t));
-	return buf.data;
+	store_open();
+	stockx_events_init(&q, CurrentMemoryContext);
+	stockx_events_add(&q, kind, payload);
+	if (stockx_events_write(&q, true, CurrentMemoryContext, &written))
+		(void) stockx_events_notify(&written);
+	SPI_finish();
 }
 
 /*
@@ -115,18 +129,12 @@ stockx_enrich_acquire(PG_FUNCTION_ARGS)
 			/* this slot spent the last of the quota: say so */
 			if (snap.config.daily_limit > 0 &&
 			    snap.limiter.requests_today == snap.config.daily_limit)
-			{
-				store_open();
-				stockx_store_save_quota();
-				stockx_store_add_event(
-				    "quota_spent",
-				    psprintf(
-				        "{\"source\": \"client\", \"requests_today\": " INT64_FORMAT
-				        ", \"daily_limit\": " INT64_FORMAT ", \"quota_resets_at\": %s}",
-				        snap.limiter.requests_today, snap.config.daily_limit,
-				        json_time(stockx_timestamp_from_wall(sx_quota_resets_at(&snap.limiter)))));
-				SPI_finish();
-			}
+				add_event("quota_spent",
+				          psprintf("{\"source\": \"client\", \"requests_today\": " INT64_FORMAT
+				                   ", \"daily_limit\": " INT64_FORMAT ", \"quota_resets_at\": %s}",
+				                   snap.limiter.requests_today, snap.config.daily_limit,
+				                   stockx_json_time(stockx_timestamp_from_wall(
+				                       sx_quota_resets_at(&snap.limiter)))));
 			PG_RETURN_TIMESTAMPTZ(GetCurrentTimestamp());
 		}
 		if (verdict == SX_REFUSED_CIRCUIT || verdict == SX_REFUSED_QUOTA)
@@ -155,21 +163,52 @@ stockx_enrich_acquire(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A 429 of a client: pause everybody; returns the pause, and in *event the
+ * payload of a circuit_open event when this 429 opened the circuit.
+ */
+static int64
+report_429(text *retry_after, const char **event)
+{
+	int64 retry_after_us = -1;
+	int64 pause_us;
+	StockxLimiterSnapshot before;
+	StockxLimiterSnapshot after;
+
+	if (retry_after != NULL)
+	{
+		char *value = text_to_cstring(retry_after);
+
+		retry_after_us = sx_parse_retry_after(value, stockx_wall_now());
+		pfree(value);
+	}
+	stockx_limiter_snapshot(&before);
+	pause_us = stockx_limiter_429(retry_after_us);
+	stockx_limiter_snapshot(&after);
+	if (!sx_limiter_circuit_refuses(&before.limiter, before.mono_now) &&
+	    sx_limiter_circuit_refuses(&after.limiter, after.mono_now))
+		*event = psprintf("{\"source\": \"client\", \"circuit_open_until\": %s, "
+		                  "\"consecutive_429\": %d}",
+		                  stockx_json_time(stockx_timestamp_from_mono(
+		                      after.limiter.circuit_open_until, after.mono_now, after.wall_now)),
+		                  after.limiter.consecutive_429);
+	return pause_us;
+}
+
+/*
  * stockx_enrich_report(status int, retry_after text) returns bigint
  *
  * What StockX answered the request of the last slot: 429 pauses every
  * caller (until Retry-After, seconds or an HTTP date, else a jittered
- * backoff) and counts toward the circuit; a 5xx or no answer at all
- * (status 0) decides nothing; any other status is a success.  Returns the
- * cluster-wide pause now in force, in milliseconds (0: none).
+ * backoff) and counts toward the circuit; an answer of StockX's API (2xx,
+ * 400, 404) is a success; anything else (no answer at all as status 0, a
+ * 5xx, a redirect, 401, 403 ...) decides nothing (sx_answer_class()).
+ * Returns the cluster-wide pause now in force, in milliseconds (0: none).
  */
 Datum
 stockx_enrich_report(PG_FUNCTION_ARGS)
 {
 	int32 status;
 	int64 pause_us = 0;
-	StockxLimiterSnapshot before;
-	StockxLimiterSnapshot after;
 	const char *event = NULL;
 
 	check_callable();
@@ -184,37 +223,19 @@ stockx_enrich_report(PG_FUNCTION_ARGS)
 		         errmsg("%d is not an HTTP status", status),
 		         errhint("Pass the HTTP status StockX answered, or 0 when no answer came.")));
 
-	if (status == 429)
+	switch (sx_answer_class(status))
 	{
-		int64 retry_after_us = -1;
-
-		if (!PG_ARGISNULL(1))
-		{
-			char *value = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-			retry_after_us = sx_parse_retry_after(value, stockx_wall_now());
-			pfree(value);
-		}
-		stockx_limiter_snapshot(&before);
-		pause_us = stockx_limiter_429(retry_after_us);
-		stockx_limiter_snapshot(&after);
-		/* this 429 opened the circuit: say so */
-		if (!sx_limiter_circuit_refuses(&before.limiter, before.mono_now) &&
-		    sx_limiter_circuit_refuses(&after.limiter, after.mono_now))
-			event = psprintf("{\"source\": \"client\", \"circuit_open_until\": %s, "
-			                 "\"consecutive_429\": %d}",
-			                 json_time(stockx_timestamp_from_mono(after.limiter.circuit_open_until,
-			                                                      after.mono_now, after.wall_now)),
-			                 after.limiter.consecutive_429);
+		case SX_ANSWER_RATE_LIMITED:
+			pause_us = report_429(PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), &event);
+			break;
+		case SX_ANSWER_SUCCESS:
+			stockx_limiter_success();
+			break;
+		case SX_ANSWER_NEUTRAL:
+			stockx_limiter_other_failure();
+			break;
 	}
-	else if (status == 0 || status >= 500)
-		stockx_limiter_other_failure();
-	else
-		stockx_limiter_success();
-	store_open();
-	stockx_store_save_quota();
 	if (event != NULL)
-		stockx_store_add_event("circuit_open", event);
-	SPI_finish();
+		add_event("circuit_open", event);
 	PG_RETURN_INT64(pause_us / 1000);
 }

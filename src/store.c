@@ -36,6 +36,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -45,6 +46,7 @@
 #include "utils/timestamp.h"
 
 #include "clock.h"
+#include "events.h"
 #include "limiter.h"
 #include "shared_limiter.h"
 #include "store.h"
@@ -78,10 +80,8 @@ typedef enum StatementId
 	ST_ANYTHING_DUE,
 	ST_RUN_PRUNE,
 	ST_EVENT_PRUNE,
-	ST_EVENT_ADD,
 	ST_GTIN_DELETE,
 	ST_GTIN_INSERT,
-	ST_CLAIM_LOCK,
 	ST_MARKET_RECORD,
 	ST_HISTORY_MAINTAIN,
 	ST_COUNT
@@ -98,11 +98,8 @@ typedef struct Statement
 	"UPDATE @extschema@.stockx_product p "                                                          \
 	"   SET lease_pid = $2, lease_until = pg_catalog.now() + pg_catalog.make_interval(secs => $5) " \
 	"  FROM (SELECT sku FROM @extschema@.stockx_product "                                           \
-	"         WHERE " where " "                                                                     \
-	"           AND (next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()) "              \
-	"           AND (lease_pid IS NULL OR lease_until < pg_catalog.now() "                          \
-	"                OR lease_pid <> ALL ($3)) "                                                    \
-	"         ORDER BY " order " LIMIT $1 FOR UPDATE SKIP LOCKED) due "                             \
+	"         WHERE " where " AND " CLAIMABLE "         ORDER BY " order                            \
+	" LIMIT $1 FOR UPDATE SKIP LOCKED) due "                                                        \
 	" WHERE p.sku = due.sku "                                                                       \
 	"RETURNING p.sku, p.status, p.stockx_product_id::text, p.attempts, "                            \
 	"  ARRAY(SELECT v.variant_id::text FROM @extschema@.stockx_variant v WHERE v.sku = p.sku), "    \
@@ -112,9 +109,39 @@ typedef struct Statement
 		INT4OID, INT4OID, INT4ARRAYOID, FLOAT8OID, FLOAT8OID                                       \
 	}
 
-/* a product's refresh interval: its own, else refresh_after ($4 seconds, 0 = never) */
-#define REFRESH_EVERY                                                                              \
-	"coalesce(refresh_every, CASE WHEN $4 > 0 THEN pg_catalog.make_interval(secs => $4) END)"
+/* not leased by a live worker ($3), not waiting for a retry */
+#define CLAIMABLE                                                                                  \
+	"(next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()) "                            \
+	"AND (lease_pid IS NULL OR lease_until < pg_catalog.now() OR lease_pid <> ALL ($3))"
+
+/*
+ * The $1 due refreshes that come first (by priority, then the longest
+ * overdue), from the heads of two indexes: products on refresh_after ($4
+ * seconds, 0 = never), in (priority, market_updated_at) order, and products
+ * with their own refresh_every, sorted among themselves.
+ */
+#define REFRESH_CANDIDATES                                                                         \
+	"SELECT c.sku FROM ("                                                                          \
+	"  (SELECT sku, priority, market_updated_at + pg_catalog.make_interval(secs => $4) AS due_at " \
+	"     FROM @extschema@.stockx_product "                                                        \
+	"    WHERE status = 'enriched' AND refresh_every IS NULL AND $4 > 0 "                          \
+	"      AND market_updated_at < pg_catalog.now() - pg_catalog.make_interval(secs => $4) "       \
+	"      AND " CLAIMABLE " ORDER BY priority DESC, market_updated_at LIMIT $1) "                 \
+	"  UNION ALL "                                                                                 \
+	"  (SELECT sku, priority, market_updated_at + refresh_every "                                  \
+	"     FROM @extschema@.stockx_product "                                                        \
+	"    WHERE status = 'enriched' AND refresh_every IS NOT NULL "                                 \
+	"      AND market_updated_at < pg_catalog.now() - refresh_every "                              \
+	"      AND " CLAIMABLE                                                                         \
+	" ORDER BY priority DESC, market_updated_at + refresh_every LIMIT $1)) c "                     \
+	" ORDER BY c.priority DESC, c.due_at LIMIT $1"
+
+/* the payload of a run_end event: what RETURNING gives of the run's row */
+#define RUN_END_PAYLOAD                                                                            \
+	"pg_catalog.jsonb_build_object('run_id', run_id, 'stop_reason', stop_reason, "                 \
+	"  'started_at', started_at, 'finished_at', finished_at, 'workers', workers, "                 \
+	"  'processed', processed, 'enriched', enriched, 'not_found', not_found, 'failed', failed, "   \
+	"  'requests', requests, 'responses_429', responses_429, 'retries', retries)::text"
 
 /* the columns an UPDATE sets when a row is settled, whatever the outcome */
 #define SETTLED "lease_pid = NULL, lease_until = NULL, updated_at = pg_catalog.now()"
@@ -123,9 +150,7 @@ static const Statement statements[ST_COUNT] = {
 	[ST_CLAIM_PENDING] = { CLAIM_SQL("status = 'pending'",
 	                                 "priority DESC, next_attempt_at NULLS FIRST, created_at"),
 	                       5, CLAIM_TYPES },
-	[ST_CLAIM_REFRESH] = { CLAIM_SQL(
-	                           "status = 'enriched' AND market_updated_at < pg_catalog.now() - " REFRESH_EVERY,
-	                           "priority DESC, market_updated_at + " REFRESH_EVERY),
+	[ST_CLAIM_REFRESH] = { CLAIM_SQL("sku = ANY (ARRAY(" REFRESH_CANDIDATES "))", "priority DESC"),
 	                       5, CLAIM_TYPES },
 	[ST_CLAIM_NOT_FOUND] = { CLAIM_SQL("status = 'not_found' AND updated_at < pg_catalog.now() - "
 	                                   "interval '7 days'",
@@ -252,11 +277,12 @@ static const Statement statements[ST_COUNT] = {
 	                    { INT8OID, INT4OID, INT8OID, TIMESTAMPTZOID } },
 	[ST_RUN_ORPHANS] = { "UPDATE @extschema@.stockx_run SET finished_at = pg_catalog.now(), "
 	                     "  stop_reason = 'error' "
-	                     " WHERE finished_at IS NULL AND run_id <> ALL ($1)",
+	                     " WHERE finished_at IS NULL AND run_id <> ALL ($1) RETURNING " RUN_END_PAYLOAD,
 	                     1,
 	                     { INT8ARRAYOID } },
 	[ST_RUN_FINISH] = { "UPDATE @extschema@.stockx_run SET finished_at = pg_catalog.now(), "
-	                    "  stop_reason = $2 WHERE run_id = $1 AND finished_at IS NULL",
+	                    "  stop_reason = $2 WHERE run_id = $1 AND finished_at IS NULL "
+	                    "RETURNING " RUN_END_PAYLOAD,
 	                    2,
 	                    { INT8OID, TEXTOID } },
 	[ST_RUN_REASON] = { "SELECT coalesce(stop_reason, 'error') "
@@ -298,21 +324,17 @@ static const Statement statements[ST_COUNT] = {
 	                     "ON CONFLICT DO NOTHING",
 	                     1,
 	                     { TEXTOID } },
-	[ST_EVENT_ADD] = { "INSERT INTO @extschema@.stockx_event (kind, payload) VALUES ($1, $2::jsonb)",
-	                   2,
-	                   { TEXTOID, TEXTOID } },
 	[ST_RUN_PRUNE] = { "DELETE FROM @extschema@.stockx_run "
 	                   " WHERE finished_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
 	                   1,
 	                   { FLOAT8OID } },
-	[ST_CLAIM_LOCK] = { "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
-	                    2,
-	                    { INT4OID, INT4OID } },
 	/*
 	 * The market data of one currency: stockx_market holds the current
 	 * amounts, and a variant gets a history row only when one of its
 	 * amounts differs from what stockx_market held (every sub-statement
-	 * sees the table as it was before the upsert).
+	 * sees the table as it was before the upsert).  Returns the payload of
+	 * a price_move event for each variant whose ask or bid moved by more
+	 * than $9 percent; the caller queues them (events.c).
 	 */
 	[ST_MARKET_RECORD] = { "WITH u AS ( "
 	                       "  SELECT DISTINCT ON (u.id::uuid) u.id::uuid AS variant_id, u.ask::numeric AS ask, "
@@ -338,32 +360,31 @@ static const Statement statements[ST_COUNT] = {
 	                       "    flex_lowest_ask = EXCLUDED.flex_lowest_ask, "
 	                       "    market_updated_at = EXCLUDED.market_updated_at "
 	                       "  RETURNING m.variant_id, m.lowest_ask, m.highest_bid, m.sell_faster, m.earn_more), "
-	                       "moved AS ( "
-	                       "  INSERT INTO @extschema@.stockx_event (kind, payload) "
-	                       "  SELECT 'price_move', pg_catalog.jsonb_build_object('sku', $1, "
-	                       "         'variant_id', up.variant_id, 'size', (SELECT v.variant_value "
-	                       "           FROM @extschema@.stockx_variant v WHERE v.variant_id = up.variant_id), "
-	                       "         'currency_code', $8, 'lowest_ask', up.lowest_ask, "
-	                       "         'lowest_ask_before', old.lowest_ask, 'highest_bid', up.highest_bid, "
-	                       "         'highest_bid_before', old.highest_bid) "
-	                       "    FROM up JOIN old ON old.variant_id = up.variant_id "
-	                       "   WHERE $9 > 0 "
-	                       "     AND (pg_catalog.abs(up.lowest_ask - old.lowest_ask) * 100 > $9::numeric * old.lowest_ask "
-	                       "       OR pg_catalog.abs(up.highest_bid - old.highest_bid) * 100 > $9::numeric * old.highest_bid) "
-	                       "   ORDER BY up.variant_id) "
-	                       "INSERT INTO @extschema@.stockx_price_history (variant_id, sku, currency_code, "
-	                       "       observed_at, lowest_ask, highest_bid, sell_faster, earn_more) "
-	                       "SELECT up.variant_id, $1, $8, pg_catalog.now(), up.lowest_ask, up.highest_bid, "
-	                       "       up.sell_faster, up.earn_more "
-	                       "  FROM up LEFT JOIN old ON old.variant_id = up.variant_id "
-	                       " WHERE old.variant_id IS NULL "
-	                       "    OR (old.lowest_ask, old.highest_bid, old.sell_faster, old.earn_more) "
-	                       "       IS DISTINCT FROM (up.lowest_ask, up.highest_bid, up.sell_faster, up.earn_more) "
-	                       "ON CONFLICT DO NOTHING",
+	                       "hist AS ( "
+	                       "  INSERT INTO @extschema@.stockx_price_history (variant_id, sku, currency_code, "
+	                       "         observed_at, lowest_ask, highest_bid, sell_faster, earn_more) "
+	                       "  SELECT up.variant_id, $1, $8, pg_catalog.now(), up.lowest_ask, up.highest_bid, "
+	                       "         up.sell_faster, up.earn_more "
+	                       "    FROM up LEFT JOIN old ON old.variant_id = up.variant_id "
+	                       "   WHERE old.variant_id IS NULL "
+	                       "      OR (old.lowest_ask, old.highest_bid, old.sell_faster, old.earn_more) "
+	                       "         IS DISTINCT FROM (up.lowest_ask, up.highest_bid, up.sell_faster, up.earn_more) "
+	                       "  ON CONFLICT DO NOTHING) "
+	                       "SELECT pg_catalog.jsonb_build_object('sku', $1, "
+	                       "       'variant_id', up.variant_id, 'size', (SELECT v.variant_value "
+	                       "         FROM @extschema@.stockx_variant v WHERE v.variant_id = up.variant_id), "
+	                       "       'currency_code', $8, 'lowest_ask', up.lowest_ask, "
+	                       "       'lowest_ask_before', old.lowest_ask, 'highest_bid', up.highest_bid, "
+	                       "       'highest_bid_before', old.highest_bid)::text "
+	                       "  FROM up JOIN old ON old.variant_id = up.variant_id "
+	                       " WHERE $9 > 0 "
+	                       "   AND (pg_catalog.abs(up.lowest_ask - old.lowest_ask) * 100 > $9::numeric * old.lowest_ask "
+	                       "     OR pg_catalog.abs(up.highest_bid - old.highest_bid) * 100 > $9::numeric * old.highest_bid) "
+	                       " ORDER BY up.variant_id",
 	                       9,
 	                       { TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	                         TEXTARRAYOID, TEXTARRAYOID, TEXTOID, FLOAT8OID } },
-	[ST_HISTORY_MAINTAIN] = { "SELECT @extschema@.stockx_price_history_upkeep()",
+	[ST_HISTORY_MAINTAIN] = { "SELECT pg_catalog.count(*) FROM @extschema@.stockx_price_history_maintain()",
 	                          0,
 	                          { InvalidOid } },
 	[ST_QUOTA_SAVE] = { "INSERT INTO @extschema@.stockx_quota AS q (day, requests) "
@@ -375,11 +396,14 @@ static const Statement statements[ST_COUNT] = {
 
 /* Per process: the extension we prepared for, its schema, and the kept plans. */
 static Oid extension_oid = InvalidOid;
+static Oid extension_owner = InvalidOid;
 static Oid schema_oid = InvalidOid;
 static char *schema_quoted = NULL;
 static SPIPlanPtr plans[ST_COUNT];
 /* UTC month (year * 12 + month - 1) whose history partitions we made sure of */
 static int history_month = -1;
+/* after a failed upkeep, when to try again */
+static TimestampTz history_retry_at = 0;
 
 /* Parameters of one execution. */
 typedef struct Params
@@ -413,7 +437,7 @@ Q(const char *sql)
  * get_extension_schema() does from 16 on, and the version with it).
  */
 static Oid
-extension_schema(Oid ext, char **version)
+extension_schema(Oid ext, char **version, Oid *owner)
 {
 	Relation rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyData key;
@@ -431,6 +455,7 @@ extension_schema(Oid ext, char **version)
 		Datum v = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
 
 		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+		*owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 		if (!isnull)
 			*version = TextDatumGetCString(v);
 	}
@@ -451,6 +476,7 @@ stockx_store_init(void)
 	Oid ext = get_extension_oid("stockx_enrich", true);
 	char *version;
 	Oid nsp;
+	Oid owner = InvalidOid;
 	int i;
 
 	if (!OidIsValid(ext))
@@ -462,7 +488,7 @@ stockx_store_init(void)
 		         "Run CREATE EXTENSION stockx_enrich in the database that holds the catalogue.")));
 	if (ext == extension_oid)
 		return;
-	nsp = extension_schema(ext, &version);
+	nsp = extension_schema(ext, &version, &owner);
 	if (version == NULL || strcmp(version, STOCKX_ENRICH_VERSION) != 0)
 		ereport(
 		    ERROR,
@@ -483,7 +509,23 @@ stockx_store_init(void)
 	schema_quoted =
 	    MemoryContextStrdup(TopMemoryContext, quote_identifier(get_namespace_name(schema_oid)));
 	extension_oid = ext;
+	extension_owner = owner;
 	history_month = -1;
+	history_retry_at = 0;
+}
+
+/* The extension's schema, quoted for SQL (after stockx_store_init()). */
+const char *
+stockx_store_schema(void)
+{
+	return schema_quoted;
+}
+
+/* The OID of the extension's relation relname, InvalidOid when there is none. */
+Oid
+stockx_store_relid(const char *relname)
+{
+	return get_relname_relid(relname, schema_oid);
 }
 
 static SPIPlanPtr
@@ -639,8 +681,13 @@ returned_status(void)
 
 /* ---------------------------------------------------------------- claims */
 
-/* "SXEC": the class of the advisory lock that serializes claims */
-#define SX_CLAIM_LOCK_CLASS 0x53584543
+/*
+ * The lock that serializes claims: a lock on the extension's own catalog
+ * entry, with a sub-id no SQL command uses.  Advisory-lock keys are public
+ * (pg_advisory_lock needs no privilege), so a role with no grants could
+ * hold one for ever; nothing but this code can take this lock.
+ */
+#define SX_CLAIM_LOCK_SUBID 1
 
 /*
  * Serialize the claims of a database until the end of the transaction.  A
@@ -654,11 +701,7 @@ returned_status(void)
 void
 stockx_store_lock_claims(void)
 {
-	Params p = { 0 };
-
-	param_int4(&p, SX_CLAIM_LOCK_CLASS);
-	param_int4(&p, (int32) extension_oid);
-	run(ST_CLAIM_LOCK, &p, SPI_OK_SELECT);
+	LockDatabaseObject(ExtensionRelationId, extension_oid, SX_CLAIM_LOCK_SUBID, ExclusiveLock);
 }
 
 /*
@@ -840,9 +883,10 @@ market_arrays(const char *sku, StockxResult *r, int c, Params *p)
  */
 static void
 record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r,
-              bool update_variants)
+              bool update_variants, StockxEventQueue *events)
 {
 	int c;
+	uint64 row;
 
 	for (c = 0; c < config->currencies.n; c++)
 	{
@@ -858,12 +902,16 @@ record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r,
 		}
 		param_text(&p, config->currencies.code[c]);
 		param_float8(&p, config->notify_change_pct);
-		run(ST_MARKET_RECORD, &p, SPI_OK_INSERT);
+		run(ST_MARKET_RECORD, &p, SPI_OK_SELECT);
+		for (row = 0; row < rows(); row++)
+			stockx_events_add(events, "price_move",
+			                  SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1));
 	}
 }
 
 static const char *
-write_enriched(const StockxStoreConfig *config, const StockxClaim *claim, StockxResult *r)
+write_enriched(const StockxStoreConfig *config, const StockxClaim *claim, StockxResult *r,
+               StockxEventQueue *events)
 {
 	const char *sku = claim->sku;
 	SxProduct *pr = &r->product;
@@ -905,7 +953,7 @@ write_enriched(const StockxStoreConfig *config, const StockxClaim *claim, Stockx
 	if (status == NULL)
 		return NULL; /* not ours any more */
 	write_variants(sku, r, config->currencies.code[0], claim->nknown > 0);
-	record_market(config, sku, r, false);
+	record_market(config, sku, r, false, events);
 	return status;
 }
 
@@ -922,7 +970,8 @@ lock_leased(const char *sku)
 }
 
 static const char *
-write_refreshed(const StockxStoreConfig *config, const char *sku, StockxResult *r)
+write_refreshed(const StockxStoreConfig *config, const char *sku, StockxResult *r,
+                StockxEventQueue *events)
 {
 	Params p = { 0 };
 
@@ -930,7 +979,7 @@ write_refreshed(const StockxStoreConfig *config, const char *sku, StockxResult *
 		return NULL;
 	if (r->variants != NULL)
 		write_variants(sku, r, config->currencies.code[0], true);
-	record_market(config, sku, r, r->variants == NULL);
+	record_market(config, sku, r, r->variants == NULL, events);
 	param_text(&p, sku);
 	param_text(&p, config->currencies.code[0]);
 	param_int4(&p, MyProcPid);
@@ -952,16 +1001,17 @@ write_failed(const char *sku, const char *error)
 
 /* Settle one row; returns its status afterwards, NULL when it is not ours. */
 static const char *
-write_one(const StockxStoreConfig *config, StockxClaim *claim, StockxResult *r)
+write_one(const StockxStoreConfig *config, StockxClaim *claim, StockxResult *r,
+          StockxEventQueue *events)
 {
 	Params p = { 0 };
 
 	switch (r->outcome)
 	{
 		case SX_OUTCOME_ENRICHED:
-			return write_enriched(config, claim, r);
+			return write_enriched(config, claim, r, events);
 		case SX_OUTCOME_REFRESHED:
-			return write_refreshed(config, claim->sku, r);
+			return write_refreshed(config, claim->sku, r, events);
 		case SX_OUTCOME_NOT_FOUND:
 			param_text(&p, claim->sku);
 			param_int4(&p, MyProcPid);
@@ -997,16 +1047,19 @@ is_row_data_error(int sqlerrcode)
 
 /*
  * Write one settled row in a subtransaction.  A data error of the row
- * marks it failed with the reason; any other error propagates.
+ * marks it failed with the reason; any other error propagates.  The
+ * price moves found go into events (and out again when the row is not
+ * written).
  */
 void
 stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim, StockxResult *result,
-                       StockxWritten *written)
+                       StockxWritten *written, StockxEventQueue *events)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	const char *volatile status = NULL;
 	ErrorData *edata = NULL;
+	int mark = stockx_events_mark(events);
 
 	written->write = SX_WRITE_SKIPPED;
 	written->status = NULL;
@@ -1023,7 +1076,7 @@ stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim, Stoc
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		status = write_one(config, claim, result);
+		status = write_one(config, claim, result, events);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -1036,6 +1089,7 @@ stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim, Stoc
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
+		stockx_events_rewind(events, mark);
 		if (!is_row_data_error(edata->sqlerrcode))
 			ReThrowError(edata);
 	}
@@ -1161,9 +1215,20 @@ stockx_store_ensure_run(int64 run_id, int workers, int64 max_products, Timestamp
 	run(ST_RUN_ENSURE, &p, SPI_OK_INSERT);
 }
 
+/* Queue a run_end event for each run an UPDATE ... RETURNING RUN_END_PAYLOAD closed. */
+static void
+queue_run_ends(StockxEventQueue *events)
+{
+	uint64 row;
+
+	for (row = 0; row < rows(); row++)
+		stockx_events_add(events, "run_end",
+		                  SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1));
+}
+
 /* Runs left unfinished by a crash or a restart are closed as errors. */
 void
-stockx_store_close_orphan_runs(const int64 *active, int nactive)
+stockx_store_close_orphan_runs(const int64 *active, int nactive, StockxEventQueue *events)
 {
 	Params p = { 0 };
 	Datum *ids = palloc(sizeof(Datum) * (nactive + 1));
@@ -1172,17 +1237,21 @@ stockx_store_close_orphan_runs(const int64 *active, int nactive)
 	for (i = 0; i < nactive; i++)
 		ids[i] = Int64GetDatum(active[i]);
 	param(&p, array_datum(ids, NULL, nactive, INT8OID), false);
-	run(ST_RUN_ORPHANS, &p, SPI_OK_UPDATE);
+	run(ST_RUN_ORPHANS, &p, SPI_OK_UPDATE_RETURNING);
+	queue_run_ends(events);
 }
 
-void
-stockx_store_finish_run(int64 run_id, StockxStopReason reason)
+/* Close a run with its stop reason; false when it was closed already. */
+bool
+stockx_store_finish_run(int64 run_id, StockxStopReason reason, StockxEventQueue *events)
 {
 	Params p = { 0 };
 
 	param_int8(&p, run_id);
 	param_text(&p, stockx_stop_reason_name(reason));
-	run(ST_RUN_FINISH, &p, SPI_OK_UPDATE);
+	run(ST_RUN_FINISH, &p, SPI_OK_UPDATE_RETURNING);
+	queue_run_ends(events);
+	return rows() == 1;
 }
 
 int64
@@ -1250,21 +1319,17 @@ stockx_store_prune_runs(int retention_s)
 	prune(ST_RUN_PRUNE, retention_s);
 }
 
-/* Add an event to the outbox (a trigger sends it as NOTIFY stockx_enrich). */
-void
-stockx_store_add_event(const char *kind, const char *payload_json)
-{
-	Params p = { 0 };
-
-	param_text(&p, kind);
-	param_text(&p, payload_json);
-	run(ST_EVENT_ADD, &p, SPI_OK_INSERT);
-}
-
-/* Delete events older than retention_s (0 keeps them). */
+/*
+ * Delete events older than retention_s (0 keeps them); not now when
+ * stockx_event cannot be locked at once: no event work ever waits.
+ */
 void
 stockx_store_prune_events(int retention_s)
 {
+	Oid rel = stockx_store_relid("stockx_event");
+
+	if (retention_s <= 0 || (OidIsValid(rel) && !ConditionalLockRelationOid(rel, RowExclusiveLock)))
+		return;
 	prune(ST_EVENT_PRUNE, retention_s);
 }
 
@@ -1281,25 +1346,45 @@ utc_month(TimestampTz t)
 	return tm.tm_year * 12 + tm.tm_mon - 1;
 }
 
-/* Whether the month changed since the history partitions were last looked after. */
+/*
+ * Whether the month changed since the history partitions were last looked
+ * after (and a failed upkeep is not waiting for its next try).
+ */
 bool
 stockx_store_history_due(void)
 {
-	return history_month < 0 || utc_month(GetCurrentTimestamp()) != history_month;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now < history_retry_at)
+		return false;
+	return history_month < 0 || utc_month(now) != history_month;
 }
 
 /*
  * Create the monthly partitions of stockx_price_history ahead and drop those
- * older than history_retention (stockx_price_history_upkeep() does both,
- * as the extension's owner, whoever started the run).
+ * older than history_retention: stockx_price_history_maintain() with its
+ * defaults, run as the extension's owner whoever started the run (the
+ * worker changes its user id for the call, as a SECURITY DEFINER function
+ * would; the function pins the settings its DDL depends on).  No SQL entry
+ * point lets another role run it, or hold its locks.  After a failure the
+ * next try waits a minute.
  */
 void
 stockx_store_maintain_history(void)
 {
 	Params p = { 0 };
+	Oid save_userid;
+	int save_sec_context;
 
+	history_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(extension_owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+	                                            SECURITY_RESTRICTED_OPERATION);
+	/* an error leaves through the transaction's abort, which restores both */
 	run(ST_HISTORY_MAINTAIN, &p, SPI_OK_SELECT);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	history_month = utc_month(GetCurrentTimestamp());
+	history_retry_at = 0;
 }
 
 /* ---------------------------------------------------------------- quota */

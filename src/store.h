@@ -10,6 +10,7 @@
 #include "datatype/timestamp.h"
 
 #include "enrich.h"
+#include "events.h"
 #include "stockx_enrich.h"
 
 /* What the store reads from the settings; filled on load and reload. */
@@ -43,11 +44,14 @@ typedef struct StockxWritten
 } StockxWritten;
 
 extern void stockx_store_init(void);
+extern const char *stockx_store_schema(void);
+extern Oid stockx_store_relid(const char *relname);
 extern void stockx_store_lock_claims(void);
 extern int stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live_pids,
                               int npids, StockxClaim **claims, MemoryContext cxt);
 extern void stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim,
-                                   StockxResult *result, StockxWritten *written);
+                                   StockxResult *result, StockxWritten *written,
+                                   StockxEventQueue *events);
 extern bool stockx_store_fail_row(const StockxStoreConfig *config, StockxClaim *claim,
                                   const char *error, StockxWritten *written);
 extern int stockx_store_renew_leases(const StockxStoreConfig *config, StockxClaim **claims, int n,
@@ -56,13 +60,14 @@ extern void stockx_store_release(StockxClaim **claims, int n);
 extern int64 stockx_store_add_run_counters(int64 run_id, const StockxCounters *delta);
 extern void stockx_store_ensure_run(int64 run_id, int workers, int64 max_products,
                                     TimestampTz started_at);
-extern void stockx_store_close_orphan_runs(const int64 *active, int nactive);
-extern void stockx_store_finish_run(int64 run_id, StockxStopReason reason);
+extern void stockx_store_close_orphan_runs(const int64 *active, int nactive,
+                                           StockxEventQueue *events);
+extern bool stockx_store_finish_run(int64 run_id, StockxStopReason reason,
+                                    StockxEventQueue *events);
 extern int64 stockx_store_next_run_id(void);
 extern char *stockx_store_run_reason(int64 run_id);
 extern bool stockx_store_anything_due(const StockxStoreConfig *config);
 extern void stockx_store_prune_runs(int retention_s);
-extern void stockx_store_add_event(const char *kind, const char *payload_json);
 extern void stockx_store_prune_events(int retention_s);
 extern bool stockx_store_history_due(void);
 extern void stockx_store_maintain_history(void);

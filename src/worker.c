@@ -45,6 +45,7 @@
 #include "clock.h"
 #include "credentials.h"
 #include "enrich.h"
+#include "events.h"
 #include "http.h"
 #include "settings.h"
 #include "shared_limiter.h"
@@ -54,13 +55,15 @@
 #include "token_cache.h"
 #include "worker.h"
 
-#define SX_MAX_BATCHES      2
-#define SX_WRITE_ATTEMPTS   4
-#define SX_TOKEN_POLL_MS    50
-#define SX_COMMIT_AFTER_US  (5 * USECS_PER_SEC)
-#define SX_PUBLISH_EVERY_US (100 * 1000)
-#define SX_MAX_LIVE_PIDS    256
-#define SX_MAX_SHORT_NAPS   4
+#define SX_MAX_BATCHES        2
+#define SX_WRITE_ATTEMPTS     4
+#define SX_TOKEN_POLL_MS      50
+#define SX_COMMIT_AFTER_US    (5 * USECS_PER_SEC)
+#define SX_PUBLISH_EVERY_US   (100 * 1000)
+#define SX_MAX_LIVE_PIDS      256
+#define SX_MAX_SHORT_NAPS     4
+#define SX_EVENT_FLUSH_TRIES  5
+#define SX_EVENT_FLUSH_NAP_MS 200
 
 typedef struct Batch
 {
@@ -101,6 +104,11 @@ typedef struct Worker
 	int64 token_retry_at;
 	int64 refresh_stale_us; /* a refresh begun this long ago will never end */
 
+	StockxEventQueue events;  /* waiting to be written to stockx_event */
+	StockxEventIds event_ids; /* written by the open transaction: NOTIFY after its commit */
+	bool events_written;
+	MemoryContext notify_cxt; /* event_ids */
+
 	StockxCounters counters; /* requests as they go, outcomes once committed */
 	StockxCounters flushed;  /* part already added to stockx_run */
 	int64 run_processed;     /* the run's total, as of our last commit */
@@ -116,6 +124,7 @@ static char token_owner;
 
 static void begin_stop(Worker *w, StockxStopReason reason);
 static void maintain_history(Worker *w);
+static void notify_events(Worker *w, const StockxEventIds *written);
 
 /* ---------------------------------------------------------------- state */
 
@@ -263,6 +272,53 @@ tx_abort(MemoryContext cxt)
 	return edata;
 }
 
+/* What a transaction of the worker does, between begin and commit. */
+typedef void (*TxBody)(Worker *w, void *arg);
+
+/*
+ * Run body(w, arg) in a transaction of its own.  Returns NULL when it
+ * committed, else the error (everything rolled back; the caller frees it).
+ * Events the body wrote (write_events) are notified once it committed.
+ */
+static ErrorData *
+in_transaction(Worker *w, TxBody body, void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData *volatile edata = NULL;
+
+	w->events_written = false;
+	PG_TRY();
+	{
+		tx_begin();
+		body(w, arg);
+		tx_commit();
+	}
+	PG_CATCH();
+	{
+		edata = tx_abort(cxt);
+	}
+	PG_END_TRY();
+	if (edata == NULL && w->events_written)
+	{
+		w->events_written = false;
+		stockx_events_clear(&w->events);
+		notify_events(w, &w->event_ids);
+	}
+	w->events_written = false;
+	MemoryContextReset(w->notify_cxt);
+	return edata;
+}
+
+/*
+ * In a transaction body: write the queued events, waiting for stockx_event
+ * (as long as lock_timeout allows) or only if it can be had at once.
+ */
+static void
+write_events(Worker *w, bool wait)
+{
+	w->events_written = stockx_events_write(&w->events, wait, w->notify_cxt, &w->event_ids);
+}
+
 /* Errors after which the same write, repeated, may well succeed. */
 static bool
 is_transient(int sqlerrcode)
@@ -359,17 +415,37 @@ claim_wanted(Worker *w)
 	return NULL;
 }
 
+/* What a claim needs and gives back. */
+typedef struct ClaimArgs
+{
+	Batch *batch;
+	int limit;
+	int n;
+	StockxClaim *claims;
+} ClaimArgs;
+
+static void
+claim_body(Worker *w, void *arg)
+{
+	ClaimArgs *a = (ClaimArgs *) arg;
+	int32 pids[SX_MAX_LIVE_PIDS];
+	int npids;
+
+	stockx_store_lock_claims();
+	/* after the lock: see stockx_store_lock_claims() */
+	npids = stockx_slots_live_pids(pids, lengthof(pids));
+	a->n = stockx_store_claim(&w->store_config, a->limit, pids, npids, &a->claims, a->batch->cxt);
+}
+
 /* Claim a new batch when the rows in hand cannot keep every request slot busy. */
 static void
 maybe_claim(Worker *w)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ErrorData *volatile edata = NULL;
+	ErrorData *edata;
+	ClaimArgs a = { 0 };
 	int limit;
-	volatile int n = 0;
-	int npids;
-	int32 pids[SX_MAX_LIVE_PIDS];
-	StockxClaim *volatile claims = NULL;
+	int n;
+	StockxClaim *claims;
 	Batch *batch = claim_wanted(w);
 	int i;
 
@@ -387,23 +463,11 @@ maybe_claim(Worker *w)
 	set_state(w, SX_STATE_CLAIMING, "");
 	batch->cxt =
 	    AllocSetContextCreate(TopMemoryContext, "stockx_enrich batch", ALLOCSET_DEFAULT_SIZES);
-	PG_TRY();
-	{
-		StockxClaim *got;
-
-		tx_begin();
-		stockx_store_lock_claims();
-		/* after the lock: see stockx_store_lock_claims() */
-		npids = stockx_slots_live_pids(pids, lengthof(pids));
-		n = stockx_store_claim(&w->store_config, limit, pids, npids, &got, batch->cxt);
-		claims = got;
-		tx_commit();
-	}
-	PG_CATCH();
-	{
-		edata = tx_abort(cxt);
-	}
-	PG_END_TRY();
+	a.batch = batch;
+	a.limit = limit;
+	edata = in_transaction(w, claim_body, &a);
+	n = a.n;
+	claims = a.claims;
 	if (edata != NULL)
 	{
 		/* a lock timeout or the like: try again on the next turn */
@@ -876,68 +940,84 @@ count_outcome(StockxCounters *c, const StockxWritten *written, StockxOutcome out
 		c->failed++;
 }
 
+/* What writing some settled rows needs and gives back. */
+typedef struct WriteArgs
+{
+	StockxJob **jobs;
+	int n;
+	const char *fail_with; /* not NULL: mark them failed with this */
+	StockxWritten *written;
+	StockxCounters outcomes;
+} WriteArgs;
+
 /*
- * Write jobs[0..n) and this worker's counters in one transaction.  The
- * counters of the rows count only once the transaction has committed.
- * Errors propagate (the transaction is then still open).
+ * Write a->jobs and this worker's counters, and the events waiting (when
+ * stockx_event can be had at once), in one transaction.
  */
 static void
-write_rows(Worker *w, StockxJob **jobs, int n, const char *fail_with)
+write_body(Worker *w, void *arg)
 {
-	StockxCounters outcomes = { 0 };
+	WriteArgs *a = (WriteArgs *) arg;
 	StockxCounters delta;
-	StockxWritten *written = palloc0(sizeof(StockxWritten) * Max(n, 1));
 	int i;
 
-	tx_begin();
-	for (i = 0; i < n; i++)
+	memset(&a->outcomes, 0, sizeof(a->outcomes));
+	for (i = 0; i < a->n; i++)
 	{
-		StockxJob *j = jobs[i];
+		StockxJob *j = a->jobs[i];
 
-		if (fail_with != NULL)
+		if (a->fail_with != NULL)
 		{
 			j->result.outcome = SX_OUTCOME_FAILED;
-			(void) stockx_store_fail_row(&w->store_config, j->claim, fail_with, &written[i]);
+			(void) stockx_store_fail_row(&w->store_config, j->claim, a->fail_with, &a->written[i]);
 		}
 		else
-			stockx_store_write_row(&w->store_config, j->claim, &j->result, &written[i]);
-		count_outcome(&outcomes, &written[i], j->result.outcome);
+			stockx_store_write_row(&w->store_config, j->claim, &j->result, &a->written[i],
+			                       &w->events);
+		count_outcome(&a->outcomes, &a->written[i], j->result.outcome);
 	}
+	write_events(w, false);
 	delta = stockx_counters_minus(&w->counters, &w->flushed);
-	stockx_counters_add(&delta, &outcomes);
+	stockx_counters_add(&delta, &a->outcomes);
 	w->run_processed = stockx_store_add_run_counters(w->args.run_id, &delta);
 	stockx_store_save_quota();
-	tx_commit();
+}
 
-	stockx_counters_add(&w->counters, &outcomes);
+/*
+ * Write jobs[0..n) (marked failed with fail_with unless NULL) in one
+ * transaction: NULL when it committed, else the error (rolled back).  The
+ * counters of the rows count only once the transaction has committed.
+ */
+static ErrorData *
+try_write_rows(Worker *w, StockxJob **jobs, int n, const char *fail_with)
+{
+	WriteArgs a = { 0 };
+	int mark = stockx_events_mark(&w->events);
+	ErrorData *edata;
+	int i;
+
+	a.jobs = jobs;
+	a.n = n;
+	a.fail_with = fail_with;
+	a.written = palloc0(sizeof(StockxWritten) * Max(n, 1));
+	edata = in_transaction(w, write_body, &a);
+	if (edata != NULL)
+	{
+		/* the price moves of rows that were not written are no events */
+		stockx_events_rewind(&w->events, mark);
+		return edata;
+	}
+	stockx_counters_add(&w->counters, &a.outcomes);
 	w->flushed = w->counters;
 	for (i = 0; i < n; i++)
-		if (written[i].write == SX_WRITE_LOST_LEASE)
+		if (a.written[i].write == SX_WRITE_LOST_LEASE)
 			ereport(LOG, (errmsg("stockx_enrich: lost the lease of SKU \"%s\"; its result is not "
 			                     "written",
 			                     jobs[i]->claim->sku),
 			              errdetail("Another worker or a user took the row over, or a trigger "
 			                        "kept it from being updated.")));
-	pfree(written);
-}
-
-/* write_rows() in a try block: NULL when it committed, else the error (rolled back). */
-static ErrorData *
-try_write_rows(Worker *w, StockxJob **jobs, int n, const char *fail_with)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	ErrorData *volatile edata = NULL;
-
-	PG_TRY();
-	{
-		write_rows(w, jobs, n, fail_with);
-	}
-	PG_CATCH();
-	{
-		edata = tx_abort(cxt);
-	}
-	PG_END_TRY();
-	return edata;
+	pfree(a.written);
+	return NULL;
 }
 
 /*
@@ -1281,6 +1361,12 @@ pin_session(void)
 #endif
 }
 
+static void
+maintain_history_body(Worker *w, void *arg)
+{
+	stockx_store_maintain_history();
+}
+
 /*
  * Make sure of the price history's partitions for this month and the next
  * ones (at the start of a run, then when the month changes), in a
@@ -1291,22 +1377,11 @@ pin_session(void)
 static void
 maintain_history(Worker *w)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ErrorData *volatile edata = NULL;
+	ErrorData *edata;
 
 	if (!stockx_store_history_due())
 		return;
-	PG_TRY();
-	{
-		tx_begin();
-		stockx_store_maintain_history();
-		tx_commit();
-	}
-	PG_CATCH();
-	{
-		edata = tx_abort(cxt);
-	}
-	PG_END_TRY();
+	edata = in_transaction(w, maintain_history_body, NULL);
 	if (edata == NULL)
 		return;
 	if (ends_worker(edata->sqlerrcode))
@@ -1319,53 +1394,166 @@ maintain_history(Worker *w)
 	FreeErrorData(edata);
 }
 
-/* The worker's first transaction: the run row, orphans of crashes, the quota. */
 static void
-prepare_run(Worker *w)
+prepare_run_body(Worker *w, void *arg)
 {
 	int64 active[64];
 	int nactive = stockx_slots_active_runs(w->args.database, active, lengthof(active));
 
-	tx_begin();
 	stockx_store_ensure_run(w->args.run_id, w->args.workers, w->args.max_products,
 	                        w->args.started_at);
-	stockx_store_close_orphan_runs(active, nactive);
+	stockx_store_close_orphan_runs(active, nactive, &w->events);
+	write_events(w, false);
 	stockx_store_prune_runs(w->store_config.run_retention_s);
 	stockx_store_prune_events(w->store_config.event_retention_s);
 	stockx_store_load_quota();
-	tx_commit();
+}
+
+/* The worker's first transaction: the run row, orphans of crashes, the quota. */
+static void
+prepare_run(Worker *w)
+{
+	ErrorData *edata = in_transaction(w, prepare_run_body, NULL);
+
+	if (edata != NULL)
+		ReThrowError(edata);
 	maintain_history(w);
+}
+
+static void
+notify_body(Worker *w, void *arg)
+{
+	(void) stockx_events_notify((const StockxEventIds *) arg);
+}
+
+/*
+ * After a commit that wrote events: wake the listeners, in a transaction of
+ * its own (a full notification queue fails that one only).
+ */
+static void
+notify_events(Worker *w, const StockxEventIds *written)
+{
+	ErrorData *edata;
+
+	if (written->n == 0)
+		return;
+	edata = in_transaction(w, notify_body, (void *) written);
+	if (edata == NULL)
+		return;
+	if (ends_worker(edata->sqlerrcode))
+		ReThrowError(edata);
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		begin_stop(w, SX_STOP_STOPPED);
+	else
+		ereport(LOG, (errmsg("stockx_enrich: could not notify listeners of %d new events: %s",
+		                     written->n, edata->message),
+		              errhint("The events are in stockx_event; consumers read them with "
+		                      "stockx_events_since().")));
+	FreeErrorData(edata);
+}
+
+/* The event of a run that ends because the circuit opened or the quota is spent. */
+static void
+queue_limiter_event(Worker *w, StockxStopReason reason)
+{
+	StockxLimiterSnapshot snap;
+
+	if (reason != SX_STOP_CIRCUIT_OPEN && reason != SX_STOP_QUOTA)
+		return;
+	stockx_limiter_snapshot(&snap);
+	if (reason == SX_STOP_CIRCUIT_OPEN)
+		stockx_events_add(
+		    &w->events, "circuit_open",
+		    psprintf("{\"source\": \"run\", \"run_id\": " INT64_FORMAT
+		             ", \"circuit_open_until\": %s, \"consecutive_429\": %d}",
+		             w->args.run_id,
+		             stockx_json_time(stockx_timestamp_from_mono(snap.limiter.circuit_open_until,
+		                                                         snap.mono_now, snap.wall_now)),
+		             snap.limiter.consecutive_429));
+	else
+		stockx_events_add(
+		    &w->events, "quota_spent",
+		    psprintf(
+		        "{\"source\": \"run\", \"run_id\": " INT64_FORMAT
+		        ", \"requests_today\": " INT64_FORMAT ", \"daily_limit\": " INT64_FORMAT
+		        ", \"quota_resets_at\": %s}",
+		        w->args.run_id, snap.limiter.requests_today, snap.config.daily_limit,
+		        stockx_json_time(stockx_timestamp_from_wall(sx_quota_resets_at(&snap.limiter)))));
+}
+
+/* Our last counters, and the events this worker still holds (waiting for the table). */
+static void
+flush_counters_body(Worker *w, void *arg)
+{
+	StockxCounters delta = stockx_counters_minus(&w->counters, &w->flushed);
+
+	(void) stockx_store_add_run_counters(w->args.run_id, &delta);
+	stockx_store_save_quota();
+	write_events(w, true);
 }
 
 /* Add our last counters to stockx_run; false (error reported) if that failed. */
 static bool
 flush_counters(Worker *w)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ErrorData *volatile edata = NULL;
+	ErrorData *edata = in_transaction(w, flush_counters_body, NULL);
 
-	PG_TRY();
-	{
-		StockxCounters delta = stockx_counters_minus(&w->counters, &w->flushed);
-
-		tx_begin();
-		(void) stockx_store_add_run_counters(w->args.run_id, &delta);
-		stockx_store_save_quota();
-		tx_commit();
-		w->flushed = w->counters;
-	}
-	PG_CATCH();
-	{
-		edata = tx_abort(cxt);
-	}
-	PG_END_TRY();
 	if (edata == NULL)
+	{
+		w->flushed = w->counters;
 		return true;
+	}
 	ereport(WARNING,
 	        (errmsg("stockx_enrich: could not record the counters of run " INT64_FORMAT ": %s",
 	                w->args.run_id, edata->message)));
 	FreeErrorData(edata);
 	return false;
+}
+
+static void
+flush_events_body(Worker *w, void *arg)
+{
+	write_events(w, true);
+}
+
+/*
+ * Events still queued when the worker ends (stockx_event was locked at its
+ * last commits): a few more tries, waiting for the table each time as long
+ * as lock_timeout allows; one when the worker was asked to stop.
+ */
+static void
+flush_events(Worker *w)
+{
+	int tries = w->stop == SX_STOP_STOPPED ? 1 : SX_EVENT_FLUSH_TRIES;
+	int i;
+
+	for (i = 0; i < tries && w->events.n > 0; i++)
+	{
+		ErrorData *edata;
+
+		if (i > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+			                 SX_EVENT_FLUSH_NAP_MS, stockx_wait_event(SX_WAIT_BACKOFF));
+			ResetLatch(MyLatch);
+			if (ShutdownRequestPending)
+				break;
+		}
+		edata = in_transaction(w, flush_events_body, NULL);
+		if (edata != NULL)
+			FreeErrorData(edata);
+	}
+}
+
+/* The last worker of a run closes it, with the events that says so. */
+static void
+close_run_body(Worker *w, void *arg)
+{
+	StockxStopReason reason = *(StockxStopReason *) arg;
+
+	if (stockx_store_finish_run(w->args.run_id, reason, &w->events))
+		queue_limiter_event(w, reason);
+	write_events(w, true);
 }
 
 /*
@@ -1384,20 +1572,8 @@ finish(Worker *w, StockxStopReason reason)
 	final_reason = stockx_slots_finish(w->args.slot, reason, &last);
 	if (last)
 	{
-		MemoryContext cxt = CurrentMemoryContext;
-		ErrorData *volatile edata = NULL;
+		ErrorData *edata = in_transaction(w, close_run_body, &final_reason);
 
-		PG_TRY();
-		{
-			tx_begin();
-			stockx_store_finish_run(w->args.run_id, final_reason);
-			tx_commit();
-		}
-		PG_CATCH();
-		{
-			edata = tx_abort(cxt);
-		}
-		PG_END_TRY();
 		if (edata != NULL)
 		{
 			ereport(WARNING, (errmsg("stockx_enrich: could not close run " INT64_FORMAT ": %s",
@@ -1407,6 +1583,14 @@ finish(Worker *w, StockxStopReason reason)
 		ereport(LOG, (errmsg("stockx_enrich: run " INT64_FORMAT " finished: %s", w->args.run_id,
 		                     stockx_stop_reason_name(final_reason))));
 	}
+	flush_events(w);
+	if (w->events.n > 0 || w->events.dropped > 0)
+		ereport(WARNING,
+		        (errmsg("stockx_enrich: " INT64_FORMAT " events of run " INT64_FORMAT
+		                " could not be written to stockx_event",
+		                w->events.n + w->events.dropped, w->args.run_id),
+		         errhint("The prices and runs they describe are written; see the earlier log "
+		                 "lines for why the events were not.")));
 }
 
 static void
@@ -1447,6 +1631,9 @@ stockx_enrich_worker_main(Datum main_arg)
 	w->settled =
 	    MemoryContextAllocZero(TopMemoryContext, sizeof(StockxJob *) * SX_MAX_BATCHES * 1000 + 1);
 	cxt = AllocSetContextCreate(TopMemoryContext, "stockx_enrich worker", ALLOCSET_SMALL_SIZES);
+	stockx_events_init(&w->events, TopMemoryContext);
+	w->notify_cxt =
+	    AllocSetContextCreate(TopMemoryContext, "stockx_enrich notify", ALLOCSET_SMALL_SIZES);
 	MemoryContextSwitchTo(cxt);
 
 	PG_TRY();

@@ -35,8 +35,10 @@ so answers are repeatable.  Kind by SKU prefix (case-insensitive):
            (invalid UTF-8) in the body of search and /products/{id} answers;
            /_admin/expect shows them as two U+FFFD and adds
            "invalid_utf8": {"field": "title", "raw_hex": "fffe"}
+    BIG-   every variantValue is the size, a blank and 9,000 "x" (a value longer
+           than a NOTIFY payload may be)
     other  1 + (hash % 12) variants
-LAT-, UNI-, ZERO- and BADUTF- products have 1 + (hash % 12) variants, like "other".
+LAT-, UNI-, ZERO-, BADUTF- and BIG- products have 1 + (hash % 12) variants, like "other".
 For found kinds search returns 2 near-misses FIRST, then the product (count 3).
 CMP- uses Python's str.swapcase(), which swaps non-ASCII letters too ("CMP-ÉTÉ-1"
 gives the part "cmp-été-1") and may change the length ("ß" becomes "SS").
@@ -133,7 +135,10 @@ COLORWAYS = ["White/Black", "Panda", "Bred", "Triple White", "Sail/Gum", "Univer
              "Chicago", "Sea Glass"]
 COLORS = ["White", "Black", "Red", "Blue", "Grey", None]
 KINDS = (("NF-", "nf"), ("CMP-", "cmp"), ("NUL-", "nul"), ("MANY-", "many"), ("NUM-", "num"),
-         ("LAT-", "lat"), ("UNI-", "uni"), ("ZERO-", "zero"), ("BADUTF-", "badutf"))
+         ("LAT-", "lat"), ("UNI-", "uni"), ("ZERO-", "zero"), ("BADUTF-", "badutf"),
+         ("BIG-", "big"))
+# BIG-: each variantValue is the size followed by this many "x"
+BIG_SIZE_PAD = 9000
 # LAT-: accented letters that all exist in LATIN1 (ISO 8859-1)
 LAT_TITLE = "Crème Brûlée Café Señor"
 LAT_COLORWAYS = ["Crème/Café", "Forêt Noire/Blé Doré", "Señor Rojo/Ébène", "Grün/Weiß",
@@ -344,6 +349,8 @@ def make_variants(sku, kind, cfg):
              "gtins": variant_gtins(n, i),
              "isFlexEligible": product["isFlexEligible"] and i % 3 != 2,
              "isDirectEligible": product["isDirectEligible"]}
+        if kind == "big":
+            v["variantValue"] = size + suffix + " " + "x" * BIG_SIZE_PAD
         if kind == "nul" and i == 1:
             v.update(variantName=product["urlKey"], variantValue=None, gtins=[],
                      sizeChart={"defaultConversion": None, "availableConversions": []})

@@ -5,7 +5,7 @@
 # attached and claimed in between as dead and take its fresh rows: the
 # batch was enriched twice, its requests spent twice (seen in about half
 # of the suite runs at the start of multi-worker runs).  Claims are now
-# serialized by an advisory lock taken before the list is read.
+# serialized by a lock (on the extension's catalog entry) taken before the list is read.
 #
 # Many short runs of four workers starting at once: every product must
 # cost exactly its 3 requests, and the run's counters must agree.

@@ -1,10 +1,11 @@
 # Events without polling: NOTIFY stockx_enrich and the stockx_event outbox.
 #
-# A listener hears, as JSON: the end of a run (stop reason and counters),
-# a price move above notify_change_pct (one per moved size, none for the
-# others), the quota spent, the circuit opened by a client's 429s.  Every
-# notification is also a row of stockx_event with the same id, so a
-# consumer that was offline catches up; rows older than event_retention go.
+# A listener hears the id and kind of (and reads from stockx_event): the end
+# of a run (stop reason and counters), a price move above notify_change_pct
+# (one per moved size, none for the others), the quota spent, the circuit
+# opened by a client's 429s.  A notification carries only
+# {"event_id", "kind"}: the consumer reads the row, so that a consumer that
+# was offline catches up the same way; rows older than event_retention go.
 use strict;
 use warnings;
 
@@ -28,10 +29,24 @@ sub listen_while
 	my @events;
 	while ($out =~ /^Asynchronous notification "stockx_enrich" with payload "(.*)" received from server process with PID \d+\.$/mg)
 	{
-		push @events, json_decode_utf8($1);
+		my $note = json_decode_utf8($1);
+		is(join(',', sort keys %$note), 'event_id,kind', "notification $note->{event_id}: its id and kind only");
+		# the consumer reads the row
+		my $row = json_decode_utf8(sql(qq{SELECT row_to_json(e) FROM stockx_events_since(NULL, 100000) e
+			WHERE e.event_id = $note->{event_id}}));
+		is($row->{kind}, $note->{kind}, "event $note->{event_id} is a $note->{kind} in stockx_event");
+		push @events, { %{ $row->{payload} }, event_id => $row->{event_id}, kind => $row->{kind},
+			created_at => $row->{created_at} };
 	}
 	diag($err) if $rc != 0;
 	return (\@events, $out);
+}
+
+# every enriched row due for a refresh (refresh_after is one day)
+sub make_due
+{
+	sql(q{UPDATE stockx_product SET market_updated_at = market_updated_at - interval '2 days'
+		   WHERE status = 'enriched'});
 }
 
 sub kinds { return join(' ', map { $_->{kind} } @{ $_[0] }); }
@@ -54,10 +69,8 @@ ok($e->{event_id} > 0 && defined $e->{created_at}, 'and the event id and time');
 admin_config({ price_moves => { 'EV-0002#1' => 60 } });
 my $moved = expect_product('EV-0002')->{market}[1];
 my $before = sql(qq{SELECT lowest_ask FROM stockx_variant WHERE variant_id = '$moved->{variantId}'});
-sql(q{UPDATE stockx_product SET refresh_every = '1 second'});
-usleep(1_200_000);
+make_due();
 ($ev) = listen_while('SELECT stockx_enrich_wait(stockx_enrich_start(), 60000)');
-sql(q{UPDATE stockx_product SET refresh_every = NULL});
 is(kinds($ev), 'price_move run_end', 'a refresh that moved one size by 60 USD: one price move, then the end');
 my ($pm) = grep { $_->{kind} eq 'price_move' } @$ev;
 is(join(' ', map { $pm->{$_} } qw(sku variant_id currency_code)), "EV-0002 " . lc($moved->{variantId}) . ' USD',
@@ -69,11 +82,9 @@ is($pm->{size}, sql(qq{SELECT variant_value FROM stockx_variant WHERE variant_id
 
 # a move below the threshold is no event
 admin_config({ price_moves => { 'EV-0002#1' => 61 } });
-sql(q{UPDATE stockx_product SET refresh_every = '1 second'});
-usleep(1_200_000);
+make_due();
 my $mark = sql('SELECT now()');
 ($ev) = listen_while('SELECT stockx_enrich_wait(stockx_enrich_start(), 60000)');
-sql(q{UPDATE stockx_product SET refresh_every = NULL});
 is(kinds($ev), 'run_end', 'a move of 1 USD (under 5 %) is no event');
 is(sql(qq{SELECT count(*) FROM stockx_price_history h JOIN stockx_variant v USING (variant_id)
 	WHERE v.sku = 'EV-0002' AND h.observed_at > '$mark'}), 1,

@@ -1,0 +1,602 @@
+/* stockx_enrich--1.2--1.3.sql: trust no role but the owner. */
+
+\echo Use "ALTER EXTENSION stockx_enrich UPDATE TO '1.3'" to load this file. \quit
+
+-- Rules of this version (README, "Roles and what they can do"): no SECURITY
+-- DEFINER function is executable by PUBLIC unless it is meant for everyone;
+-- each pins search_path and builds no SQL from what its caller or trigger
+-- hands it; a trigger function checks that it fires on the table it
+-- belongs to; nothing a caller's open transaction holds is something a
+-- worker waits for; no lock the workers serialize on can be taken by a role
+-- without grants.
+
+-- ---------------------------------------------------------------- events
+
+-- Events are written by the code that knows of them (the workers, the
+-- budget functions), never by a trigger on stockx_run: the run_end trigger
+-- ran as the extension's owner and could be attached to anyone's table.
+DROP TRIGGER stockx_run_ended ON @extschema@.stockx_run;
+DROP FUNCTION @extschema@.stockx_run_ended();
+
+-- NOTIFY stockx_enrich is only a wake-up call, sent by the writers after
+-- their data committed; it carries the event's id and kind, nothing more
+-- (anyone can LISTEN, and anyone can NOTIFY).  A consumer reads the rows.
+DROP TRIGGER stockx_event_notify ON @extschema@.stockx_event;
+DROP FUNCTION @extschema@.stockx_event_notify();
+
+-- The transaction that wrote each event, so that a consumer can read them
+-- in an order in which no event commits behind its cursor (see
+-- stockx_events_since).  Stamped by a trigger whatever the insert says, so
+-- that restored rows belong to the restoring transaction.
+ALTER TABLE @extschema@.stockx_event ADD COLUMN txid xid8;
+UPDATE @extschema@.stockx_event SET txid = pg_catalog.pg_current_xact_id();
+ALTER TABLE @extschema@.stockx_event
+	ALTER COLUMN txid SET DEFAULT pg_catalog.pg_current_xact_id(),
+	ALTER COLUMN txid SET NOT NULL;
+CREATE INDEX stockx_event_txid_idx ON @extschema@.stockx_event (txid, event_id);
+
+CREATE FUNCTION @extschema@.stockx_event_stamp()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	NEW.txid := pg_catalog.pg_current_xact_id();
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.stockx_event_stamp() FROM PUBLIC;
+CREATE TRIGGER stockx_event_stamp BEFORE INSERT ON @extschema@.stockx_event
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.stockx_event_stamp();
+
+-- The events after cursor (NULL: from the oldest kept), at most
+-- max_events, in the order they are delivered, each with the cursor to
+-- pass next time.  Only events of transactions older than every
+-- transaction still in progress are returned: one that commits later
+-- always sorts after every event already returned, so a consumer that
+-- keeps the last cursor it saw misses nothing, whatever order the writers
+-- committed in.  An event can come later than its event_id suggests, never
+-- be skipped.  With the caller's rights (SELECT on stockx_event: pg_monitor
+-- has it).
+CREATE FUNCTION @extschema@.stockx_events_since(cursor text DEFAULT NULL,
+	max_events int DEFAULT 1000)
+RETURNS TABLE (event_id bigint, kind text, created_at timestamptz, payload jsonb,
+			   next_cursor text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	parts text[];
+	after_txid xid8 := '0';
+	after_id bigint := 0;
+	horizon xid8 := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+BEGIN
+	IF max_events IS NULL OR max_events < 1 THEN
+		RAISE EXCEPTION 'max_events must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass how many events to read at most, e.g. 1000.';
+	END IF;
+	IF stockx_events_since.cursor IS NOT NULL THEN
+		parts := pg_catalog.regexp_match(stockx_events_since.cursor, '^([0-9]{1,20})/([0-9]{1,19})$');
+		IF parts IS NULL THEN
+			RAISE EXCEPTION 'invalid event cursor %', pg_catalog.quote_literal(stockx_events_since.cursor)
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Pass the next_cursor of the last event you read, or NULL to start from the oldest.';
+		END IF;
+		after_txid := parts[1]::xid8;
+		after_id := parts[2]::bigint;
+		IF after_txid >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) THEN
+			RAISE EXCEPTION 'event cursor % is ahead of this server', pg_catalog.quote_literal(stockx_events_since.cursor)
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'It names a transaction this server has not reached: the database was restored from a dump since.',
+					  HINT = 'Start again with NULL; events are then delivered again from the oldest kept.';
+		END IF;
+	END IF;
+	RETURN QUERY
+	SELECT e.event_id, e.kind, e.created_at, e.payload, e.txid::text || '/' || e.event_id::text
+	  FROM @extschema@.stockx_event e
+	 WHERE e.txid < horizon
+	   AND (e.txid, e.event_id) > (after_txid, after_id)
+	 ORDER BY e.txid, e.event_id
+	 LIMIT max_events;
+END
+$$;
+
+-- ---------------------------------------------------------------- price history upkeep
+
+-- The workers run the upkeep as the extension's owner themselves (the way
+-- a SECURITY DEFINER function would, with no SQL entry point): nobody else
+-- can hold its locks.
+DROP FUNCTION @extschema@.stockx_price_history_upkeep();
+
+-- Partitions from the month of `since` to `months_ahead` months after this
+-- one, and drops those wholly older than history_retention.  Everything is
+-- found and acted on by OID: the parent and the default partition as
+-- members of the extension, monthly partitions as the parent's children
+-- with their bounds, whatever they are named or wherever they were moved.
+-- A month whose partition name is taken by something that is not its
+-- partition is an error (its rows wait in the default partition).
+-- Serialized by SHARE UPDATE EXCLUSIVE on the parent (which only roles
+-- that may change the history can take), the default partition locked
+-- before its rows move so that no writer adds one in between.
+CREATE OR REPLACE FUNCTION @extschema@.stockx_price_history_maintain(since timestamptz DEFAULT NULL,
+		months_ahead int DEFAULT 2)
+RETURNS TABLE (partition_name text, action text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET default_tablespace = ''
+SET default_table_access_method = 'heap'
+SET default_toast_compression = 'pglz'
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO, YMD'
+AS $$
+DECLARE
+	ext oid;
+	nsp name;
+	parent regclass;
+	deflt regclass;
+	this_month timestamp := pg_catalog.date_trunc('month', pg_catalog.now() AT TIME ZONE 'UTC');
+	m timestamp;
+	lo timestamptz;
+	hi timestamptz;
+	squatter regclass;
+	retention_s bigint;
+	part record;
+	moved bigint;
+BEGIN
+	IF months_ahead IS NULL OR months_ahead NOT BETWEEN 0 AND 24 THEN
+		RAISE EXCEPTION 'months_ahead must be between 0 and 24'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Partitions are made for this month and up to 24 months ahead.';
+	END IF;
+	IF since < pg_catalog.now() - interval '10 years' THEN
+		RAISE EXCEPTION 'since must be within the last 10 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Partitions are monthly: ten years make 120 of them.';
+	END IF;
+	SELECT e.oid, n.nspname INTO ext, nsp
+	  FROM pg_catalog.pg_extension e
+	  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+	 WHERE e.extname = 'stockx_enrich';
+	SELECT pg_catalog.max(c.oid) FILTER (WHERE c.relname = 'stockx_price_history'),
+		   pg_catalog.max(c.oid) FILTER (WHERE c.relname = 'stockx_price_history_default')
+	  INTO parent, deflt
+	  FROM pg_catalog.pg_depend d
+	  JOIN pg_catalog.pg_class c ON c.oid = d.objid
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+	   AND d.refobjid = ext AND d.deptype = 'e';
+	-- one caller at a time; inserts (ROW EXCLUSIVE) go on meanwhile
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', parent);
+
+	m := pg_catalog.date_trunc('month', least(coalesce(since, pg_catalog.now()), pg_catalog.now())
+											 AT TIME ZONE 'UTC');
+	WHILE m <= this_month + pg_catalog.make_interval(months => months_ahead) LOOP
+		lo := m AT TIME ZONE 'UTC';
+		hi := (m + interval '1 month') AT TIME ZONE 'UTC';
+		partition_name := 'stockx_price_history_' || pg_catalog.to_char(m, 'YYYYMM');
+		m := m + interval '1 month';
+		-- a partition already holds that month (whatever its name or schema)
+		CONTINUE WHEN EXISTS (
+			SELECT 1 FROM @extschema@.stockx_price_history_partitions(parent) p
+			 WHERE p.lower_bound < hi AND p.upper_bound > lo);
+		squatter := pg_catalog.to_regclass(pg_catalog.format('%I.%I', nsp, partition_name));
+		IF squatter IS NOT NULL THEN
+			RAISE EXCEPTION 'relation % is in the way of the price history partition for %',
+				squatter, pg_catalog.to_char(lo, 'YYYY-MM')
+				USING ERRCODE = 'duplicate_table',
+					  DETAIL = 'It is not a partition of stockx_price_history; rows of that month stay in stockx_price_history_default meanwhile.',
+					  HINT = 'Rename or drop that relation, then run SELECT * FROM stockx_price_history_maintain() as the extension''s owner.';
+		END IF;
+		-- made apart, with its own indexes, then attached; rows of that
+		-- month waiting in the default partition move in first, with the
+		-- default partition locked so that no writer adds one in between
+		-- (ATTACH takes that lock anyway)
+		EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', deflt);
+		EXECUTE pg_catalog.format(
+			'CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+			nsp, partition_name, parent);
+		EXECUTE pg_catalog.format(
+			'CREATE UNIQUE INDEX %I ON %I.%I (variant_id, currency_code, observed_at)',
+			partition_name || '_key', nsp, partition_name);
+		EXECUTE pg_catalog.format('CREATE INDEX %I ON %I.%I (sku, observed_at)',
+			partition_name || '_sku_idx', nsp, partition_name);
+		EXECUTE pg_catalog.format(
+			'WITH moved AS (DELETE FROM %s WHERE observed_at >= %L AND observed_at < %L RETURNING *) '
+			'INSERT INTO %I.%I SELECT * FROM moved',
+			deflt, lo, hi, nsp, partition_name);
+		GET DIAGNOSTICS moved = ROW_COUNT;
+		EXECUTE pg_catalog.format(
+			'ALTER TABLE %s ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
+			parent, nsp, partition_name, lo, hi);
+		action := CASE WHEN moved > 0 THEN 'created from the default partition'
+					   ELSE 'created' END;
+		RETURN NEXT;
+	END LOOP;
+
+	-- whole months older than the retention go (0 keeps everything)
+	SELECT s.setting::bigint INTO retention_s
+	  FROM pg_catalog.pg_settings s WHERE s.name = 'stockx_enrich.history_retention';
+	IF coalesce(retention_s, 0) = 0 THEN
+		RETURN;
+	END IF;
+	FOR part IN
+		SELECT p.partition
+		  FROM @extschema@.stockx_price_history_partitions(parent) p
+		 WHERE p.upper_bound <= pg_catalog.now() - pg_catalog.make_interval(secs => retention_s)
+		 ORDER BY p.lower_bound
+	LOOP
+		-- its name, qualified when it was moved out of the extension's schema
+		SELECT CASE WHEN n.nspname = nsp THEN c.relname::text ELSE part.partition::text END
+		  INTO partition_name
+		  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		 WHERE c.oid = part.partition;
+		EXECUTE pg_catalog.format('DROP TABLE %s', part.partition);
+		action := 'dropped';
+		RETURN NEXT;
+	END LOOP;
+	EXECUTE pg_catalog.format('DELETE FROM %s WHERE observed_at < %L',
+		deflt, pg_catalog.now() - pg_catalog.make_interval(secs => retention_s));
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.stockx_price_history_maintain(timestamptz, int) FROM PUBLIC;
+
+-- The partitions of the price history (not the default one) with the
+-- range each holds, read from their bounds.
+CREATE FUNCTION @extschema@.stockx_price_history_partitions(parent regclass)
+RETURNS TABLE (partition regclass, lower_bound timestamptz, upper_bound timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO, YMD'
+AS $$
+	SELECT c.oid::pg_catalog.regclass, b[1]::timestamptz, b[2]::timestamptz
+	  FROM pg_catalog.pg_inherits i
+	  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+	 CROSS JOIN LATERAL pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+			'^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') AS b
+	 WHERE i.inhparent = $1
+$$;
+
+-- ---------------------------------------------------------------- freshness
+
+-- A floor under refresh_every (a refresh of a microsecond would spend the
+-- day's quota on one row) and bounds on priority.  Rows outside are
+-- brought inside first.
+UPDATE @extschema@.stockx_product SET refresh_every = interval '5 minutes'
+ WHERE refresh_every < interval '5 minutes';
+UPDATE @extschema@.stockx_product SET priority = greatest(least(priority, 1000), -1000)
+ WHERE priority NOT BETWEEN -1000 AND 1000;
+ALTER TABLE @extschema@.stockx_product
+	DROP CONSTRAINT stockx_product_refresh_every_check,
+	ADD CONSTRAINT stockx_product_refresh_every_check
+		CHECK (refresh_every >= interval '5 minutes'),
+	ADD CONSTRAINT stockx_product_priority_check
+		CHECK (priority BETWEEN -1000 AND 1000);
+
+-- Refresh claims read the heads of two indexes: rows on the setting
+-- refresh_after in (priority, market_updated_at) order, and rows with their
+-- own refresh_every, which are sorted among themselves (a few, as a rule).
+DROP INDEX @extschema@.stockx_product_refresh_idx;
+CREATE INDEX stockx_product_refresh_idx
+	ON @extschema@.stockx_product (priority DESC, market_updated_at)
+	WHERE status = 'enriched' AND refresh_every IS NULL;
+CREATE INDEX stockx_product_refresh_own_idx
+	ON @extschema@.stockx_product (priority DESC, market_updated_at)
+	WHERE status = 'enriched' AND refresh_every IS NOT NULL;
+
+-- ---------------------------------------------------------------- restore in parallel
+
+-- pg_restore -j loads the extension's tables in parallel, while the
+-- constraints CREATE EXTENSION made already stand: a foreign key between
+-- two of them fails when the referencing rows come first.  What the
+-- foreign keys did (deleting and renaming along) triggers do now; the
+-- workers only ever write variants, markets and barcodes of the product
+-- they hold.
+
+DROP TRIGGER stockx_variant_gtin_update ON @extschema@.stockx_variant;
+ALTER TABLE @extschema@.stockx_variant DROP CONSTRAINT stockx_variant_sku_fkey;
+ALTER TABLE @extschema@.stockx_market DROP CONSTRAINT stockx_market_variant_id_fkey;
+ALTER TABLE @extschema@.stockx_gtin DROP CONSTRAINT stockx_gtin_variant_id_fkey;
+
+DROP FUNCTION @extschema@.stockx_gtin_sync();
+
+-- One trigger function for what the foreign keys did and for keeping
+-- stockx_gtin in step:
+--   stockx_product  DELETE    deletes the variants of the deleted SKUs
+--                   TRUNCATE  empties stockx_variant
+--                   UPDATE    (of sku, row by row) renames the SKU in its variants
+--   stockx_variant  DELETE    deletes the market rows and barcodes of the deleted variants
+--                   TRUNCATE  empties stockx_market and stockx_gtin
+--                   UPDATE    (of gtins, sku or variant_id, row by row) writes the
+--                             variant's barcodes again; a new variant_id
+--                             carries its market rows along
+-- It runs only on those two tables: it first checks that the table it
+-- fires on is one of them, a member of the extension (by OID, so a trigger
+-- attached to any other table refuses to run), and takes the schema from
+-- that table, so it follows a rename of the schema.  With the rights of
+-- whoever changed the table.
+CREATE FUNCTION @extschema@.stockx_cascade()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	nsp name;
+BEGIN
+	-- a statement that deleted nothing has nothing to pass on
+	IF TG_OP = 'DELETE' AND TG_LEVEL = 'STATEMENT' THEN
+		PERFORM FROM old_rows LIMIT 1;
+		IF NOT FOUND THEN
+			RETURN NULL;
+		END IF;
+	END IF;
+	SELECT n.nspname INTO nsp
+	  FROM pg_catalog.pg_depend d
+	  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+	  JOIN pg_catalog.pg_class c ON c.oid = d.objid
+	  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+	   AND d.deptype = 'e'
+	   AND e.extname = 'stockx_enrich'
+	   AND c.oid = TG_RELID
+	   AND c.relname IN ('stockx_product', 'stockx_variant');
+	IF nsp IS NULL THEN
+		RAISE EXCEPTION 'stockx_cascade() fires only on the tables stockx_product and stockx_variant of stockx_enrich'
+			USING ERRCODE = 'wrong_object_type',
+				  HINT = 'Drop that trigger; the function belongs to the extension stockx_enrich.';
+	END IF;
+
+	IF TG_TABLE_NAME = 'stockx_product' THEN
+		IF TG_OP = 'DELETE' THEN
+			EXECUTE pg_catalog.format(
+				'DELETE FROM %I.stockx_variant v USING old_rows o WHERE v.sku = o.sku', nsp);
+		ELSIF TG_OP = 'TRUNCATE' THEN
+			EXECUTE pg_catalog.format('TRUNCATE %I.stockx_variant', nsp);
+		ELSIF TG_OP = 'UPDATE' THEN
+			EXECUTE pg_catalog.format('UPDATE %I.stockx_variant SET sku = $1 WHERE sku = $2', nsp)
+			  USING NEW.sku, OLD.sku;
+		END IF;
+	ELSIF TG_OP = 'DELETE' THEN
+		EXECUTE pg_catalog.format(
+			'DELETE FROM %I.stockx_market m USING old_rows o WHERE m.variant_id = o.variant_id', nsp);
+		EXECUTE pg_catalog.format(
+			'DELETE FROM %I.stockx_gtin g USING old_rows o WHERE g.variant_id = o.variant_id', nsp);
+	ELSIF TG_OP = 'TRUNCATE' THEN
+		EXECUTE pg_catalog.format('TRUNCATE %1$I.stockx_market, %1$I.stockx_gtin', nsp);
+	ELSIF TG_OP = 'UPDATE' THEN
+		IF OLD.variant_id IS DISTINCT FROM NEW.variant_id THEN
+			EXECUTE pg_catalog.format(
+				'UPDATE %I.stockx_market SET variant_id = $1 WHERE variant_id = $2', nsp)
+			  USING NEW.variant_id, OLD.variant_id;
+		END IF;
+		EXECUTE pg_catalog.format(
+			'DELETE FROM %I.stockx_gtin WHERE variant_id IN ($1, $2)', nsp)
+		  USING OLD.variant_id, NEW.variant_id;
+		EXECUTE pg_catalog.format(
+			'INSERT INTO %1$I.stockx_gtin (gtin, gtin_type, variant_id, sku) '
+			'SELECT e.gtin, e.gtin_type, $1, $2 FROM %1$I.stockx_gtin_entries($3) e', nsp)
+		  USING NEW.variant_id, NEW.sku, NEW.gtins;
+	END IF;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.stockx_cascade() FROM PUBLIC;
+
+CREATE TRIGGER stockx_product_delete AFTER DELETE ON @extschema@.stockx_product
+	REFERENCING OLD TABLE AS old_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.stockx_cascade();
+CREATE TRIGGER stockx_product_truncate AFTER TRUNCATE ON @extschema@.stockx_product
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.stockx_cascade();
+CREATE TRIGGER stockx_product_rename AFTER UPDATE OF sku ON @extschema@.stockx_product
+	FOR EACH ROW WHEN (OLD.sku IS DISTINCT FROM NEW.sku)
+	EXECUTE FUNCTION @extschema@.stockx_cascade();
+CREATE TRIGGER stockx_variant_delete AFTER DELETE ON @extschema@.stockx_variant
+	REFERENCING OLD TABLE AS old_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.stockx_cascade();
+CREATE TRIGGER stockx_variant_truncate AFTER TRUNCATE ON @extschema@.stockx_variant
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.stockx_cascade();
+-- the workers' upsert rewrites gtins at every variants call and their
+-- market writes update every variant: the WHEN clause keeps it to real changes
+CREATE TRIGGER stockx_variant_gtin_update
+	AFTER UPDATE OF gtins, sku, variant_id ON @extschema@.stockx_variant
+	FOR EACH ROW
+	WHEN (OLD.gtins IS DISTINCT FROM NEW.gtins OR OLD.sku IS DISTINCT FROM NEW.sku
+		  OR OLD.variant_id IS DISTINCT FROM NEW.variant_id)
+	EXECUTE FUNCTION @extschema@.stockx_cascade();
+
+-- ---------------------------------------------------------------- inputs
+
+-- A GTIN with no digit other than 0 is no barcode: the check digit of all
+-- zeros is right, but it would match identifiers that are empty or zero.
+CREATE OR REPLACE FUNCTION @extschema@.stockx_gtin_normalize(gtin text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN (SELECT pg_catalog.sum(pg_catalog.substr(pg_catalog.reverse(d.g), i, 1)::int
+											* CASE WHEN i % 2 = 0 THEN 3 ELSE 1 END) % 10 = 0
+						FROM pg_catalog.generate_series(1, pg_catalog.length(d.g)) AS i)
+				THEN d.g END
+	  FROM (SELECT pg_catalog.regexp_replace($1, '[[:space:]]+', '', 'g') AS g) d
+	 WHERE d.g ~ '^([0-9]{8}|[0-9]{12,14})$'
+	   AND d.g ~ '[1-9]'
+$$;
+
+-- NaN and infinity are numerics too, and no sale price.
+CREATE OR REPLACE FUNCTION @extschema@.stockx_payout(amount numeric, seller_level int DEFAULT NULL,
+	currency text DEFAULT 'USD', at timestamptz DEFAULT pg_catalog.now(),
+	product_type text DEFAULT NULL)
+RETURNS numeric
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lvl int := stockx_payout.seller_level;
+	cur text := pg_catalog.upper(pg_catalog.btrim(stockx_payout.currency));
+	category text := pg_catalog.lower(pg_catalog.btrim(stockx_payout.product_type));
+	setting text;
+	on_day date;
+	digits int;
+	fee record;
+BEGIN
+	IF amount IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF amount = 'NaN'::numeric OR amount = 'Infinity'::numeric THEN
+		RAISE EXCEPTION 'sale amount must be a finite number: %', amount
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass the sale price, 0 or more.';
+	END IF;
+	IF amount < 0 THEN
+		RAISE EXCEPTION 'sale amount must not be negative: %', amount
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass the sale price, 0 or more.';
+	END IF;
+	IF lvl IS NULL THEN
+		setting := pg_catalog.btrim(pg_catalog.current_setting('stockx_enrich.seller_level', true));
+		IF setting IS NULL OR setting = '' THEN
+			lvl := 1;
+		ELSIF setting ~ '^[0-9]{1,9}$' THEN
+			lvl := setting::int;
+		ELSE
+			RAISE EXCEPTION 'invalid seller level %', pg_catalog.quote_literal(setting)
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'The level comes from the setting stockx_enrich.seller_level.',
+					  HINT = 'SET stockx_enrich.seller_level to 1, 2, 3, 4 or 5.';
+		END IF;
+	END IF;
+	IF lvl NOT BETWEEN 1 AND 5 THEN
+		RAISE EXCEPTION 'seller level % is out of range', lvl
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'StockX seller levels are 1 to 5.';
+	END IF;
+	IF cur IS NULL THEN
+		RAISE EXCEPTION 'currency must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Pass a StockX currency code, e.g. ''USD''.';
+	END IF;
+	IF stockx_payout.at IS NULL THEN
+		RAISE EXCEPTION 'time of sale must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Pass the time of the sale, e.g. now().';
+	END IF;
+	IF cur NOT IN ('AUD', 'CAD', 'CHF', 'EUR', 'GBP', 'HKD', 'JPY', 'KRW',
+				   'MXN', 'NZD', 'SGD', 'USD') THEN
+		RAISE EXCEPTION 'unknown currency %', pg_catalog.quote_literal(stockx_payout.currency)
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'StockX currencies are AUD, CAD, CHF, EUR, GBP, HKD, JPY, KRW, MXN, NZD, SGD and USD.';
+	END IF;
+
+	on_day := (stockx_payout.at AT TIME ZONE 'UTC')::date;
+	SELECT f.transaction_fee_pct, f.payment_fee_pct, f.minimum_fee, f.shipping
+	  INTO fee
+	  FROM @extschema@.stockx_fee_schedule f
+	 WHERE f.seller_level = lvl
+	   AND f.currency_code = cur
+	   AND f.valid_from <= on_day
+	   AND (f.product_type IS NULL OR f.product_type = category)
+	 ORDER BY f.product_type IS NULL, f.valid_from DESC
+	 LIMIT 1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no seller fees for currency %, seller level % on %', cur, lvl, on_day
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'Insert a row into @extschema@.stockx_fee_schedule for that currency and level with a valid_from on or before that date.';
+	END IF;
+
+	digits := CASE WHEN cur IN ('JPY', 'KRW') THEN 0 ELSE 2 END;
+	RETURN amount
+		   - greatest(pg_catalog.round(amount * fee.transaction_fee_pct / 100, digits)
+					  + pg_catalog.round(amount * fee.payment_fee_pct / 100, digits),
+					  fee.minimum_fee)
+		   - fee.shipping;
+END
+$$;
+
+-- ---------------------------------------------------------------- budget and alerts
+
+-- How long the due work takes at the configured rate and quota (after an
+-- upgrade from 1.1, every enriched product is due for a refresh at once:
+-- this says how long that takes).
+CREATE OR REPLACE VIEW @extschema@.stockx_enrich_budget AS
+	WITH cfg AS (
+		SELECT pg_catalog.array_length(pg_catalog.string_to_array(
+				   pg_catalog.replace(pg_catalog.current_setting('stockx_enrich.currency_code'), ' ', ''), ','), 1) AS currencies,
+			   (SELECT s.setting::bigint FROM pg_catalog.pg_settings s
+				 WHERE s.name = 'stockx_enrich.refresh_after') AS refresh_after_s
+	), l AS (
+		SELECT lim.*, GREATEST(lim.daily_limit - lim.requests_today, 0) AS left_today
+		  FROM @extschema@.stockx_enrich_limiter lim
+	), due AS (
+		SELECT pg_catalog.count(*) FILTER (WHERE p.status = 'pending') AS new_products,
+			   pg_catalog.count(*) FILTER (WHERE p.status = 'enriched'
+					AND p.market_updated_at + r.every <= pg_catalog.now()) AS refreshes,
+			   pg_catalog.count(*) FILTER (WHERE p.status = 'enriched'
+					AND p.market_updated_at + r.every > pg_catalog.now()
+					AND p.market_updated_at + r.every <= (SELECT quota_resets_at FROM l)) AS refreshes_later_today,
+			   pg_catalog.count(*) FILTER (WHERE p.status = 'not_found'
+					AND p.updated_at < pg_catalog.now() - interval '7 days') AS not_found_rechecks
+		  FROM @extschema@.stockx_product p
+		 CROSS JOIN cfg
+		 CROSS JOIN LATERAL (SELECT coalesce(p.refresh_every,
+				   CASE WHEN cfg.refresh_after_s > 0
+						THEN pg_catalog.make_interval(secs => cfg.refresh_after_s) END) AS every) r
+		 WHERE p.next_attempt_at IS NULL OR p.next_attempt_at <= pg_catalog.now()
+	), need AS (
+		SELECT due.*, cfg.currencies,
+			   due.new_products * (2 + cfg.currencies) + due.refreshes * cfg.currencies
+			   + due.not_found_rechecks AS requests_due,
+			   due.refreshes_later_today * cfg.currencies AS requests_due_later_today
+		  FROM due, cfg
+	)
+	SELECT d.*, d.backlog_done_at - pg_catalog.now() AS backlog_takes
+	  FROM (
+	SELECT need.new_products, need.refreshes, need.refreshes_later_today, need.not_found_rechecks,
+		   need.currencies, need.requests_due, need.requests_due_later_today,
+		   l.requests_today, l.daily_limit,
+		   CASE WHEN l.daily_limit > 0 THEN l.left_today END AS quota_left_today,
+		   l.quota_resets_at, l.requests_per_second,
+		   CASE
+			 WHEN need.requests_due = 0 THEN NULL
+			 WHEN l.daily_limit = 0 OR need.requests_due <= l.left_today
+			   THEN pg_catalog.now() + pg_catalog.make_interval(secs => need.requests_due / l.requests_per_second)
+			 -- the rest spills over the following days, daily_limit a day
+			 ELSE l.quota_resets_at
+				  + pg_catalog.make_interval(days => ((need.requests_due - l.left_today - 1) / l.daily_limit)::int)
+				  + pg_catalog.make_interval(secs => (((need.requests_due - l.left_today - 1) % l.daily_limit) + 1) / l.requests_per_second)
+		   END AS backlog_done_at
+	  FROM need, l) d;
+
+-- A month whose partition could not be made (the workers' upkeep failed,
+-- say for a relation in the way of its name) keeps its rows in the default
+-- partition: say so.
+CREATE OR REPLACE VIEW @extschema@.stockx_enrich_alerts AS
+	WITH l AS (
+		SELECT * FROM @extschema@.stockx_enrich_limiter
+	), r AS (
+		SELECT * FROM @extschema@.stockx_run ORDER BY run_id DESC LIMIT 1
+	)
+	SELECT 'responses_429'::text AS alert,
+		   pg_catalog.format('%s of %s requests answered 429', r.responses_429, r.requests) AS detail
+	  FROM r WHERE r.requests > 0 AND r.responses_429 * 10 > r.requests
+	UNION ALL
+	SELECT 'failures', pg_catalog.format('%s of %s products failed', r.failed, r.processed)
+	  FROM r WHERE r.processed > 0 AND r.failed * 5 > r.processed
+	UNION ALL
+	SELECT 'circuit_open', pg_catalog.format('circuit is %s until %s', l.circuit_state, l.circuit_open_until)
+	  FROM l WHERE l.circuit_state <> 'closed'
+	UNION ALL
+	SELECT 'quota', pg_catalog.format('%s of %s daily requests used', l.requests_today, l.daily_limit)
+	  FROM l WHERE l.daily_limit > 0 AND l.requests_today * 10 > l.daily_limit * 9
+	UNION ALL
+	SELECT 'worker_memory', pg_catalog.format('worker %s uses %s bytes', s.pid, s.memory_bytes)
+	  FROM @extschema@.stockx_enrich_worker_status() s
+	 WHERE s.memory_bytes > pg_catalog.pg_size_bytes(pg_catalog.current_setting('stockx_enrich.memory_alert_bytes'))
+	UNION ALL
+	SELECT 'history_partitions',
+		   pg_catalog.format('%s rows of this month or later wait in stockx_price_history_default',
+							 pg_catalog.count(*))
+	  FROM @extschema@.stockx_price_history_default h
+	 WHERE h.observed_at >= pg_catalog.date_trunc('month', pg_catalog.now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+	HAVING pg_catalog.count(*) > 0;
