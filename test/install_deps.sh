@@ -71,7 +71,7 @@ packages=(
 	make gcc pkg-config
 	"postgresql-$major" "postgresql-server-dev-$major" "postgresql-$major-cron"
 	libcurl4-openssl-dev libjson-c-dev
-	libipc-run-perl python3 openssl
+	libipc-run-perl python3 python3-jsonschema openssl
 )
 
 missing=()

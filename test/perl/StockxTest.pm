@@ -3,6 +3,12 @@
 # Starts the bundled StockX stand-in on 127.0.0.1 (a free port), builds a
 # PostgreSQL::Test::Cluster that preloads stockx_enrich and points it at the
 # stand-in, and wraps the stand-in's admin API (config, log, stats, expect).
+#
+# Every stand-in a TAP file starts (through standin_start or by itself)
+# records each /v2 answer it gives in $ENV{STOCKX_STANDIN_ANSWERS}, which
+# this module sets, unless it is set already, to tmp_check/standin_answers
+# (standin_answers_dir() says where); t/990_contract.pl checks them all
+# against the API's schemas.
 package StockxTest;
 
 use strict;
@@ -20,13 +26,27 @@ use Test::More;
 
 our @EXPORT = qw(standin_start standin_stop admin_config admin_reset admin_log
   admin_stats expect_product stockx_node wait_run api_requests min_gap
-  standin_url json_decode_utf8 enqueue_skus poll_until num_eq extreme_amount sql_error);
+  standin_url json_decode_utf8 enqueue_skus poll_until num_eq extreme_amount sql_error
+  standin_answers_dir);
 
 my $json = JSON::PP->new->utf8->canonical;
 my $http = HTTP::Tiny->new(timeout => 30);
 my ($standin_pid, $standin_port);
 
 sub json_decode_utf8 { return $json->decode($_[0]); }
+
+# Where the stand-ins record their answers (STOCKX_STANDIN_ANSWERS): the TAP
+# suite's tmp_check/standin_answers unless the environment says otherwise.
+# Set in INIT, after PostgreSQL::Test::Utils's INIT has set tmp_check, so
+# that a stand-in a test file starts by itself inherits it too.
+sub standin_answers_dir
+{
+	$ENV{STOCKX_STANDIN_ANSWERS} //=
+	  "${PostgreSQL::Test::Utils::tmp_check}/standin_answers";
+	return $ENV{STOCKX_STANDIN_ANSWERS};
+}
+
+INIT { standin_answers_dir(); }
 
 # Start the stand-in once per test file; returns its port.
 sub standin_start
@@ -37,6 +57,7 @@ sub standin_start
 	  // File::Spec->catfile(File::Basename::dirname(__FILE__), '..', 'standin', 'stockx_standin.py');
 	my $port_file = "${PostgreSQL::Test::Utils::tmp_check}/standin.$$.port";
 	unlink $port_file;
+	standin_answers_dir();
 	$standin_pid = fork();
 	die "fork: $!" unless defined $standin_pid;
 	if ($standin_pid == 0)

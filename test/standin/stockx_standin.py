@@ -7,15 +7,70 @@ Binds 127.0.0.1 only; the port (digits + newline) is written atomically to F onc
 listening.  SIGTERM/SIGINT stop it cleanly (F is removed if it still holds our
 port).  Nothing goes to stderr unless --verbose.
 
-API (clients use base URL http://127.0.0.1:PORT/v2):
-    POST /oauth/token                      refresh-token grant (form-urlencoded)
-    GET  /v2/catalog/search?query=&pageNumber=&pageSize=
-    GET  /v2/catalog/products/{productId}
-    GET  /v2/catalog/products/{productId}/variants
-    GET  /v2/catalog/products/{productId}/market-data?currencyCode=
+API (clients use base URL http://127.0.0.1:PORT/v2), as StockX's OpenAPI
+document ("StockX Public API 2.0.0") gives it; endpoint names (log, stats,
+fail_next) in brackets:
+    POST /oauth/token                                   [token]
+         refresh-token grant (form-urlencoded)
+    GET  /v2/catalog/search?query=&pageNumber=&pageSize=            [search]
+         200 Search {count, pageSize, pageNumber, hasNextPage, products:
+         [SearchProduct]}; never 400 or 404 (see Search below)
+    GET  /v2/catalog/products/variants/gtins/{gtin}                 [gtin]
+         200 ONE variant (ProductVariantDetails, with its productId);
+         400 not a GTIN; 404 a valid GTIN no registered variant carries
+    GET  /v2/catalog/products/{productId}                           [product]
+         200 Product (with sizeChart and the two flags); 404 unknown
+    GET  /v2/catalog/products/{productId}/variants                  [variants]
+         200 bare array of ProductVariant; 404 unknown product
+    GET  /v2/catalog/products/{productId}/variants/{variantId}      [variant]
+         200 ProductVariantDetails; 400 the variant is not one of that
+         product's; 404 unknown product
+    GET  /v2/catalog/products/{productId}/market-data?currencyCode= [market]
+         200 bare array of MarketData, one per variant; an unknown product
+         gives 200 [] (the document lists no 404 for this call)
     GET  /v2/catalog/products/{productId}/variants/{variantId}/market-data?currencyCode=
+                                                                    [variant_market]
+         200 one MarketData; 400 the variant is not one of that product's,
+         also when the product is unknown (the document lists 400 and no 404)
+    anything else under /v2: 404 [other]; a method other than GET on a
+    catalogue route: 405.
 Every /v2 call needs `x-api-key` (else 403) and `Authorization: Bearer <tok>`
-with the static token or an issued, unexpired token (else 401).
+with the static token or an issued, unexpired token (else 401).  Every error
+body of a /v2 call is {"statusCode": <the HTTP status>, "message": "..."}.
+Ids in paths are matched case-insensitively.  currencyCode is one of the 30
+codes of the document's CurrencyCode enum (see Currencies); any other value,
+or none, gives USD (the answer's currencyCode says so): the document gives
+the market calls no 400 for it.  A query string that is not UTF-8 is read
+with U+FFFD in place of the bad bytes.
+
+Search: pageSize 1-50, default 1; pageNumber >= 1, default 1; a value out of
+range is clamped into it, one that is not an integer takes the default (the
+document gives search no 400).  count is the number of all hits, the page
+holds hits (pageNumber-1)*pageSize+1 .. pageNumber*pageSize, hasNextPage
+says whether a later page holds any.  A query that is missing, empty or over
+100 characters finds nothing (count 0).  Every hit is registered (see
+below), whatever page shows it.  Search items are SearchProducts: productId,
+urlKey, styleId, productType, title, brand, productAttributes and nothing
+else (no sizeChart, no isFlexEligible / isDirectEligible).
+GET /products/{id} gives the Product: the same keys plus
+    "sizeChart": {"availableConversions": [{"name": "US M", "type": "us m"},
+                                           {"name": "EU", "type": "eu"}],
+                  "defaultConversion": {"name": "US M", "type": "us m"}}
+(US W / us w for women, US Y / us y for children; NUL-: no conversions and
+defaultConversion null), "isFlexEligible" and "isDirectEligible".  Note
+"name" here where a variant's sizeChart has "size".
+
+GTIN lookup (/catalog/products/variants/gtins/{gtin}): a GTIN is 8, 12, 13
+or 14 ASCII digits whose last digit is the GS1 check digit of the others;
+anything else (other lengths, blanks, letters, a wrong check digit) is 400.
+The forms of one number padded with leading zeros are the same GTIN (GS1
+pads to 14 digits): the 12-digit UPC of a variant is found as 0+UPC (13) or
+00+UPC (14) too.  The answer is the variant (of a REGISTERED product, see
+below, as its variants are now) that lists the GTIN, as a single-variant
+call gives it (variantValue null becomes ""); several such products: the
+first by productId.  Not found: 404.  A lookup registers nothing.  It goes
+through the same gating (block, limiter, fail_next, ratio, auth) as every
+/v2 call.
 
 Catalogue: everything derives from sha256 of the normalised SKU (strip, upper),
 so answers are repeatable.  Kind by SKU prefix (case-insensitive):
@@ -39,12 +94,16 @@ so answers are repeatable.  Kind by SKU prefix (case-insensitive):
            than a NOTIFY payload may be)
     other  1 + (hash % 12) variants
 LAT-, UNI-, ZERO-, BADUTF- and BIG- products have 1 + (hash % 12) variants, like "other".
-For found kinds search returns 2 near-misses FIRST, then the product (count 3).
+For found kinds search returns 2 near-misses FIRST, then the product (count 3;
+search_extra_hits adds more near-misses between them).
 CMP- uses Python's str.swapcase(), which swaps non-ASCII letters too ("CMP-ÉTÉ-1"
 gives the part "cmp-été-1") and may change the length ("ß" becomes "SS").
 Near-miss styleIds: SKU+"0", SKU[:-1]+"X" (or "Y"), "A"+SKU.  A productId is
-known to /products/... only after it appeared in a search or /_admin/expect
-since the server started (the registry survives /_admin/reset).
+known to /products/... (and its GTINs to the GTIN lookup) only after it
+appeared in a search or /_admin/expect since the server started: it is then
+"registered" (the registry survives /_admin/reset).
+Ids: productIds and variantIds are lower-case UUIDs (v4) unless odd_ids or
+uppercase_ids say otherwise; the document types them as plain strings.
 
 Search by GTIN: a query of 8 to 14 ASCII digits (surrounding blanks ignored)
 is a barcode, not a SKU.  Every variant carries two GTINs with valid GS1
@@ -64,8 +123,9 @@ give {"found": false, ...}.  Queries that are not 8-14 digits are SKUs.
 
 Config keys that change the catalogue's answers (POST /_admin/config):
     uppercase_ids      bool, default false: every productId and variantId in the
-                       API answers (search, product, variants, market,
-                       variant_market) and in /_admin/expect is upper-case.
+                       API answers (search, product, variants, variant, gtin,
+                       market, variant_market) and in /_admin/expect is
+                       upper-case.
                        Routes accept ids in any case.
     alias_skus         {alias: target}, default {}: the alias (as written, blanks
                        stripped) becomes one more " / "-separated part of the
@@ -96,6 +156,22 @@ Config keys that change the catalogue's answers (POST /_admin/config):
                        variant of every SKU.
     rate_tolerance_ms  may be 0: then a gap shorter than exactly 1/rate_limit_rps
                        is refused.
+    search_extra_hits  {"SKU": n}, default {}: a search for SKU (a style-id
+                       query, alias or NF- included; not a GTIN query) gets n
+                       more near-miss products, styleIds "<SKU>-01" ...
+                       "<SKU>-<n>" (n 0-1000), after its first 2 near-misses and
+                       BEFORE the product, so that with pageSize 50 and n >= 48
+                       the exact match sits on page 2 or later.  count grows by
+                       n.  /_admin/expect is unaffected.
+    market_shape       {"CUR": "top" | "nested" | "both"}, default {}: where the
+                       MarketData of that currency carries its prices (see
+                       Market data); a currency not listed takes its default:
+                       "nested" for AUD, JPY and KRW, "both" for the others.
+    odd_ids            ["SKU", ...], default []: the variantIds of these SKUs are
+                       not UUIDs but "v-<n>-<i>" (n a number from the SKU's
+                       hash, i the variant's index), in every answer (variants,
+                       variant, gtin, market, variant_market, /_admin/expect);
+                       routes accept them.  productIds stay UUIDs.
 
 Admin (no auth, not logged, no latency):
     GET  /_admin/expect?sku=X[&currencyCode=USD]
@@ -112,7 +188,45 @@ Admin (no auth, not logged, no latency):
     POST /_admin/config JSON object merged (top-level keys replaced) into config;
          keys: see DEFAULT_CONFIG below, plus the action "expire_tokens": true.
     POST /_admin/reset  clears log, counters, block state, config.
-Endpoint names: token search product variants market variant_market other.
+Endpoint names: token search gtin product variants variant market
+variant_market other.
+
+Market data: every MarketData has productId, variantId and currencyCode.
+Where its prices are depends on the shape of the currency (market_shape):
+    "top"     lowestAskAmount, highestBidAmount, sellFasterAmount,
+              earnMoreAmount, flexLowestAskAmount, and no nested object;
+    "nested"  standardMarketData, flexMarketData, directMarketData, each
+              {lowestAsk, highestBidAmount, sellFaster, earnMore, beatUS}, and
+              none of the five top-level amounts (the keys are absent);
+    "both"    all of them: the top-level amounts equal standardMarketData's
+              (lowestAsk, highestBidAmount, sellFaster, earnMore) and
+              flexLowestAskAmount equals flexMarketData.lowestAsk.
+Every amount is a decimal string or null (NUM-: JSON numbers).  Standard:
+the catalogue's prices; beatUS 2 USD under the lowest ask (null for every
+5th variant, i % 5 == 4).  Flex: only even variants (i % 2 == 0), the
+others all null; lowestAsk 7 USD above standard (the old
+flexLowestAskAmount), bid 2 %, sellFaster and earnMore 4 % above standard,
+beatUS null.  Direct: only variants of products that are isDirectEligible,
+the others all null; lowestAsk, sellFaster, earnMore and beatUS 3 % under
+standard, highestBidAmount null.  Figures are computed in USD (to half
+dollars), then converted.  /_admin/expect shows the market in the shape of
+the currency it is asked for.
+
+Currencies: the 30 codes of the document's CurrencyCode enum, each at a fixed
+rate per USD (RATES).  By ISO 4217, CLP, JPY, KRW and VND have no minor unit:
+their amounts are whole.  Every other amount is rounded to half units (.5),
+KWD (3 minor units) and IDR, HUF, TWD (2 in ISO 4217) included.
+
+Answer log: when the environment variable STOCKX_STANDIN_ANSWERS names a
+directory (made if missing), the stand-in appends every /v2 answer it gives
+(not token or admin calls) to <dir>/standin-<pid>-<ms>.jsonl, one JSON
+object a line:
+    {"endpoint", "method", "path", "query", "status", "forced", "broken", "body"}
+forced: a fail_next rule gave the answer.  body: the JSON answer as sent,
+or null when broken is set: broken says why the body is off the contract on
+purpose (malformed_skus, oversize_skus, BADUTF- raw bytes, ZERO- embedded
+NUL, NUM- numeric amounts, a body over 4 MiB), so that a contract check
+skips it.  token_crlf changes token answers only, which are not logged here.
 
 Gating order for a /v2 request (decided on arrival, before latency_ms):
 block -> rate limiter -> fail_next -> error_429_ratio -> api key -> bearer.
@@ -124,9 +238,25 @@ import random, signal, socket, sys, threading, time, unicodedata, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
 
-RATES = {"AUD": 1.5, "CAD": 1.35, "CHF": 0.9, "EUR": 0.92, "GBP": 0.79, "HKD": 7.8,
-         "JPY": 150, "KRW": 1330, "MXN": 17, "NZD": 1.6, "SGD": 1.35, "USD": 1}
-WHOLE_CURRENCIES = {"JPY", "KRW"}
+# The 30 codes of the document's CurrencyCode enum, each with a fixed rate
+# (units of the currency per USD; plausible, not live).
+RATES = {"AUD": 1.5, "BRL": 5.0, "CAD": 1.35, "CHF": 0.9, "CLP": 950, "CNY": 7.2,
+         "DKK": 6.9, "EUR": 0.92, "GBP": 0.79, "HKD": 7.8, "HUF": 360, "IDR": 15800,
+         "ILS": 3.7, "JPY": 150, "KRW": 1330, "KWD": 0.31, "MOP": 8.05, "MXN": 17,
+         "MYR": 4.7, "NOK": 10.7, "NZD": 1.6, "PEN": 3.75, "PHP": 56, "PLN": 4.0,
+         "SEK": 10.5, "SGD": 1.35, "THB": 36, "TWD": 32, "USD": 1, "VND": 24500}
+# ISO 4217 minor units of the codes above where they are not 2.  The ones with
+# none (0) get whole amounts; every other amount is rounded to half units.
+# (ISO 4217 gives IDR, HUF and TWD 2 minor units, whatever cash looks like.)
+MINOR_UNITS = {"CLP": 0, "JPY": 0, "KRW": 0, "VND": 0, "KWD": 3}
+WHOLE_CURRENCIES = {c for c, d in MINOR_UNITS.items() if d == 0}
+# market_shape: where a MarketData carries its prices
+MARKET_SHAPES = ("top", "nested", "both")
+NESTED_ONLY_CURRENCIES = {"AUD", "JPY", "KRW"}    # default "nested"; others "both"
+NESTED_KEYS = ("lowestAsk", "highestBidAmount", "sellFaster", "earnMore", "beatUS")
+# the keys of a SearchProduct (a Product has these, sizeChart and the flags)
+SEARCH_PRODUCT_KEYS = ("productId", "urlKey", "styleId", "productType", "title", "brand",
+                       "productAttributes")
 BRANDS = ["Nike", "Jordan", "adidas", "New Balance", "ASICS", "Converse", "Vans", "Puma"]
 MODELS = ["Air Max 90", "Dunk Low", "Air Force 1 Low", "Yeezy Boost 350 V2", "990v5",
           "Gel-Lyte III", "Chuck 70 Hi", "Old Skool", "Suede Classic", "Samba OG"]
@@ -153,7 +283,8 @@ BAD_MARK = "\ue000\ue001"
 BAD_MARK_BYTES = BAD_MARK.encode("utf-8")
 BAD_RAW = b"\xff\xfe"
 VARIANTS_ORDERS = ("as_is", "reverse", "shuffle")
-ENDPOINTS = {"token", "search", "product", "variants", "market", "variant_market", "other"}
+ENDPOINTS = {"token", "search", "product", "variants", "variant", "gtin", "market",
+             "variant_market", "other"}
 MESSAGES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
             502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -179,15 +310,22 @@ DEFAULT_CONFIG = {
     "variants_order": "as_is",   # as_is | reverse | shuffle (variants and market arrays)
     "token_crlf": False,         # issued access tokens contain "\r\nX-Injected: 1"
     "price_moves": {},           # {"SKU#i": n}: variant i of SKU's ask moves by n USD
+    "search_extra_hits": {},     # {"SKU": n}: n more near-misses before the product
+    "market_shape": {},          # {"CUR": "top" | "nested" | "both"}
+    "odd_ids": [],               # SKUs whose variantIds are not UUIDs ("v-<n>-<i>")
 }
 ROUTES = [
     (re.compile(r"^/v2/catalog/search$"), "search"),
+    (re.compile(r"^/v2/catalog/products/variants/gtins/([^/]+)$"), "gtin"),
     (re.compile(r"^/v2/catalog/products/([^/]+)$"), "product"),
     (re.compile(r"^/v2/catalog/products/([^/]+)/variants$"), "variants"),
+    (re.compile(r"^/v2/catalog/products/([^/]+)/variants/([^/]+)$"), "variant"),
     (re.compile(r"^/v2/catalog/products/([^/]+)/market-data$"), "market"),
     (re.compile(r"^/v2/catalog/products/([^/]+)/variants/([^/]+)/market-data$"), "variant_market"),
 ]
 PAD_BYTES = 10 * 1024 * 1024
+MAX_EXTRA_HITS = 1000            # search_extra_hits per SKU
+MAX_PAGE_NUMBER = 10 ** 6        # pageNumber is clamped to 1 .. this
 GTIN_QUERY = re.compile(r"[0-9]{8,14}")
 
 
@@ -239,17 +377,28 @@ def aliases_of(sku, cfg):
     return [a.strip() for a, t in (cfg or {}).get("alias_skus", {}).items() if norm(t) == n]
 
 
+def extra_misses(sku, cfg):
+    """The search_extra_hits near-misses of a query: "<query>-01" ... "<query>-<n>",
+    distinct styleIds none of which equals the query."""
+    n = (cfg or {}).get("search_extra_hits", {}).get(norm(sku), 0)
+    s = sku.strip()
+    return [(f"{s}-{k:02d}", "plain") for k in range(1, n + 1)]
+
+
 def search_hits(sku, cfg=None):
     """[(sku, kind)] in the order search returns them ([] for a blank query).
-    An alias (alias_skus) returns its own 2 near-misses, then its target."""
+    An alias (alias_skus) returns its own 2 near-misses, then its target.
+    search_extra_hits adds its near-misses after the first 2 (before the
+    product)."""
     if not norm(sku):
         return []
     misses = [(s, "plain") for s in near_misses(sku)]
+    extra = extra_misses(sku, cfg)
     target = alias_target(sku, cfg)
     if target is not None:
-        return misses[:2] + [(target, kind_of(target))]
+        return misses[:2] + extra + [(target, kind_of(target))]
     kind = kind_of(sku)
-    return misses if kind == "nf" else misses[:2] + [(sku, kind)]
+    return misses + extra if kind == "nf" else misses[:2] + extra + [(sku, kind)]
 
 
 def fmt_num(x):
@@ -278,6 +427,7 @@ def make_product(sku, kind, cfg=None):
                "productType": "sneakers", "title": None, "brand": None,
                "productAttributes": dict.fromkeys(
                    ["gender", "season", "releaseDate", "retailPrice", "colorway", "color"]),
+               "sizeChart": {"availableConversions": [], "defaultConversion": None},
                "isFlexEligible": False, "isDirectEligible": False}
     if kind == "nul":
         return product
@@ -308,7 +458,22 @@ def make_product(sku, kind, cfg=None):
                            "retailPrice": price, "colorway": colorway,
                            "color": pick(COLORS, n, "color")},
         isFlexEligible=hnum(n, "flex") % 2 == 0, isDirectEligible=hnum(n, "direct") % 3 == 0)
+    ctype = size_type(product)
+    default = {"name": ctype.upper(), "type": ctype}
+    product["sizeChart"] = {"availableConversions": [default, {"name": "EU", "type": "eu"}],
+                            "defaultConversion": default}
     return product
+
+
+def size_type(product):
+    """The size chart type of a product: by its gender."""
+    gender = product["productAttributes"]["gender"]
+    return {"women": "us w", "child": "us y"}.get(gender, "us m")
+
+
+def search_item(product):
+    """A Product cut down to a SearchProduct (no sizeChart, no flags)."""
+    return {k: product[k] for k in SEARCH_PRODUCT_KEYS}
 
 
 def variant_count(sku, kind):
@@ -320,6 +485,19 @@ def variant_gtins(n, i):
     return [{"identifier": gs1("%011d" % (hnum(n, f"upc|{i}") % 10**11)), "type": "UPC"},
             {"identifier": gs1("%012d" % (hnum(n, f"ean|{i}") % 10**12)),
              "type": "EAN-13"}]
+
+
+def gtin14(digits):
+    """A GTIN of up to 14 digits padded to 14 with leading zeros (GS1's way
+    of comparing GTIN-8, -12, -13 and -14)."""
+    return digits.zfill(14)
+
+
+def gtin_valid(text):
+    """Whether text is a GTIN: 8, 12, 13 or 14 ASCII digits whose last is
+    the GS1 check digit of the others."""
+    return (len(text) in (8, 12, 13, 14) and all("0" <= c <= "9" for c in text)
+            and gs1(text[:-1]) == text)
 
 
 def gtin_query(query):
@@ -336,12 +514,14 @@ def make_variants(sku, kind, cfg):
     gender = product["productAttributes"]["gender"]
     base = {"women": 5.0, "child": 3.5}.get(gender, 7.0)
     suffix = {"women": "W", "child": "Y"}.get(gender, "")
-    ctype = {"women": "us w", "child": "us y"}.get(gender, "us m")
+    ctype = size_type(product)
+    odd = n in {norm(s) for s in cfg.get("odd_ids", [])}
     out = []
     for i in range(count):
         size = fmt_num(base + 0.5 * i)
         default = {"size": f"{ctype.upper()} {size}", "type": ctype}
-        v = {"productId": product["productId"], "variantId": huuid(n, f"variant|{i}"),
+        vid = f"v-{hnum(n, 'oddid') % 1000000}-{i}" if odd else huuid(n, f"variant|{i}")
+        v = {"productId": product["productId"], "variantId": vid,
              "variantName": f"{product['urlKey']}:{size}{suffix}",
              "variantValue": size + suffix,
              "sizeChart": {"defaultConversion": default, "availableConversions": [
@@ -358,8 +538,21 @@ def make_variants(sku, kind, cfg):
     return out
 
 
+def market_shape(cfg, currency):
+    """Where the MarketData of this currency carries its prices: "top",
+    "nested" or "both" (market_shape, else the default by currency)."""
+    default = "nested" if currency in NESTED_ONLY_CURRENCIES else "both"
+    return (cfg or {}).get("market_shape", {}).get(currency, default)
+
+
+def scaled(x, factor):
+    """x (USD) times factor, in half dollars; None stays None."""
+    return None if x is None else max(1, round(x * factor * 2) / 2)
+
+
 def make_market(sku, kind, cfg, currency):
     n, rate, numeric = norm(sku), RATES[currency], kind == "num"
+    shape = market_shape(cfg, currency)
 
     def money(x):
         if x is None:
@@ -372,7 +565,8 @@ def make_market(sku, kind, cfg, currency):
 
     out = []
     for i, v in enumerate(make_variants(sku, kind, cfg)):
-        ask = bid = faster = more = flex = None
+        # the three markets, in USD before conversion; None is null
+        std, flex, direct = (dict.fromkeys(NESTED_KEYS) for _ in range(3))
         if kind != "nul":
             ask = 60 + (hnum(n, f"ask|{i}") + 37 * int(cfg["market_epoch"])) % 400
             ask = max(1, ask + cfg["price_moves"].get(f"{n}#{i}", 0))
@@ -380,13 +574,32 @@ def make_market(sku, kind, cfg, currency):
             bid = None if i % 4 == 3 else max(1, ask - 5 - hnum(n, f"bid|{i}") % 40)
             faster = max(1, ask - 1 - hnum(n, f"fast|{i}") % 5)
             more = ask + 10 + hnum(n, f"more|{i}") % 20
-            flex = None if i % 2 else ask + 7
-        out.append({"productId": v["productId"], "variantId": v["variantId"],
-                    "currencyCode": currency, "lowestAskAmount": money(ask),
-                    "highestBidAmount": money(bid), "sellFasterAmount": money(faster),
-                    "earnMoreAmount": money(more), "flexLowestAskAmount": money(flex),
-                    "standardMarketData": {"lowestAsk": money(ask), "highestBidAmount": money(bid),
-                                           "sellFaster": money(faster), "earnMore": money(more)}})
+            beat = None if i % 5 == 4 else max(1, ask - 2)
+            std = {"lowestAsk": ask, "highestBidAmount": bid, "sellFaster": faster,
+                   "earnMore": more, "beatUS": beat}
+            if i % 2 == 0:
+                # Flex: asks 7 USD above standard, the rest about 4 % above;
+                # no Flex market at all for odd variants (every figure null)
+                flex = {"lowestAsk": ask + 7, "highestBidAmount": scaled(bid, 1.02),
+                        "sellFaster": scaled(faster, 1.04), "earnMore": scaled(more, 1.04),
+                        "beatUS": None}
+            if v["isDirectEligible"]:
+                # Direct: about 3 % below standard, never a bid
+                direct = {"lowestAsk": scaled(ask, 0.97), "highestBidAmount": None,
+                          "sellFaster": scaled(faster, 0.97), "earnMore": scaled(more, 0.97),
+                          "beatUS": scaled(beat, 0.97)}
+        md = {"productId": v["productId"], "variantId": v["variantId"], "currencyCode": currency}
+        if shape in ("top", "both"):
+            md.update(lowestAskAmount=money(std["lowestAsk"]),
+                      highestBidAmount=money(std["highestBidAmount"]),
+                      sellFasterAmount=money(std["sellFaster"]),
+                      earnMoreAmount=money(std["earnMore"]),
+                      flexLowestAskAmount=money(flex["lowestAsk"]))
+        if shape in ("nested", "both"):
+            md.update(standardMarketData={k: money(x) for k, x in std.items()},
+                      flexMarketData={k: money(x) for k, x in flex.items()},
+                      directMarketData={k: money(x) for k, x in direct.items()})
+        out.append(md)
     return out
 
 
@@ -399,6 +612,15 @@ def reorder(items, cfg):
     elif order == "shuffle":
         random.shuffle(items)
     return items
+
+
+def variant_details(v):
+    """A variant as the single-variant and GTIN calls give it: their schema
+    types variantValue as a string, never null, so null becomes ""."""
+    v = copy.deepcopy(v)
+    if v["variantValue"] is None:
+        v["variantValue"] = ""
+    return v
 
 
 def upper_ids(obj):
@@ -491,6 +713,21 @@ def validate_config(cfg, patch):
                     and not isinstance(n, bool) for k, n in v.items()):
                 raise ValueError('price_moves must be an object {"SKU#i": integer}')
             v = {f"{norm(k.rsplit('#', 1)[0])}#{int(k.rsplit('#', 1)[1])}": n for k, n in v.items()}
+        elif key == "market_shape":
+            if not isinstance(v, dict) or not all(
+                    isinstance(c, str) and c.strip().upper() in RATES and shape in MARKET_SHAPES
+                    for c, shape in v.items()):
+                raise ValueError('market_shape must be an object {"CUR": "top" | "nested" | '
+                                 '"both"} with currencies of the CurrencyCode enum')
+            v = {c.strip().upper(): shape for c, shape in v.items()}
+        elif key == "search_extra_hits":
+            if not isinstance(v, dict) or not all(
+                    isinstance(k, str) and norm(k) and isinstance(n, int)
+                    and not isinstance(n, bool) and 0 <= n <= MAX_EXTRA_HITS
+                    for k, n in v.items()):
+                raise ValueError('search_extra_hits must be an object {"SKU": n}, '
+                                 f"n an integer from 0 to {MAX_EXTRA_HITS}")
+            v = {norm(k): n for k, n in v.items()}
         elif key == "variants_order":
             if v not in VARIANTS_ORDERS:
                 raise ValueError("variants_order must be one of " + ", ".join(VARIANTS_ORDERS))
@@ -509,6 +746,35 @@ def error_body(status, message=None):
     return {"statusCode": status, "message": message or MESSAGES.get(status, "Error")}
 
 
+class AnswerLog:
+    """Every /v2 answer as one JSON line in <dir>/standin-<pid>-<ms>.jsonl when
+    the directory is given (STOCKX_STANDIN_ANSWERS); nothing otherwise."""
+
+    MAX_BODY = 4 * 1024 * 1024     # larger bodies are recorded as null
+
+    def __init__(self, directory):
+        self.lock = threading.Lock()
+        self.fd = None
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+            name = f"standin-{os.getpid()}-{int(time.time() * 1000)}.jsonl"
+            self.fd = os.open(os.path.join(directory, name),
+                              os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def record(self, meta, body):
+        """meta: a dict (endpoint, method, path, query, status, forced, broken);
+        body: the answer's bytes, valid UTF-8 JSON unless meta["broken"]."""
+        if self.fd is None:
+            return
+        if meta["broken"] is None and len(body) > self.MAX_BODY:
+            meta = dict(meta, broken="body over %d bytes, not recorded" % self.MAX_BODY)
+        head = json.dumps(meta, ensure_ascii=False).encode("utf-8")
+        line = head[:-1] + b', "body": ' + (b"null" if meta["broken"] else body) + b"}\n"
+        with self.lock:
+            while line:
+                line = line[os.write(self.fd, line):]
+
+
 class State:
     """All mutable server state; every access holds self.lock."""
 
@@ -519,6 +785,7 @@ class State:
         self.gtin_index = {}    # GTIN -> {productId} (candidates; see gtin_hits)
         self.gtin_indexed = set()   # productIds whose GTINs are in gtin_index
         self.tokens = {}        # access token -> monotonic expiry
+        self.answers = AnswerLog(os.environ.get("STOCKX_STANDIN_ANSWERS"))
         self.reset()
 
     def reset(self):
@@ -531,27 +798,31 @@ class State:
         self.block_started_t = self.block_until_t = None
         self.tokens_issued = 0
         self.refresh_token = self.args.refresh_token
+        self.gate_rule = False
 
     def register(self, hits):
         for sku, kind in hits:
             self.registry[huuid(norm(sku), "product")] = (sku, kind)
 
-    def gtin_matches(self, gtin, cfg):
+    def gtin_matches(self, gtin, cfg, padded=False):
         """[(sku, kind)] of the registered products, by productId, that have a
-        variant carrying the GTIN (digits) now.  The index is built lazily, for
-        each variant a product could have (extra_variant_skus adds one), and
-        every candidate is checked against make_variants."""
+        variant carrying the GTIN (digits) now: the very string, or with
+        padded, the same number padded to 14 digits.  The index (by the
+        14-digit form) is built lazily, for each variant a product could have
+        (extra_variant_skus adds one), and every candidate is checked against
+        make_variants."""
         for pid, (sku, kind) in self.registry.items():
             if pid not in self.gtin_indexed:
                 n = norm(sku)
                 for i in range(variant_count(sku, kind) + 1):
                     for g in variant_gtins(n, i):
-                        self.gtin_index.setdefault(g["identifier"], set()).add(pid)
+                        self.gtin_index.setdefault(gtin14(g["identifier"]), set()).add(pid)
                 self.gtin_indexed.add(pid)
+        same = (lambda ident: gtin14(ident) == gtin14(gtin)) if padded else gtin.__eq__
         out = []
-        for pid in sorted(self.gtin_index.get(gtin, ())):
+        for pid in sorted(self.gtin_index.get(gtin14(gtin), ())):
             sku, kind = self.registry[pid]
-            if any(g["identifier"] == gtin for v in make_variants(sku, kind, cfg)
+            if any(same(g["identifier"]) for v in make_variants(sku, kind, cfg)
                    for g in v["gtins"]):
                 out.append((sku, kind))
         return out
@@ -577,6 +848,7 @@ class State:
     def gate(self, endpoint, t):
         """Forced answer (status, headers, body) for an arriving request, or None."""
         cfg = self.config
+        self.gate_rule = False      # set when a fail_next rule gives the answer
         if endpoint != "token":
             self.seq += 1
             if self.block_until_t is not None and t < self.block_until_t:
@@ -599,6 +871,7 @@ class State:
                         time.time() + rule["retry_after_date_s"], usegmt=True)
                 if rule["status"] == 429:
                     self.too_many(t)
+                self.gate_rule = True
                 return rule["status"], headers, error_body(rule["status"])
         ratio = cfg["error_429_ratio"]
         if endpoint != "token" and ratio > 0 and self.seq % max(1, round(1 / ratio)) == 0:
@@ -646,12 +919,12 @@ def first(params, key):
 
 
 def int_param(params, key, default, lo, hi):
+    """An integer query parameter clamped to lo .. hi; the default when it is
+    missing or not an integer."""
     raw = first(params, key)
-    if raw is None:
+    if raw is None or not re.fullmatch(r"\s*[-+]?[0-9]{1,12}\s*", raw):
         return default
-    if not re.fullmatch(r"\s*\d{1,6}\s*", raw) or int(raw) < lo or (hi and int(raw) > hi):
-        raise ValueError(f"{key} must be an integer from {lo}" + (f" to {hi}" if hi else ""))
-    return int(raw)
+    return min(hi, max(lo, int(raw)))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -691,10 +964,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def respond(self, status, payload, headers=None, slow_ms=0):
-        body = payload if isinstance(payload, bytes) else json.dumps(
-            payload, ensure_ascii=False).encode("utf-8")
-        # BADUTF- products: the marker becomes raw invalid UTF-8
-        body = body.replace(BAD_MARK_BYTES, BAD_RAW)
+        body = encode_body(payload)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -712,13 +982,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         raw_path, _, raw_query = self.path.partition("?")
-        try:
-            body = self.read_body()
-        except ValueError as exc:
-            self.close_connection = True
-            return self.respond(400, error_body(400, str(exc)))
-        if raw_path.startswith("/_admin/"):
-            return self.admin(method, raw_path, raw_query, body)
         endpoint, ids = "other", ()
         if raw_path == "/oauth/token":
             endpoint = "token"
@@ -726,6 +989,19 @@ class Handler(BaseHTTPRequestHandler):
             m = rx.match(raw_path)
             if m:
                 endpoint, ids = name, tuple(unquote(g).lower() for g in m.groups())
+                break
+        # what the answer log says of this answer (see record_answer)
+        self.forced, self.broken = False, None
+        try:
+            body = self.read_body()
+        except ValueError as exc:
+            self.close_connection = True
+            payload = error_body(400, str(exc))
+            if not raw_path.startswith("/_admin/") and endpoint != "token":
+                self.record_answer(method, endpoint, raw_path, raw_query, 400, payload)
+            return self.respond(400, payload)
+        if raw_path.startswith("/_admin/"):
+            return self.admin(method, raw_path, raw_query, body)
         st = self.server.state
         entry = {"t": self.t_arrival, "wall": self.wall_arrival, "method": method,
                  "path": raw_path, "query": raw_query, "status": None, "endpoint": endpoint,
@@ -733,6 +1009,8 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.log.append(entry)
             forced = st.gate(endpoint, self.t_arrival)
+            # a fail_next rule answered (429s of the limiter and blocks are not "forced")
+            self.forced = forced is not None and st.gate_rule
             if forced is None and endpoint != "token":
                 forced = st.check_auth(self.headers)
             cfg = copy.deepcopy({k: v for k, v in st.config.items() if k != "fail_next"})
@@ -746,11 +1024,27 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = status
         slow = 0
         if endpoint != "token":
+            payload = self.record_answer(method, endpoint, raw_path, raw_query, status, payload)
             if cfg["latency_ms"]:
                 pct = cfg["latency_jitter_pct"] / 100.0
                 time.sleep(cfg["latency_ms"] * (1 + random.uniform(-pct, pct)) / 1000.0)
             slow = cfg["slow_body_ms"]
         self.respond(status, payload, headers, slow)
+
+    def record_answer(self, method, endpoint, path, query, status, payload):
+        """Write the answer to the answer log (if one is kept); returns the
+        body as bytes.  A body that is broken on purpose is marked with why,
+        so that a contract check skips it."""
+        body = encode_body(payload)
+        broken = self.broken
+        if broken is None and BAD_RAW in body:
+            broken = "BADUTF-: raw bytes FF FE (invalid UTF-8) in a title"
+        elif broken is None and b"\\u0000" in body:
+            broken = "ZERO-: a string with an embedded NUL (\\u0000)"
+        self.server.state.answers.record(
+            {"endpoint": endpoint, "method": method, "path": path, "query": query,
+             "status": status, "forced": self.forced, "broken": broken}, body)
+        return body
 
     # -- token endpoint
 
@@ -801,12 +1095,13 @@ class Handler(BaseHTTPRequestHandler):
             return 404, {}, error_body(404)
         if method != "GET":
             return 405, {}, error_body(405)
-        try:
-            params = parse_qs(raw_query, keep_blank_values=True, errors="strict")
-        except UnicodeDecodeError:
-            return 400, {}, error_body(400, "query string is not UTF-8")
+        # the document gives search and product market data no 400: a query
+        # string that is not UTF-8 is read with U+FFFD in place of bad bytes
+        params = parse_qs(raw_query, keep_blank_values=True, errors="replace")
         if endpoint == "search":
             status, headers, payload = self.serve_search(params, cfg)
+        elif endpoint == "gtin":
+            status, headers, payload = self.serve_gtin(ids[0], cfg)
         else:
             status, headers, payload = self.serve_catalog(endpoint, ids, params, cfg)
         if status == 200 and cfg["uppercase_ids"] and not isinstance(payload, bytes):
@@ -818,35 +1113,62 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             found = st.registry.get(ids[0])
         if found is None:
+            if endpoint == "market":
+                return 200, {}, []          # the document gives this call no 404
+            if endpoint == "variant_market":
+                # no 404 either: an unknown product holds no variant
+                return 400, {}, error_body(400, "The variant does not belong to the product")
             return 404, {}, error_body(404, "Product not found")
         sku, kind = found
         if endpoint == "product":
             return 200, {}, make_product(sku, kind, cfg)
         if endpoint == "variants":
             return 200, {}, reorder(make_variants(sku, kind, cfg), cfg)
-        currency = first(params, "currencyCode") or "USD"
-        if currency not in RATES:
-            return 400, {}, error_body(400, "currencyCode must be one of " + " ".join(RATES))
+        if endpoint == "variant":
+            for v in make_variants(sku, kind, cfg):
+                if v["variantId"].lower() == ids[1]:
+                    return 200, {}, variant_details(v)
+            return 400, {}, error_body(400, "The variant does not belong to the product")
+        # currencyCode outside the CurrencyCode enum: USD (the answer's
+        # currencyCode says which), as the document gives market data no 400
+        # for it
+        currency = first(params, "currencyCode")
+        currency = currency if currency in RATES else "USD"
         market = make_market(sku, kind, cfg, currency)
+        if kind == "num":
+            self.broken = "NUM-: amounts as JSON numbers, not strings"
         if endpoint == "market":
             return 200, {}, reorder(market, cfg)
         for md in market:
-            if md["variantId"] == ids[1]:
+            if md["variantId"].lower() == ids[1]:
                 return 200, {}, md
-        return 404, {}, error_body(404, "Variant not found")
+        return 400, {}, error_body(400, "The variant does not belong to the product")
+
+    def serve_gtin(self, gtin, cfg):
+        if not gtin_valid(gtin):
+            return 400, {}, error_body(
+                400, "Invalid GTIN: 8, 12, 13 or 14 digits with a valid check digit expected")
+        st = self.server.state
+        with st.lock:
+            matches = st.gtin_matches(gtin, cfg, padded=True)
+        for sku, kind in matches[:1]:
+            for v in make_variants(sku, kind, cfg):
+                if any(gtin14(g["identifier"]) == gtin14(gtin) for g in v["gtins"]):
+                    return 200, {}, variant_details(v)
+        return 404, {}, error_body(404, "No variant has this GTIN")
 
     def serve_search(self, params, cfg):
-        query = first(params, "query")
-        if query is None or not 1 <= len(query) <= 100:
-            return 400, {}, error_body(400, "query must be 1 to 100 characters")
-        try:
-            size = int_param(params, "pageSize", 1, 1, 50)
-            page = int_param(params, "pageNumber", 1, 1, None)
-        except ValueError as exc:
-            return 400, {}, error_body(400, str(exc))
-        gtin = gtin_query(query)
+        # The document gives search no 400: a missing, empty or over-long
+        # query finds nothing; pageSize and pageNumber out of range (or not
+        # integers) are clamped (or take their default).
+        query = first(params, "query") or ""
+        size = int_param(params, "pageSize", 1, 1, 50)
+        page = int_param(params, "pageNumber", 1, 1, MAX_PAGE_NUMBER)
+        gtin = gtin_query(query) if len(query) <= 100 else None
         st = self.server.state
-        if gtin is not None:
+        if len(query) > 100:
+            hits = []
+        elif gtin is not None:
             with st.lock:
                 hits = st.gtin_hits(gtin, cfg)
                 st.register(hits)
@@ -854,16 +1176,17 @@ class Handler(BaseHTTPRequestHandler):
             hits = search_hits(query, cfg)
             with st.lock:
                 st.register(hits)
-        products = [make_product(s, k, cfg) for s, k in hits]
         n = norm(query)
-        if n in {norm(s) for s in cfg["malformed_skus"]}:
+        if n and n in {norm(s) for s in cfg["malformed_skus"]}:
+            self.broken = "malformed_skus: truncated JSON"
             return 200, {}, b'{"count": 1, "products": ['
-        numeric = kind_of(query) == "num"
-        conv = float if numeric else int
-        answer = {"count": conv(len(products)), "pageSize": conv(size), "pageNumber": conv(page),
-                  "hasNextPage": page * size < len(products),
-                  "products": products[(page - 1) * size:page * size]}
-        if n in {norm(s) for s in cfg["oversize_skus"]}:
+        shown = hits[(page - 1) * size:page * size]
+        products = [search_item(make_product(s, k, cfg)) for s, k in shown]
+        conv = float if kind_of(query) == "num" else int
+        answer = {"count": conv(len(hits)), "pageSize": conv(size), "pageNumber": conv(page),
+                  "hasNextPage": page * size < len(hits), "products": products}
+        if n and n in {norm(s) for s in cfg["oversize_skus"]}:
+            self.broken = "oversize_skus: padded past 10 MiB with a key of its own"
             answer["padding"] = "x" * PAD_BYTES
         return 200, {}, answer
 
@@ -932,6 +1255,14 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 return self.respond(404, {"error": f"no admin route {method} {path}"})
         self.respond(200, answer)
+
+
+def encode_body(payload):
+    """The bytes of an answer: payload itself when it is bytes, else its JSON
+    (UTF-8); the BADUTF- marker becomes the raw invalid bytes FF FE."""
+    body = payload if isinstance(payload, bytes) else json.dumps(
+        payload, ensure_ascii=False).encode("utf-8")
+    return body.replace(BAD_MARK_BYTES, BAD_RAW)
 
 
 class Server(ThreadingHTTPServer):
