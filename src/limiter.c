@@ -15,9 +15,15 @@
  * send_timeout_ms.
  *
  * 429s: an isolated one (the first after a success) only widens the margin
- * by SX_MARGIN_STEP of the interval (at least SX_MARGIN_STEP_MIN_US) and
- * holds everybody for one interval; the widening decays again after
- * SX_MARGIN_DECAY_AFTER successes.  A 429 that follows another one pauses
+ * by SX_MARGIN_STEP of the interval (at least SX_MARGIN_STEP_MIN_US, at most
+ * SX_MARGIN_MAX in all) and holds everybody for one interval.  Such a 429
+ * says that a request arrived early at StockX's gateway although it left
+ * on time: the network between us varies in delay (a few tens of ms), so
+ * one step covers what 0 to 40 ms of jitter takes at 1 request/s.  What
+ * was learnt is kept: the widening decays by SX_MARGIN_DECAY of the
+ * interval only after SX_MARGIN_DECAY_AFTER successes in a row (hours at
+ * StockX's rate), and survives a restart (the caller persists it).  A 429
+ * that follows another one pauses
  * every worker for a full-jitter backoff, cuts the effective rate by
  * SX_RATE_CUT (never below the floor) and counts toward the circuit
  * breaker; successes raise the rate by SX_RATE_STEP of the configured rate
@@ -39,10 +45,11 @@
 #define SX_RATE_CUT           0.7
 #define SX_RATE_STEP          0.02
 #define SX_RATE_FLOOR         0.1
-#define SX_MARGIN_STEP        0.01
+#define SX_MARGIN_STEP        0.05
 #define SX_MARGIN_STEP_MIN_US INT64_C(1000)
-#define SX_MARGIN_MAX         0.10
-#define SX_MARGIN_DECAY_AFTER 1000
+#define SX_MARGIN_MAX         0.25
+#define SX_MARGIN_DECAY       0.01
+#define SX_MARGIN_DECAY_AFTER 10000
 #define SX_PENDING_POLL_US    INT64_C(1000)
 #define SX_CLOCK_STEP_US      SX_USECS_PER_SEC
 
@@ -124,6 +131,181 @@ roll_quota_day(SxLimiter *l, int64_t day)
 	}
 }
 
+/* ---------------------------------------------------------------- rolling window */
+
+static int64_t
+bucket_of(int64_t wall)
+{
+	int64_t b = wall / SX_WINDOW_BUCKET_US;
+
+	if (wall < 0 && wall % SX_WINDOW_BUCKET_US != 0)
+		b--;
+	return b;
+}
+
+static int32_t *
+bucket_slot(SxLimiter *l, int64_t b)
+{
+	int64_t i = b % SX_WINDOW_BUCKETS;
+
+	return &l->window[i < 0 ? i + SX_WINDOW_BUCKETS : i];
+}
+
+/* Move the ring forward to bucket b, emptying the buckets it passes. */
+static void
+window_roll(SxLimiter *l, int64_t b)
+{
+	int64_t k;
+
+	if (b <= l->window_latest)
+		return;
+	if (b - l->window_latest >= SX_WINDOW_BUCKETS)
+		memset(l->window, 0, sizeof(l->window));
+	else
+		for (k = l->window_latest + 1; k <= b; k++)
+			*bucket_slot(l, k) = 0;
+	l->window_latest = b;
+}
+
+/*
+ * Count a request sent at wall.  A wall clock that stepped back counts it
+ * in the latest bucket: the record only moves forward.
+ */
+static void
+window_note(SxLimiter *l, int64_t wall)
+{
+	int64_t b = bucket_of(wall);
+
+	window_roll(l, b);
+	(*bucket_slot(l, b < l->window_latest ? l->window_latest : b))++;
+}
+
+/*
+ * The oldest bucket of the window that ends in the bucket of wall (never
+ * before the latest bucket: a clock that stepped back sees the window of
+ * the latest send), and the last one, into *last.
+ */
+static int64_t
+window_from(const SxLimiter *l, int64_t wall_now, int64_t *last)
+{
+	int64_t b = bucket_of(wall_now);
+	int64_t from;
+
+	if (b < l->window_latest)
+		b = l->window_latest;
+	from = b - (SX_WINDOW_SPAN - 1);
+	if (from < l->window_latest - (SX_WINDOW_BUCKETS - 1))
+		from = l->window_latest - (SX_WINDOW_BUCKETS - 1);
+	*last = l->window_latest;
+	return from;
+}
+
+static int32_t
+bucket_count(const SxLimiter *l, int64_t b)
+{
+	int64_t i = b % SX_WINDOW_BUCKETS;
+
+	return l->window[i < 0 ? i + SX_WINDOW_BUCKETS : i];
+}
+
+/* Requests of the rolling window that ends at wall_now. */
+int64_t
+sx_limiter_window_count(const SxLimiter *l, int64_t wall_now)
+{
+	int64_t last;
+	int64_t k = window_from(l, wall_now, &last);
+	int64_t sum = 0;
+
+	for (; k <= last; k++)
+		sum += bucket_count(l, k);
+	return sum;
+}
+
+/*
+ * When the window lets the next request go: wall_now when it is under the
+ * limit, else when enough of its oldest buckets have left it (bucket k
+ * leaves the window when bucket k + SX_WINDOW_SPAN begins).
+ */
+static int64_t
+window_next_allowed(const SxLimiter *l, int64_t limit, int64_t wall_now)
+{
+	int64_t sum = sx_limiter_window_count(l, wall_now);
+	int64_t last;
+	int64_t k = window_from(l, wall_now, &last);
+
+	for (; sum >= limit && k <= last; k++)
+	{
+		sum -= bucket_count(l, k);
+		if (sum < limit)
+			return (k + SX_WINDOW_SPAN) * SX_WINDOW_BUCKET_US;
+	}
+	return wall_now;
+}
+
+/*
+ * When the next request may go as far as the daily limit is concerned:
+ * wall_now when both the UTC day and the rolling 24 hours have room, else
+ * the later of 00:00 UTC (the day's count spent) and the moment the window
+ * has room again.
+ */
+int64_t
+sx_limiter_next_allowed(const SxLimiter *l, const SxLimiterConfig *cfg, int64_t wall_now)
+{
+	int64_t next = wall_now;
+	int64_t w;
+
+	if (cfg->daily_limit <= 0)
+		return wall_now;
+	if (sx_day_of(wall_now) <= l->quota_day && l->requests_today >= cfg->daily_limit)
+		next = sx_quota_resets_at(l);
+	w = window_next_allowed(l, cfg->daily_limit, wall_now);
+	return w > next ? w : next;
+}
+
+/*
+ * Merge what was persisted (after a restart, or by another database's
+ * workers): the larger count of the day, of each bucket of the window,
+ * and the wider margin win.
+ */
+void
+sx_limiter_import(SxLimiter *l, const SxPersisted *in)
+{
+	int i;
+
+	sx_limiter_note_persisted(l, in->day, in->requests);
+	if (in->margin_us > l->extra_margin)
+		l->extra_margin = in->margin_us;
+	if (in->window_latest < 0)
+		return;
+	window_roll(l, in->window_latest);
+	for (i = 0; i < SX_WINDOW_BUCKETS; i++)
+	{
+		int64_t b = in->window_latest - SX_WINDOW_BUCKETS + 1 + i;
+		int32_t *slot;
+
+		if (b > l->window_latest || b <= l->window_latest - SX_WINDOW_BUCKETS)
+			continue;
+		slot = bucket_slot(l, b);
+		if (in->window[i] > *slot)
+			*slot = in->window[i];
+	}
+}
+
+/* What to persist of the limiter. */
+void
+sx_limiter_export(const SxLimiter *l, SxPersisted *out)
+{
+	int i;
+
+	memset(out, 0, sizeof(*out));
+	out->day = l->quota_day;
+	out->requests = l->requests_today;
+	out->margin_us = l->extra_margin;
+	out->window_latest = l->window_latest;
+	for (i = 0; i < SX_WINDOW_BUCKETS; i++)
+		out->window[i] = bucket_count(l, l->window_latest - SX_WINDOW_BUCKETS + 1 + i);
+}
+
 static void
 shift_deadline(int64_t *t, int64_t by)
 {
@@ -178,11 +360,12 @@ sx_limiter_circuit_refuses(const SxLimiter *l, int64_t now)
 	return l->circuit == SX_CIRCUIT_OPEN && now < l->circuit_open_until;
 }
 
+/* Whether the daily limit holds the next request back (UTC day or rolling 24 hours). */
 bool
-sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t day)
+sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t wall_now)
 {
-	roll_quota_day(l, day);
-	return cfg->daily_limit > 0 && l->requests_today >= cfg->daily_limit;
+	roll_quota_day(l, sx_day_of(wall_now));
+	return sx_limiter_next_allowed(l, cfg, wall_now) > wall_now;
 }
 
 static int64_t
@@ -207,7 +390,7 @@ sx_limiter_next_slot(const SxLimiter *l, const SxLimiterConfig *cfg, int64_t now
 }
 
 SxVerdict
-sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t day,
+sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t wall_now,
                    int64_t *wait_us)
 {
 	int64_t interval;
@@ -223,9 +406,9 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_
 		return SX_REFUSED_CIRCUIT;
 	}
 
-	if (sx_limiter_quota_spent(l, cfg, day))
+	if (sx_limiter_quota_spent(l, cfg, wall_now))
 	{
-		*wait_us = SX_USECS_PER_DAY;
+		*wait_us = sx_limiter_next_allowed(l, cfg, wall_now) - wall_now;
 		return SX_REFUSED_QUOTA;
 	}
 
@@ -275,6 +458,7 @@ sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_
 	if (l->pending_sends++ == 0)
 		l->pending_since = now;
 	l->requests_today++;
+	window_note(l, wall_now);
 	if (l->circuit == SX_CIRCUIT_HALF_OPEN)
 	{
 		l->probe_in_flight = true;
@@ -343,7 +527,7 @@ sx_limiter_on_success(SxLimiter *l, const SxLimiterConfig *cfg)
 	/* the widened margin comes back down slowly while nothing is refused */
 	if (++l->successes >= SX_MARGIN_DECAY_AFTER)
 	{
-		int64_t step = (int64_t) ((double) base_interval(l, cfg) * SX_MARGIN_STEP);
+		int64_t step = (int64_t) ((double) base_interval(l, cfg) * SX_MARGIN_DECAY);
 
 		if (step < SX_MARGIN_STEP_MIN_US)
 			step = SX_MARGIN_STEP_MIN_US;

@@ -23,6 +23,16 @@
 #define SX_USECS_PER_DAY       (INT64_C(86400) * SX_USECS_PER_SEC)
 #define SX_CIRCUIT_MAX_OPEN_US SX_USECS_PER_DAY
 
+/*
+ * The record of send times for the rolling 24 hours: requests per 5-minute
+ * bucket of the wall clock.  A window is the current bucket and the 288
+ * before it: at least the last 24 hours, at most 5 minutes more (so the
+ * limit holds in any 24 hours, erring on the side of waiting).
+ */
+#define SX_WINDOW_BUCKET_US (INT64_C(300) * SX_USECS_PER_SEC)
+#define SX_WINDOW_SPAN      289
+#define SX_WINDOW_BUCKETS   SX_WINDOW_SPAN
+
 /* Settings the limiter reads; the caller fills them from the GUCs. */
 typedef struct SxLimiterConfig
 {
@@ -65,7 +75,23 @@ typedef struct SxLimiter
 	int64_t last_now;  /* latest clock reading: a clock that steps back is noticed */
 	int64_t quota_day; /* days since the epoch (UTC) */
 	int64_t requests_today;
+	int64_t window_latest;             /* bucket number (wall / bucket) last written */
+	int32_t window[SX_WINDOW_BUCKETS]; /* requests per bucket, ring by bucket number */
 } SxLimiter;
+
+/*
+ * What the limiter keeps across a restart: the UTC day's count, the rolling
+ * window of send times (window[i] is bucket window_latest - SX_WINDOW_BUCKETS
+ * + 1 + i; window_latest < 0: none) and the pacing margin it learnt.
+ */
+typedef struct SxPersisted
+{
+	int64_t day;
+	int64_t requests;
+	int64_t window_latest;
+	int32_t window[SX_WINDOW_BUCKETS];
+	int64_t margin_us;
+} SxPersisted;
 
 typedef enum SxVerdict
 {
@@ -88,7 +114,7 @@ extern SxAnswerClass sx_answer_class(long status);
 
 extern void sx_limiter_init(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t day);
 extern SxVerdict sx_limiter_acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
-                                    int64_t day, int64_t *wait_us);
+                                    int64_t wall_now, int64_t *wait_us);
 extern void sx_limiter_sent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t sent_at, bool first);
 extern void sx_limiter_sent_within(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now,
                                    int64_t slack_us);
@@ -98,7 +124,12 @@ extern int64_t sx_limiter_on_429(SxLimiter *l, const SxLimiterConfig *cfg, int64
                                  int64_t retry_after_us, double unit_random);
 extern void sx_limiter_on_other_failure(SxLimiter *l);
 extern void sx_limiter_note_persisted(SxLimiter *l, int64_t day, int64_t requests);
-extern bool sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t day);
+extern void sx_limiter_import(SxLimiter *l, const SxPersisted *in);
+extern void sx_limiter_export(const SxLimiter *l, SxPersisted *out);
+extern bool sx_limiter_quota_spent(SxLimiter *l, const SxLimiterConfig *cfg, int64_t wall_now);
+extern int64_t sx_limiter_window_count(const SxLimiter *l, int64_t wall_now);
+extern int64_t sx_limiter_next_allowed(const SxLimiter *l, const SxLimiterConfig *cfg,
+                                       int64_t wall_now);
 extern bool sx_limiter_circuit_refuses(const SxLimiter *l, int64_t now);
 extern int64_t sx_limiter_next_slot(const SxLimiter *l, const SxLimiterConfig *cfg, int64_t now);
 extern int64_t sx_limiter_interval(const SxLimiter *l, const SxLimiterConfig *cfg);

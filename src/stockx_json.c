@@ -156,10 +156,24 @@ get_uuid(const SxAllocator *a, json_object *obj, const char *key, char **out, ch
 	json_object *val;
 
 	*out = NULL;
-	if (!json_object_object_get_ex(obj, key, &val) || !json_object_is_type(val, json_type_string) ||
-	    !sx_is_uuid(json_object_get_string(val)))
+	if (!json_object_object_get_ex(obj, key, &val) || !json_object_is_type(val, json_type_string))
 	{
-		set_error(errbuf, "field \"%s\" is missing or not a UUID", key);
+		set_error(errbuf, "field \"%s\" is missing or not a string", key);
+		return SX_PARSE_MALFORMED;
+	}
+	if (!sx_is_uuid(json_object_get_string(val)))
+	{
+		/* the id as sent, shortened, for the row's last_error */
+		char shown[48];
+		size_t i;
+
+		snprintf(shown, sizeof(shown), "%s", json_object_get_string(val));
+		for (i = 0; shown[i] != '\0'; i++)
+			if ((unsigned char) shown[i] < 0x20 || (unsigned char) shown[i] >= 0x80 ||
+			    shown[i] == '"' || shown[i] == '\\')
+				shown[i] = '?';
+		set_error(errbuf, "field \"%s\" is \"%s%s\", not a UUID (ids are stored as uuid)", key,
+		          shown, strlen(json_object_get_string(val)) >= sizeof(shown) ? "..." : "");
 		return SX_PARSE_MALFORMED;
 	}
 	*out = copy_string(a, json_object_get_string(val));
@@ -299,9 +313,10 @@ read_product(const SxAllocator *a, json_object *p, SxProduct *out, char *errbuf)
 
 static SxParseResult
 search_products(json_object *root, const char *sku, const SxAllocator *a, SxProduct *out,
-                char *errbuf)
+                bool *has_next_page, char *errbuf)
 {
 	json_object *products;
+	json_object *next;
 	size_t i, n;
 
 	if (!json_object_is_type(root, json_type_object) ||
@@ -311,6 +326,8 @@ search_products(json_object *root, const char *sku, const SxAllocator *a, SxProd
 		set_error(errbuf, "search answer has no \"products\" array");
 		return SX_PARSE_MALFORMED;
 	}
+	*has_next_page = json_object_object_get_ex(root, "hasNextPage", &next) &&
+	                 json_object_is_type(next, json_type_boolean) && json_object_get_boolean(next);
 	n = json_object_array_length(products);
 	for (i = 0; i < n; i++)
 	{
@@ -327,9 +344,31 @@ search_products(json_object *root, const char *sku, const SxAllocator *a, SxProd
 	return SX_PARSE_NOT_FOUND;
 }
 
+/*
+ * One page of a search answer: the product whose styleId matches the SKU
+ * exactly (NOT_FOUND when none on this page does), and whether StockX has
+ * a further page (hasNextPage).  Only the matching product is read, so
+ * other hits of another shape do not matter.
+ */
 SxParseResult
 sx_parse_search(const char *body, size_t len, const char *sku, const SxAllocator *a, SxProduct *out,
-                char *errbuf)
+                bool *has_next_page, char *errbuf)
+{
+	json_object *root = parse_body(body, len, errbuf);
+	SxParseResult result;
+
+	memset(out, 0, sizeof(*out));
+	*has_next_page = false;
+	if (root == NULL)
+		return SX_PARSE_MALFORMED;
+	result = search_products(root, sku, a, out, has_next_page, errbuf);
+	json_object_put(root);
+	return result;
+}
+
+/* The answer of GET /catalog/products/{productId}: one Product object. */
+SxParseResult
+sx_parse_product(const char *body, size_t len, const SxAllocator *a, SxProduct *out, char *errbuf)
 {
 	json_object *root = parse_body(body, len, errbuf);
 	SxParseResult result;
@@ -337,143 +376,15 @@ sx_parse_search(const char *body, size_t len, const char *sku, const SxAllocator
 	memset(out, 0, sizeof(*out));
 	if (root == NULL)
 		return SX_PARSE_MALFORMED;
-	result = search_products(root, sku, a, out, errbuf);
+	if (!json_object_is_type(root, json_type_object))
+	{
+		set_error(errbuf, "product answer is not a JSON object");
+		result = SX_PARSE_MALFORMED;
+	}
+	else
+		result = read_product(a, root, out, errbuf);
 	json_object_put(root);
 	return result;
-}
-
-/*
- * The first max products of a search answer, in its order (a search by
- * barcode: which of them carries it only the variants tell).  Entries that
- * are not readable products are skipped.
- */
-SxParseResult
-sx_parse_search_candidates(const char *body, size_t len, const SxAllocator *a, int max,
-                           SxProduct **out, int *count, char *errbuf)
-{
-	json_object *root = parse_body(body, len, errbuf);
-	json_object *products;
-	SxParseResult result = SX_PARSE_OK;
-	size_t i, n;
-
-	*out = NULL;
-	*count = 0;
-	if (root == NULL)
-		return SX_PARSE_MALFORMED;
-	if (!json_object_is_type(root, json_type_object) ||
-	    !json_object_object_get_ex(root, "products", &products) ||
-	    !json_object_is_type(products, json_type_array))
-	{
-		set_error(errbuf, "search answer has no \"products\" array");
-		json_object_put(root);
-		return SX_PARSE_MALFORMED;
-	}
-	n = json_object_array_length(products);
-	*out = a->alloc(a->context, sizeof(SxProduct) * (max > 0 ? max : 1));
-	if (*out == NULL)
-	{
-		json_object_put(root);
-		return SX_PARSE_NO_MEMORY;
-	}
-	for (i = 0; i < n && *count < max; i++)
-	{
-		json_object *p = json_object_array_get_idx(products, i);
-		SxParseResult r;
-
-		if (!json_object_is_type(p, json_type_object))
-			continue;
-		r = read_product(a, p, &(*out)[*count], errbuf);
-		if (r == SX_PARSE_NO_MEMORY)
-		{
-			result = r;
-			break;
-		}
-		if (r == SX_PARSE_OK)
-			(*count)++;
-	}
-	errbuf[0] = '\0';
-	json_object_put(root);
-	if (result == SX_PARSE_OK && *count == 0)
-		result = SX_PARSE_NOT_FOUND;
-	return result;
-}
-
-/*
- * GTINs of 8, 12, 13 and 14 digits are one number, zero-padded to 14.  A
- * value with no digit other than 0 (or none at all) is no GTIN and equals
- * nothing: all zeros would otherwise match an empty identifier.
- */
-static bool
-gtin_equal(const char *a, const char *b)
-{
-	while (*a == '0')
-		a++;
-	while (*b == '0')
-		b++;
-	return *a != '\0' && strcmp(a, b) == 0;
-}
-
-/*
- * The shortest standard form of a GTIN of digits (GTIN-8, -12 or -13: the
- * leading zeros of a longer form dropped), as a catalogue lists it; into
- * out (at least 15 bytes).  A value that is not 1 to 14 digits is copied.
- */
-void
-sx_gtin_short_form(const char *gtin, char *out, size_t outlen)
-{
-	const char *p = gtin;
-	size_t len, i, width;
-
-	len = strlen(gtin);
-	for (i = 0; i < len; i++)
-		if (gtin[i] < '0' || gtin[i] > '9')
-			break;
-	if (len == 0 || len > 14 || i < len || outlen < 15)
-	{
-		snprintf(out, outlen, "%s", gtin);
-		return;
-	}
-	while (*p == '0' && p[1] != '\0')
-		p++;
-	len = strlen(p);
-	width = len <= 8 ? 8 : len <= 12 ? 12 : len <= 13 ? 13 : 14;
-	memset(out, '0', width - len);
-	memcpy(out + (width - len), p, len + 1);
-}
-
-/*
- * Whether a variant's gtins (its "gtins" array as received, JSON text) list
- * this identifier: exactly, but for the leading zeros that make a UPC-A an
- * EAN-13 or a GTIN-14 (GS1 compares GTINs padded to 14 digits).
- */
-bool
-sx_gtins_contain(const char *gtins_json, const char *gtin)
-{
-	json_object *root;
-	bool found = false;
-	size_t i, n;
-
-	if (gtins_json == NULL || gtin == NULL || gtin[0] == '\0')
-		return false;
-	root = json_tokener_parse(gtins_json);
-	if (root == NULL)
-		return false;
-	if (json_object_is_type(root, json_type_array))
-	{
-		n = json_object_array_length(root);
-		for (i = 0; i < n && !found; i++)
-		{
-			json_object *g = json_object_array_get_idx(root, i);
-			json_object *id;
-
-			found = json_object_is_type(g, json_type_object) &&
-			        json_object_object_get_ex(g, "identifier", &id) &&
-			        json_object_is_type(id, json_type_string) &&
-			        gtin_equal(json_object_get_string(id), gtin);
-		}
-	}
-	json_object_put(root);
-	return found;
 }
 
 /* An ElementReader: the signature is the one parse_array() calls through. */
@@ -495,6 +406,63 @@ read_variant(const SxAllocator *a, json_object *v, void *elem, char *errbuf)
 	return SX_PARSE_OK;
 }
 
+/*
+ * The answer of GET /catalog/products/variants/gtins/{gtin}: one Variant
+ * object, with the productId of the product it belongs to.
+ */
+SxParseResult
+sx_parse_gtin_variant(const char *body, size_t len, const SxAllocator *a, SxVariant *out,
+                      char **product_id, char *errbuf)
+{
+	json_object *root = parse_body(body, len, errbuf);
+	SxParseResult result;
+
+	memset(out, 0, sizeof(*out));
+	*product_id = NULL;
+	if (root == NULL)
+		return SX_PARSE_MALFORMED;
+	result = read_variant(a, root, out, errbuf);
+	if (result == SX_PARSE_OK)
+		result = get_uuid(a, root, "productId", product_id, errbuf);
+	json_object_put(root);
+	return result;
+}
+
+/*
+ * A nested market object (standardMarketData ...): missing or null leave
+ * the set absent; anything but an object is malformed.
+ */
+static SxParseResult
+read_market_set(const SxAllocator *a, json_object *m, const char *key, SxMarketSet *out,
+                char *errbuf)
+{
+	json_object *set;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_object_object_get_ex(m, key, &set) || set == NULL ||
+	    json_object_is_type(set, json_type_null))
+		return SX_PARSE_OK;
+	if (!json_object_is_type(set, json_type_object))
+	{
+		set_error(errbuf, "field \"%s\" is not an object", key);
+		return SX_PARSE_MALFORMED;
+	}
+	out->present = true;
+	TRY(get_decimal(a, set, "lowestAsk", &out->lowest_ask, errbuf));
+	TRY(get_decimal(a, set, "highestBidAmount", &out->highest_bid, errbuf));
+	TRY(get_decimal(a, set, "sellFaster", &out->sell_faster, errbuf));
+	TRY(get_decimal(a, set, "earnMore", &out->earn_more, errbuf));
+	TRY(get_decimal(a, set, "beatUS", &out->beat_us, errbuf));
+	return SX_PARSE_OK;
+}
+
+/* The top-level amount when there is one, else the nested one. */
+static char *
+either(char *top, char *nested)
+{
+	return top != NULL ? top : nested;
+}
+
 /* An ElementReader, like read_variant(). */
 static SxParseResult
 read_market(const SxAllocator *a, json_object *m, void *elem, char *errbuf)
@@ -513,6 +481,14 @@ read_market(const SxAllocator *a, json_object *m, void *elem, char *errbuf)
 	TRY(get_decimal(a, m, "sellFasterAmount", &out->sell_faster, errbuf));
 	TRY(get_decimal(a, m, "earnMoreAmount", &out->earn_more, errbuf));
 	TRY(get_decimal(a, m, "flexLowestAskAmount", &out->flex_lowest_ask, errbuf));
+	TRY(read_market_set(a, m, "standardMarketData", &out->standard, errbuf));
+	TRY(read_market_set(a, m, "flexMarketData", &out->flex, errbuf));
+	TRY(read_market_set(a, m, "directMarketData", &out->direct, errbuf));
+	out->lowest_ask = either(out->lowest_ask, out->standard.lowest_ask);
+	out->highest_bid = either(out->highest_bid, out->standard.highest_bid);
+	out->sell_faster = either(out->sell_faster, out->standard.sell_faster);
+	out->earn_more = either(out->earn_more, out->standard.earn_more);
+	out->flex_lowest_ask = either(out->flex_lowest_ask, out->flex.lowest_ask);
 	return SX_PARSE_OK;
 }
 

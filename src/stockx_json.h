@@ -7,7 +7,9 @@
  * tests).  The allocator returns NULL on failure and never jumps away, so
  * every json-c object is freed on every path.  Amounts and prices come out
  * as validated decimal strings; dates as validated YYYY-MM-DD; ids as
- * validated UUID strings.
+ * validated UUID strings (StockX types them as plain strings: an id of
+ * another shape makes the answer malformed, with the id in the message, so
+ * that the one row it belongs to fails and says why).
  *-------------------------------------------------------------------------
  */
 #ifndef STOCKX_JSON_H
@@ -57,6 +59,24 @@ typedef struct SxVariant
 	char *size_chart_json;
 } SxVariant;
 
+/* The prices of one market (standard, flex, direct): decimal strings or NULL. */
+typedef struct SxMarketSet
+{
+	bool present; /* the answer carried this object */
+	char *lowest_ask;
+	char *highest_bid;
+	char *sell_faster;
+	char *earn_more;
+	char *beat_us;
+} SxMarketSet;
+
+/*
+ * One variant's market data.  The summary amounts are the top-level ones
+ * (lowestAskAmount ...); an answer that carries an amount only in
+ * standardMarketData (the shape some regions get) has it taken from there,
+ * and flexLowestAskAmount from flexMarketData.lowestAsk.  The three nested
+ * objects are kept as they came.
+ */
 typedef struct SxMarket
 {
 	char *variant_id;
@@ -66,6 +86,9 @@ typedef struct SxMarket
 	char *sell_faster;
 	char *earn_more;
 	char *flex_lowest_ask;
+	SxMarketSet standard;
+	SxMarketSet flex;
+	SxMarketSet direct;
 } SxMarket;
 
 typedef struct SxToken
@@ -78,11 +101,12 @@ typedef struct SxToken
 #define SX_ERRBUF_SIZE 256
 
 extern SxParseResult sx_parse_search(const char *body, size_t len, const char *sku,
-                                     const SxAllocator *a, SxProduct *out, char *errbuf);
-extern SxParseResult sx_parse_search_candidates(const char *body, size_t len, const SxAllocator *a,
-                                                int max, SxProduct **out, int *count, char *errbuf);
-extern bool sx_gtins_contain(const char *gtins_json, const char *gtin);
-extern void sx_gtin_short_form(const char *gtin, char *out, size_t outlen);
+                                     const SxAllocator *a, SxProduct *out, bool *has_next_page,
+                                     char *errbuf);
+extern SxParseResult sx_parse_product(const char *body, size_t len, const SxAllocator *a,
+                                      SxProduct *out, char *errbuf);
+extern SxParseResult sx_parse_gtin_variant(const char *body, size_t len, const SxAllocator *a,
+                                           SxVariant *out, char **product_id, char *errbuf);
 extern SxParseResult sx_parse_variants(const char *body, size_t len, const SxAllocator *a,
                                        SxVariant **out, int *count, char *errbuf);
 extern SxParseResult sx_parse_market(const char *body, size_t len, const SxAllocator *a,

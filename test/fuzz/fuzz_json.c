@@ -81,23 +81,29 @@ run_all(const char *body, size_t len, const char *sku, FuzzAlloc *f, const SxAll
 	SxVariant *v;
 	SxMarket *m;
 	SxToken t;
+	bool next;
 	int n;
 	int i;
 	volatile size_t sink = 0;
 
-	if (sx_parse_search(body, len, sku, a, &p, errbuf) == SX_PARSE_OK)
+	if (sx_parse_search(body, len, sku, a, &p, &next, errbuf) == SX_PARSE_OK)
 		sink += touch(p.product_id) + touch(p.url_key) + touch(p.style_id) + touch(p.product_type) +
 		        touch(p.title) + touch(p.brand) + touch(p.gender) + touch(p.season) +
 		        touch(p.release_date) + touch(p.retail_price) + touch(p.colorway) + touch(p.color) +
 		        touch(p.json);
 	fuzz_release(f);
 
-	{
-		SxProduct *c;
+	sink += next;
+	if (sx_parse_product(body, len, a, &p, errbuf) == SX_PARSE_OK)
+		sink += touch(p.product_id) + touch(p.style_id) + touch(p.json);
+	fuzz_release(f);
 
-		if (sx_parse_search_candidates(body, len, a, 3, &c, &n, errbuf) == SX_PARSE_OK)
-			for (i = 0; i < n; i++)
-				sink += touch(c[i].product_id) + touch(c[i].style_id) + touch(c[i].json);
+	{
+		SxVariant g;
+		char *pid;
+
+		if (sx_parse_gtin_variant(body, len, a, &g, &pid, errbuf) == SX_PARSE_OK)
+			sink += touch(g.variant_id) + touch(g.gtins_json) + touch(pid);
 	}
 	fuzz_release(f);
 
@@ -106,8 +112,6 @@ run_all(const char *body, size_t len, const char *sku, FuzzAlloc *f, const SxAll
 		{
 			sink += touch(v[i].variant_id) + touch(v[i].variant_name) + touch(v[i].variant_value) +
 			        touch(v[i].gtins_json) + touch(v[i].size_chart_json);
-			/* the gtins as received, asked for the SKU as a barcode */
-			sink += sx_gtins_contain(v[i].gtins_json, sku);
 		}
 	fuzz_release(f);
 
@@ -115,7 +119,8 @@ run_all(const char *body, size_t len, const char *sku, FuzzAlloc *f, const SxAll
 		for (i = 0; i < n; i++)
 			sink += touch(m[i].variant_id) + touch(m[i].currency_code) + touch(m[i].lowest_ask) +
 			        touch(m[i].highest_bid) + touch(m[i].sell_faster) + touch(m[i].earn_more) +
-			        touch(m[i].flex_lowest_ask);
+			        touch(m[i].flex_lowest_ask) + touch(m[i].standard.beat_us) +
+			        touch(m[i].flex.highest_bid) + touch(m[i].direct.earn_more);
 	fuzz_release(f);
 
 	if (sx_parse_token(body, len, a, &t, errbuf) == SX_PARSE_OK)
@@ -152,12 +157,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void) sx_is_uuid(copy);
 		(void) sx_is_decimal(copy);
 		(void) sx_is_date(copy);
-		(void) sx_gtins_contain(copy, "0197611157695");
-		{
-			char form[32];
-
-			sx_gtin_short_form(copy, form, sizeof(form));
-		}
 		sku = strchr(copy, '\n');
 		if (sku != NULL)
 		{

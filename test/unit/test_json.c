@@ -149,6 +149,8 @@ track_destroy(void)
  * ----------------------------------------------------------------------
  */
 static char errbuf[SX_ERRBUF_SIZE];
+/* hasNextPage of the last search() */
+static bool last_has_next_page;
 
 static char *
 exact_copy(const char *body, size_t len)
@@ -167,7 +169,7 @@ search_n(const char *body, size_t len, const char *sku, SxProduct *out)
 	SxParseResult r;
 
 	errbuf[0] = '\0';
-	r = sx_parse_search(buf, len, sku, &A, out, errbuf);
+	r = sx_parse_search(buf, len, sku, &A, out, &last_has_next_page, errbuf);
 	free(buf);
 	return r;
 }
@@ -352,79 +354,107 @@ test_search_fuzzy(void)
 	track_end();
 }
 
-/* A search by barcode: the first products in order, and gtins lists. */
+/* Market data whose prices are in the nested objects only, or in both places. */
 static void
-test_search_candidates(void)
+test_market_nested(void)
 {
-	static const char body[] =
-	    "{\"count\":4,\"products\":["
-	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"A-1\",\"title\":\"first\"},"
-	    "12,"
-	    "{\"productId\":\"not-a-uuid\",\"styleId\":\"B-2\",\"title\":\"unreadable\"},"
-	    "{\"productId\":\"" UUID_P "\",\"styleId\":null,\"title\":\"second\"},"
-	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"C-3\",\"title\":\"third\"},"
-	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"D-4\",\"title\":\"fourth\"}]}";
-	char errbuf[SX_ERRBUF_SIZE];
-	SxProduct *c;
+	static const char nested[] =
+	    "[{\"productId\":\"" UUID_P "\",\"variantId\":\"" UUID_X "\",\"currencyCode\":\"JPY\","
+	    "\"standardMarketData\":{\"lowestAsk\":\"30000\",\"highestBidAmount\":\"25000\","
+	    "\"sellFaster\":\"29000\",\"earnMore\":\"31000\",\"beatUS\":\"28000\"},"
+	    "\"flexMarketData\":{\"lowestAsk\":\"31000\",\"highestBidAmount\":null},"
+	    "\"directMarketData\":null}]";
+	static const char both[] =
+	    "[{\"productId\":\"" UUID_P "\",\"variantId\":\"" UUID_X "\",\"currencyCode\":\"USD\","
+	    "\"lowestAskAmount\":\"200\",\"flexLowestAskAmount\":\"205\","
+	    "\"standardMarketData\":{\"lowestAsk\":\"199\",\"highestBidAmount\":\"150\"},"
+	    "\"flexMarketData\":{\"lowestAsk\":\"210\"},"
+	    "\"directMarketData\":{\"lowestAsk\":\"220\",\"earnMore\":\"230\"}}]";
+	SxMarket *m;
 	int n;
 
 	track_begin(-1);
-	is_int(sx_parse_search_candidates(body, strlen(body), &A, 3, &c, &n, errbuf), SX_PARSE_OK,
-	       "candidates: parsed");
-	is_int(n, 3, "candidates: at most max, readable products only");
-	ok(n == 3 && strcmp(c[0].title, "first") == 0 && strcmp(c[1].title, "second") == 0 &&
-	       strcmp(c[2].title, "third") == 0,
-	   "candidates: in the answer's order, unreadable entries skipped");
-	is_str(c[1].product_id, UUID_P, "candidates: a null styleId does not matter");
-	is_int(sx_parse_search_candidates("{\"products\":[]}", 15, &A, 3, &c, &n, errbuf),
-	       SX_PARSE_NOT_FOUND, "candidates: none is NOT_FOUND");
-	is_int(sx_parse_search_candidates("[]", 2, &A, 3, &c, &n, errbuf), SX_PARSE_MALFORMED,
-	       "candidates: not a search answer is MALFORMED");
+	is_int(market(nested, &m, &n), SX_PARSE_OK, "market nested: parsed");
+	ok(n == 1 && strcmp(m[0].lowest_ask, "30000") == 0 && strcmp(m[0].highest_bid, "25000") == 0 &&
+	       strcmp(m[0].sell_faster, "29000") == 0 && strcmp(m[0].earn_more, "31000") == 0,
+	   "market nested: the summary comes from standardMarketData when the top level has none");
+	ok(n == 1 && strcmp(m[0].flex_lowest_ask, "31000") == 0 && m[0].flex.present &&
+	       m[0].flex.highest_bid == NULL && !m[0].direct.present &&
+	       strcmp(m[0].standard.beat_us, "28000") == 0,
+	   "market nested: flex kept, flexLowestAsk from it, a null direct object is absent");
+	is_int(market(both, &m, &n), SX_PARSE_OK, "market both: parsed");
+	ok(n == 1 && strcmp(m[0].lowest_ask, "200") == 0 && strcmp(m[0].highest_bid, "150") == 0 &&
+	       strcmp(m[0].flex_lowest_ask, "205") == 0,
+	   "market both: a top-level amount wins, a missing one comes from standardMarketData");
+	ok(n == 1 && strcmp(m[0].direct.lowest_ask, "220") == 0 &&
+	       strcmp(m[0].direct.earn_more, "230") == 0 && m[0].direct.sell_faster == NULL,
+	   "market both: the direct figures are kept");
+	is_int(market("[{\"variantId\":\"" UUID_X "\",\"flexMarketData\":[]}]", &m, &n),
+	       SX_PARSE_MALFORMED, "market: a nested set that is not an object is malformed");
+	is_int(market("[{\"variantId\":\"" UUID_X "\",\"standardMarketData\":{\"lowestAsk\":\"x\"}}]",
+	              &m, &n),
+	       SX_PARSE_MALFORMED, "market: a nested amount that is not a number is malformed");
 	track_end();
+}
 
-	ok(sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"},"
-	                    "{\"identifier\":\"0197611157695\",\"type\":\"EAN-13\"}]",
-	                    "0197611157695"),
-	   "gtins: an exact identifier is found");
-	ok(sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]", "00197611157695"),
-	   "gtins: a UPC-A is the same GTIN as its zero-padded GTIN-14");
-	ok(!sx_gtins_contain("[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]", "1976111576950"),
-	   "gtins: otherwise exact, not a prefix");
+/* Search pages, the product and GTIN answers, ids of another shape. */
+static void
+test_pages_product_gtin(void)
+{
+	SxProduct p;
+	SxVariant v;
+	char *pid;
+	static const char page1[] =
+	    "{\"count\":120,\"pageSize\":50,\"pageNumber\":1,\"hasNextPage\":true,\"products\":["
+	    "{\"productId\":\"odd-1\",\"styleId\":\"A-10\"},"
+	    "{\"productId\":\"" UUID_X "\",\"styleId\":\"A-11\"}]}";
+	static const char last[] =
+	    "{\"count\":2,\"pageSize\":50,\"pageNumber\":3,\"hasNextPage\":false,\"products\":["
+	    "{\"productId\":\"" UUID_P "\",\"styleId\":\"A-1\"}]}";
+	static const char product[] =
+	    "{\"productId\":\"" UUID_P "\",\"styleId\":\"A-1\",\"title\":\"T\","
+	    "\"productAttributes\":{\"retailPrice\":110},"
+	    "\"sizeChart\":{\"availableConversions\":[{\"name\":\"US M 9\",\"type\":\"us m\"}],"
+	    "\"defaultConversion\":null},\"isFlexEligible\":true}";
+	static const char gtin[] =
+	    "{\"productId\":\"" UUID_P "\",\"variantId\":\"" UUID_X "\",\"variantName\":\"x:9\","
+	    "\"variantValue\":\"9\",\"sizeChart\":{\"availableConversions\":[],\"defaultConversion\":"
+	    "null},\"gtins\":[{\"identifier\":\"197611157695\",\"type\":\"UPC\"}]}";
+
+	track_begin(-1);
+	is_int(search(page1, "A-1", &p), SX_PARSE_NOT_FOUND, "search page: no exact match on it");
+	ok(last_has_next_page, "search page: hasNextPage says there is more");
+	is_int(search(last, "A-1", &p), SX_PARSE_OK, "search page: the match on a later page");
+	ok(!last_has_next_page, "search page: the last one says so");
+	is_int(search("{\"products\":[],\"hasNextPage\":\"yes\"}", "A-1", &p), SX_PARSE_NOT_FOUND,
+	       "search page: hasNextPage that is not a boolean is false");
+	ok(!last_has_next_page, "search page: and no next page");
+	is_int(search(page1, "A-10", &p), SX_PARSE_MALFORMED,
+	       "search: the matching product's id of another shape is malformed");
+	ok(strstr(errbuf, "\"odd-1\"") != NULL && strstr(errbuf, "not a UUID") != NULL,
+	   "search: and the message shows the id");
+	is_int(search(page1, "A-11", &p), SX_PARSE_OK, "search: another hit's odd id does not matter");
+
+	is_int(sx_parse_product(product, strlen(product), &A, &p, errbuf), SX_PARSE_OK,
+	       "product: parsed");
+	ok(p.product_id && strcmp(p.product_id, UUID_P) == 0 && strcmp(p.retail_price, "110") == 0 &&
+	       strstr(p.json, "sizeChart") != NULL,
+	   "product: id, attributes, and the object as received");
+	is_int(sx_parse_product("[]", 2, &A, &p, errbuf), SX_PARSE_MALFORMED,
+	       "product: an array is malformed");
+
+	is_int(sx_parse_gtin_variant(gtin, strlen(gtin), &A, &v, &pid, errbuf), SX_PARSE_OK,
+	       "gtin: parsed");
+	ok(pid && strcmp(pid, UUID_P) == 0 && strcmp(v.variant_id, UUID_X) == 0 &&
+	       strstr(v.gtins_json, "197611157695") != NULL,
+	   "gtin: the product id, the variant and its gtins");
 	{
-		char f[32];
-		const char *cases[][2] = { { "00197611157695", "197611157695" },
-			                       { "0197611157695", "197611157695" },
-			                       { "197611157695", "197611157695" },
-			                       { "5901234123457", "5901234123457" },
-			                       { "00000096385074", "96385074" },
-			                       { "000012345670", "12345670" },
-			                       { "10012345678902", "10012345678902" },
-			                       { "00000000000000", "00000000" },
-			                       { "12-34", "12-34" } };
-		bool all = true;
-		size_t k;
+		static const char no_product[] = "{\"variantId\":\"" UUID_X "\"}";
 
-		for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
-		{
-			sx_gtin_short_form(cases[k][0], f, sizeof(f));
-			if (strcmp(f, cases[k][1]) != 0)
-			{
-				all = false;
-				diag("short form of %s: %s, want %s", cases[k][0], f, cases[k][1]);
-			}
-		}
-		ok(all, "gtins: the short form drops padding down to GTIN-13, -12 or -8");
+		is_int(sx_parse_gtin_variant(no_product, strlen(no_product), &A, &v, &pid, errbuf),
+		       SX_PARSE_MALFORMED, "gtin: no productId is malformed");
 	}
-	ok(!sx_gtins_contain("[{\"identifier\":197611157695}]", "197611157695"),
-	   "gtins: a number is not an identifier");
-	ok(!sx_gtins_contain("[]", "1") && !sx_gtins_contain(NULL, "1") &&
-	       !sx_gtins_contain("{\"identifier\":\"1\"}", "1") && !sx_gtins_contain("[", "1") &&
-	       !sx_gtins_contain("[{\"identifier\":\"1\"}]", ""),
-	   "gtins: empty, null, not an array, broken JSON or an empty gtin find nothing");
-	ok(!sx_gtins_contain("[{\"identifier\":\"\"}]", "00000000") &&
-	       !sx_gtins_contain("[{\"identifier\":\"0\"}]", "0000000000000") &&
-	       !sx_gtins_contain("[{\"identifier\":\"00000000\"}]", "00000000"),
-	   "gtins: zeros only are no GTIN and match nothing, not even zeros or an empty identifier");
+	track_end();
 }
 
 /* Bodies that are not search answers, and empty product lists. */
@@ -893,7 +923,8 @@ test_invalid_json(void)
 	is_int(variants_n("", 0, &v, &n), SX_PARSE_MALFORMED, "empty body: variants");
 	is_int(market_n("", 0, &m, &n), SX_PARSE_MALFORMED, "empty body: market");
 	is_int(token_n("", 0, &t), SX_PARSE_MALFORMED, "empty body: token");
-	is_int(sx_parse_search(NULL, 0, "A", &A, &p, errbuf), SX_PARSE_MALFORMED, "NULL body: search");
+	is_int(sx_parse_search(NULL, 0, "A", &A, &p, &last_has_next_page, errbuf), SX_PARSE_MALFORMED,
+	       "NULL body: search");
 	is_int(sx_parse_variants(NULL, 10, &A, &v, &n, errbuf), SX_PARSE_MALFORMED,
 	       "NULL body with a length: variants");
 	is_int(variants("  \n\t ", &v, &n), SX_PARSE_MALFORMED, "blank body: variants");
@@ -1362,7 +1393,8 @@ main(void)
 	test_search_shapes();
 	test_search_attributes();
 	test_search_odd_skus();
-	test_search_candidates();
+	test_pages_product_gtin();
+	test_market_nested();
 	test_style_id_matches();
 	test_variants();
 	test_market();

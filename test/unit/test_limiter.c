@@ -93,7 +93,7 @@ acquire(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t *wait)
 	SxVerdict v;
 
 	*wait = -12345; /* must always be overwritten */
-	v = sx_limiter_acquire(l, cfg, now, sx_day_of(now), wait);
+	v = sx_limiter_acquire(l, cfg, now, now, wait);
 	if (v == SX_GO)
 		sx_limiter_sent(l, cfg, now, true);
 	return v;
@@ -104,7 +104,7 @@ static SxVerdict
 acquire_only(SxLimiter *l, const SxLimiterConfig *cfg, int64_t now, int64_t *wait)
 {
 	*wait = -12345;
-	return sx_limiter_acquire(l, cfg, now, sx_day_of(now), wait);
+	return sx_limiter_acquire(l, cfg, now, now, wait);
 }
 
 /*
@@ -397,20 +397,20 @@ test_429_pause(void)
 
 	init(&l, &cfg, T0);
 	pause = sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
-	is_int(l.extra_margin, 10000, "isolated 429 at 1 rps: margin +1% of the interval (10 ms)");
-	is_int(pause, SEC + 10000, "isolated 429: pause is one interval, margin included");
+	is_int(l.extra_margin, 50000, "isolated 429 at 1 rps: margin +5% of the interval (50 ms)");
+	is_int(pause, SEC + 50000, "isolated 429: pause is one interval, margin included");
 	is_dbl(l.effective_rate, 1.0, 0.0, "isolated 429: the rate is not cut");
 	is_int(acquire(&l, &cfg, T0, &wait), SX_PAUSED, "isolated 429: worker A holds");
-	is_int(wait, SEC + 10000, "isolated 429: for one interval");
+	is_int(wait, SEC + 50000, "isolated 429: for one interval");
 	is_int(acquire(&l, &cfg, T0 + 200000, &wait), SX_PAUSED, "isolated 429: worker B holds");
-	is_int(wait, 810000, "isolated 429: worker B waits the remaining interval");
-	is_int(acquire(&l, &cfg, T0 + SEC + 10000, &wait), SX_GO, "isolated 429: GO after it");
+	is_int(wait, 850000, "isolated 429: worker B waits the remaining interval");
+	is_int(acquire(&l, &cfg, T0 + SEC + 50000, &wait), SX_GO, "isolated 429: GO after it");
 	is_int(l.consecutive_429, 1, "429: consecutive count is 1");
 	is_int(l.responses_429_total, 1, "429: total count is 1");
 
 	/* a 429 that follows another backs off; the ceiling doubles with each */
 	init(&l, &cfg, T0);
-	is_int(sx_limiter_on_429(&l, &cfg, T0, -1, 0.5), SEC + 10000, "429 #1: one interval");
+	is_int(sx_limiter_on_429(&l, &cfg, T0, -1, 0.5), SEC + 50000, "429 #1: one interval");
 	is_int(sx_limiter_on_429(&l, &cfg, T0 + 2 * SEC, -1, 0.5), SEC, "429 #2: backoff 0.5 * 2 s");
 	is_int(sx_limiter_on_429(&l, &cfg, T0 + 4 * SEC, -1, 0.5), 2 * SEC,
 	       "429 #3: backoff 0.5 * 4 s");
@@ -456,14 +456,15 @@ test_429_pause(void)
 
 /*
  * The margin: the configured pacing margin is added to every interval; an
- * isolated 429 widens it by 1% of the interval (at least 1 ms), never
- * beyond 10%; 1000 successes without a 429 take one step back.
+ * isolated 429 widens it by 5% of the interval (at least 1 ms), never
+ * beyond 25%; 10,000 successes in a row take back 1% of the interval.
  */
 static void
 test_margin(void)
 {
 	SxLimiterConfig cfg = make_config(10.0, 1);
 	SxLimiter l;
+	SxPersisted saved;
 	int64_t wait;
 	int i;
 
@@ -475,38 +476,106 @@ test_margin(void)
 	   "margin: the next slot is one interval plus the margin later");
 
 	sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
-	is_int(l.extra_margin, 1000, "isolated 429 at 10 rps: +1 ms (1% of 100 ms)");
+	is_int(l.extra_margin, 5000, "isolated 429 at 10 rps: +5 ms (5% of 100 ms)");
 	sx_limiter_on_success(&l, &cfg);
 	sx_limiter_on_429(&l, &cfg, T0 + SEC, -1, 0.5);
-	is_int(l.extra_margin, 2000, "a second isolated 429: +1 ms more");
+	is_int(l.extra_margin, 10000, "a second isolated 429: +5 ms more");
 	for (i = 0; i < 50; i++)
 	{
 		sx_limiter_on_success(&l, &cfg);
 		sx_limiter_on_429(&l, &cfg, T0 + SEC, -1, 0.5);
 	}
-	is_int(l.extra_margin, 10000, "the widening stops at 10% of the interval");
-	is_int(sx_limiter_interval(&l, &cfg), 112500, "interval: 100 + 2.5 + 10 ms");
+	is_int(l.extra_margin, 25000, "the widening stops at 25% of the interval");
+	is_int(sx_limiter_interval(&l, &cfg), 127500, "interval: 100 + 2.5 + 25 ms");
 	is_dbl(l.effective_rate, 10.0, 0.0, "isolated 429s never cut the rate");
 
-	for (i = 0; i < 999; i++)
+	for (i = 0; i < 9999; i++)
 		sx_limiter_on_success(&l, &cfg);
-	is_int(l.extra_margin, 10000, "999 successes: the margin stays");
+	is_int(l.extra_margin, 25000, "9,999 successes: the margin stays");
 	sx_limiter_on_success(&l, &cfg);
-	is_int(l.extra_margin, 9000, "1000 successes: one step back");
-	for (i = 0; i < 20000; i++)
+	is_int(l.extra_margin, 24000, "10,000 successes: 1% of the interval back");
+	for (i = 0; i < 300000; i++)
 		sx_limiter_on_success(&l, &cfg);
 	is_int(l.extra_margin, 0, "enough successes: the widening is gone");
 
-	/* at 1 rps the step is 1% of 1 s */
+	/* at 1 rps the step is 5% of 1 s: what 0-40 ms of network jitter needs */
 	cfg = make_config(1.0, 1);
 	init(&l, &cfg, T0);
 	sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
-	is_int(l.extra_margin, 10000, "isolated 429 at 1 rps: +10 ms");
-	/* at 1000 rps the step is the 1 ms minimum, capped at 10% = 0.1 ms */
+	is_int(l.extra_margin, 50000, "isolated 429 at 1 rps: +50 ms");
+	/* what was learnt survives a restart */
+	sx_limiter_export(&l, &saved);
+	init(&l, &cfg, T0 + DAY);
+	sx_limiter_import(&l, &saved);
+	is_int(l.extra_margin, 50000, "restart: the persisted margin is back");
+	/* at 1000 rps the step is the 1 ms minimum */
 	cfg = make_config(1000.0, 1);
 	init(&l, &cfg, T0);
 	sx_limiter_on_429(&l, &cfg, T0, -1, 0.5);
 	is_int(l.extra_margin, 1000, "isolated 429 at 1000 rps: at least 1 ms");
+}
+
+/*
+ * Network jitter: each request leaves when its slot comes and arrives at a
+ * strict gateway (nothing closer than 1/rate to the last accepted arrival)
+ * after a random 0-40 ms.  At 1 request/s over 2,000 requests: at most one
+ * 429, in the first minute, and at least 93% of the rate used.
+ */
+static void
+test_jitter(double rps, int64_t jitter_us, int requests)
+{
+	SxLimiterConfig cfg = make_config(rps, 1);
+	SxLimiter l;
+	int64_t now = T0;
+	int64_t interval = (int64_t) (SEC / rps);
+	int64_t last_accepted = INT64_MIN / 2;
+	int64_t first = 0, last = 0;
+	int64_t last_429_at = -1;
+	int accepted = 0, refused = 0, sent = 0;
+	char name[160];
+
+	cfg.margin_ms = 2.0;
+	rng_seed(UINT64_C(0x5EED) + (uint64_t) jitter_us);
+	init(&l, &cfg, now);
+	while (sent < requests)
+	{
+		int64_t wait;
+		SxVerdict v = acquire(&l, &cfg, now, &wait);
+		int64_t arrival;
+
+		if (v != SX_GO)
+		{
+			now += wait > 0 ? wait : 1;
+			continue;
+		}
+		sx_limiter_sent(&l, &cfg, now, true);
+		sent++;
+		arrival = now + (int64_t) (rng_unit() * (double) jitter_us);
+		if (arrival - last_accepted >= interval)
+		{
+			last_accepted = arrival;
+			if (accepted++ == 0)
+				first = arrival;
+			last = arrival;
+			sx_limiter_on_success(&l, &cfg);
+		}
+		else
+		{
+			refused++;
+			last_429_at = now - T0;
+			sx_limiter_on_429(&l, &cfg, now, -1, rng_unit());
+		}
+	}
+	snprintf(name, sizeof(name), "jitter %g ms at %g rps: %d 429s in %d requests (at most 1)",
+	         (double) jitter_us / 1000, rps, refused, requests);
+	ok(refused <= 1, name);
+	snprintf(name, sizeof(name), "jitter %g ms at %g rps: the 429 (if any) in the first minute",
+	         (double) jitter_us / 1000, rps);
+	ok(last_429_at < 60 * SEC, name);
+	snprintf(name, sizeof(name), "jitter %g ms at %g rps: utilization %.3f >= 0.93",
+	         (double) jitter_us / 1000, rps,
+	         (double) (accepted - 1) / ((double) (last - first) / SEC * rps));
+	ok((double) (accepted - 1) / ((double) (last - first) / SEC * rps) >= 0.93, name);
 }
 
 /*
@@ -628,7 +697,7 @@ test_send_simulation(double rps, uint64_t seed)
 			next[w] = now + rng_below(interval) + 1;
 			continue;
 		}
-		if (sx_limiter_acquire(&l, &cfg, now, sx_day_of(now), &wait) == SX_GO)
+		if (sx_limiter_acquire(&l, &cfg, now, now, &wait) == SX_GO)
 		{
 			send_at[w] = now + (rng_unit() < 0.3 ? rng_below(2 * interval) : rng_below(1000));
 			next[w] = send_at[w];
@@ -954,16 +1023,60 @@ test_quota(void)
 		if (acquire(&l, &cfg, now, &wait) == SX_GO)
 			gos++;
 	is_int(gos, 5, "quota 5: five GOs");
-	ok(sx_limiter_quota_spent(&l, &cfg, sx_day_of(now)), "quota 5: quota_spent after five");
+	ok(sx_limiter_quota_spent(&l, &cfg, now), "quota 5: quota_spent after five");
 	is_int(acquire(&l, &cfg, now, &wait), SX_REFUSED_QUOTA, "quota 5: the sixth stops");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT - 1, &wait), SX_REFUSED_QUOTA,
 	       "quota: 23:59:59.999999 is still the same day");
-	ok(sx_limiter_quota_spent(&l, &cfg, sx_day_of(T0_MIDNIGHT - 1)),
-	   "quota_spent at 23:59:59.999999");
-	ok(!sx_limiter_quota_spent(&l, &cfg, sx_day_of(T0_MIDNIGHT)), "quota_spent false at 00:00:00");
-	is_int(acquire(&l, &cfg, T0_MIDNIGHT, &wait), SX_GO, "quota: GO at 00:00:00 UTC");
+	ok(sx_limiter_quota_spent(&l, &cfg, T0_MIDNIGHT - 1), "quota_spent at 23:59:59.999999");
+	/* at midnight the day's count starts again, the rolling 24 hours do not */
+	ok(sx_limiter_quota_spent(&l, &cfg, T0_MIDNIGHT), "quota spent still at 00:00:00");
+	is_int(acquire(&l, &cfg, T0_MIDNIGHT, &wait), SX_REFUSED_QUOTA,
+	       "quota: no GO at 00:00:00 UTC, the last 24 hours are full");
 	is_int(l.quota_day, T0_DAY + 1, "quota: the day rolled");
+	is_int(l.requests_today, 0, "quota: the day's count restarted");
+	is_int(sx_limiter_window_count(&l, T0_MIDNIGHT), 5, "quota: 5 in the last 24 hours");
+	/* the five went in the 5-minute bucket of T0 (12:00): free from 12:05 the next day */
+	is_int(sx_limiter_next_allowed(&l, &cfg, T0_MIDNIGHT), T0 + DAY + 5 * 60 * SEC,
+	       "quota: the next request is allowed 24 hours after their bucket ends");
+	is_int(wait, T0 + DAY + 5 * 60 * SEC - T0_MIDNIGHT, "quota: the refusal says how long");
+	is_int(acquire(&l, &cfg, T0 + DAY + 5 * 60 * SEC - 1, &wait), SX_REFUSED_QUOTA,
+	       "quota: refused a microsecond before");
+	is_int(acquire(&l, &cfg, T0 + DAY + 5 * 60 * SEC, &wait), SX_GO, "quota: GO then");
 	is_int(l.requests_today, 1, "quota: the count restarted");
+
+	/* 25,000 in the last hour before midnight are not followed by 25,000 more */
+	cfg = make_config(1e6, 1); /* interval 1 us */
+	cfg.daily_limit = 25000;
+	init(&l, &cfg, T0_MIDNIGHT - 3600 * SEC);
+	gos = 0;
+	for (i = 0; i < 30000; i++)
+		if (acquire(&l, &cfg, T0_MIDNIGHT - 3600 * SEC + (int64_t) i * 100000, &wait) == SX_GO)
+			gos++;
+	is_int(gos, 25000, "25,000 in the hour before midnight");
+	gos = 0;
+	for (i = 0; i < 30000; i++)
+		if (acquire(&l, &cfg, T0_MIDNIGHT + (int64_t) i * 100000, &wait) == SX_GO)
+			gos++;
+	is_int(gos, 0, "none in the hour after midnight: the rolling 24 hours hold");
+	is_int(sx_limiter_next_allowed(&l, &cfg, T0_MIDNIGHT + 3600 * SEC),
+	       T0_MIDNIGHT - 3600 * SEC + 5 * 60 * SEC + DAY,
+	       "the next request 24 hours after the first bucket of them ends");
+
+	/* the window survives a restart: persisted, then merged back */
+	{
+		SxPersisted saved;
+
+		sx_limiter_export(&l, &saved);
+		init(&l, &cfg, T0_MIDNIGHT + 3600 * SEC);
+		sx_limiter_import(&l, &saved);
+		is_int(sx_limiter_window_count(&l, T0_MIDNIGHT + 3600 * SEC), 25000,
+		       "restart: the persisted window is back");
+		is_int(acquire(&l, &cfg, T0_MIDNIGHT + 3600 * SEC, &wait), SX_REFUSED_QUOTA,
+		       "restart: and refuses as before");
+		sx_limiter_import(&l, &saved);
+		is_int(sx_limiter_window_count(&l, T0_MIDNIGHT + 3600 * SEC), 25000,
+		       "restart: merging the same record twice counts it once");
+	}
 
 	/* a GO in the last microsecond of a day and one at midnight, limit 1 */
 	cfg = make_config(1e6, 1); /* interval 1 us */
@@ -972,9 +1085,8 @@ test_quota(void)
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT - 1, &wait), SX_GO, "limit 1: GO at 23:59:59.999999");
 	is_int(acquire(&l, &cfg, T0_MIDNIGHT - 1, &wait), SX_REFUSED_QUOTA,
 	       "limit 1: then stop in the same microsecond");
-	is_int(acquire(&l, &cfg, T0_MIDNIGHT, &wait), SX_GO, "limit 1: GO at 00:00:00");
-	is_int(acquire(&l, &cfg, T0_MIDNIGHT + 1, &wait), SX_REFUSED_QUOTA,
-	       "limit 1: stop again at 00:00:00.000001");
+	is_int(acquire(&l, &cfg, T0_MIDNIGHT, &wait), SX_REFUSED_QUOTA,
+	       "limit 1: and at 00:00:00: one request in the last 24 hours already");
 
 	/* 0 = unlimited */
 	cfg = make_config(1e6, 1);
@@ -984,7 +1096,7 @@ test_quota(void)
 		if (acquire(&l, &cfg, T0 + i, &wait) != SX_GO)
 			all_go = false;
 	ok(all_go, "daily_limit 0: 30000 GOs, never SX_REFUSED_QUOTA");
-	ok(!sx_limiter_quota_spent(&l, &cfg, sx_day_of(T0 + i)), "daily_limit 0: quota never spent");
+	ok(!sx_limiter_quota_spent(&l, &cfg, T0 + i), "daily_limit 0: quota never spent");
 
 	/* the quota beats the pause */
 	cfg = make_config(1000.0, 1);
@@ -1023,8 +1135,8 @@ test_quota(void)
 	init(&l, &cfg, T0_MIDNIGHT + SEC);
 	acquire(&l, &cfg, T0_MIDNIGHT + SEC, &wait);
 	acquire(&l, &cfg, T0_MIDNIGHT + 2 * SEC, &wait);
-	is_int(sx_limiter_acquire(&l, &cfg, T0_MIDNIGHT + 3 * SEC, T0_DAY, &wait), SX_REFUSED_QUOTA,
-	       "quota: a day number that went back keeps today's count (spent)");
+	is_int(sx_limiter_acquire(&l, &cfg, T0_MIDNIGHT + 3 * SEC, T0_MIDNIGHT - 60 * SEC, &wait),
+	       SX_REFUSED_QUOTA, "quota: a day number that went back keeps today's count (spent)");
 	is_int(l.quota_day, T0_DAY + 1, "quota: the quota day never moves back");
 }
 
@@ -1223,6 +1335,9 @@ main(void)
 	test_backoff();
 	test_429_pause();
 	test_margin();
+	test_jitter(1.0, 40000, 2000);
+	test_jitter(1.0, 20000, 2000);
+	test_jitter(10.0, 0, 2000);
 	test_send_time_pacing();
 	test_send_simulation(1.0, 11);
 	test_send_simulation(10.0, 12);
