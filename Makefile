@@ -18,6 +18,7 @@ OBJS = \
 	src/enrich.o \
 	src/events.o \
 	src/store.o \
+	src/quota.o \
 	src/worker.o \
 	src/run_control.o \
 	src/shared_budget.o \

@@ -482,11 +482,12 @@ BEGIN
 			USING ERRCODE = 'null_value_not_allowed',
 				  HINT = 'Pass the time of the sale, e.g. now().';
 	END IF;
-	IF cur NOT IN ('AUD', 'CAD', 'CHF', 'EUR', 'GBP', 'HKD', 'JPY', 'KRW',
-				   'MXN', 'NZD', 'SGD', 'USD') THEN
+	IF cur NOT IN ('AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP', 'HKD',
+				   'HUF', 'IDR', 'ILS', 'JPY', 'KRW', 'KWD', 'MOP', 'MXN', 'MYR', 'NOK',
+				   'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD', 'THB', 'TWD', 'USD', 'VND') THEN
 		RAISE EXCEPTION 'unknown currency %', pg_catalog.quote_literal(stockx_payout.currency)
 			USING ERRCODE = 'no_data_found',
-				  HINT = 'StockX currencies are AUD, CAD, CHF, EUR, GBP, HKD, JPY, KRW, MXN, NZD, SGD and USD.';
+				  HINT = 'StockX currencies are the 30 codes of its API (AUD, BRL, CAD, CHF, CLP, CNY, DKK, EUR, GBP, HKD, HUF, IDR, ILS, JPY, KRW, KWD, MOP, MXN, MYR, NOK, NZD, PEN, PHP, PLN, SEK, SGD, THB, TWD, USD, VND).';
 	END IF;
 
 	on_day := (stockx_payout.at AT TIME ZONE 'UTC')::date;
@@ -505,7 +506,8 @@ BEGIN
 				  HINT = 'Insert a row into @extschema@.stockx_fee_schedule for that currency and level with a valid_from on or before that date.';
 	END IF;
 
-	digits := CASE WHEN cur IN ('JPY', 'KRW') THEN 0 ELSE 2 END;
+	-- the minor unit of ISO 4217
+	digits := CASE WHEN cur IN ('CLP', 'JPY', 'KRW', 'VND') THEN 0 WHEN cur = 'KWD' THEN 3 ELSE 2 END;
 	RETURN amount
 		   - greatest(pg_catalog.round(amount * fee.transaction_fee_pct / 100, digits)
 					  + pg_catalog.round(amount * fee.payment_fee_pct / 100, digits),
@@ -514,19 +516,104 @@ BEGIN
 END
 $$;
 
--- ---------------------------------------------------------------- budget and alerts
+-- ---------------------------------------------------------------- the published contract
 
--- How long the due work takes at the configured rate and quota (after an
--- upgrade from 1.1, every enriched product is due for a refresh at once:
--- this says how long that takes).
-CREATE OR REPLACE VIEW @extschema@.stockx_enrich_budget AS
+-- A barcode of a product another row holds joins that row: status
+-- 'merged', merged_into its SKU (one product, one row, however many of its
+-- barcodes were queued).  The workers look products up by StockX id.
+ALTER TABLE @extschema@.stockx_product
+	DROP CONSTRAINT stockx_product_status_check,
+	ADD CONSTRAINT stockx_product_status_check
+		CHECK (status IN ('pending', 'enriched', 'not_found', 'failed', 'merged')),
+	ADD COLUMN merged_into text;
+CREATE INDEX stockx_product_stockx_id_idx ON @extschema@.stockx_product (stockx_product_id)
+	WHERE stockx_product_id IS NOT NULL;
+
+-- Market data "may vary by region": what the summary columns do not hold.
+-- lowest_ask, highest_bid, sell_faster and earn_more are the top-level
+-- amounts of StockX's answer, or standardMarketData's where an answer has
+-- none; beat_us is standardMarketData's; flex and direct are
+-- flexMarketData and directMarketData as numbers ({lowest_ask,
+-- highest_bid, sell_faster, earn_more, beat_us}), NULL when not sent.
+ALTER TABLE @extschema@.stockx_market
+	ADD COLUMN beat_us numeric,
+	ADD COLUMN flex jsonb,
+	ADD COLUMN direct jsonb;
+
+-- What the limiter keeps across a restart besides the day's count: its
+-- record of send times over the rolling 24 hours (requests per 5-minute
+-- bucket, window_counts[i] being bucket window_latest - 288 + i - 1 of the
+-- wall clock) and the pacing margin it learnt.
+ALTER TABLE @extschema@.stockx_quota
+	ADD COLUMN window_latest bigint,
+	ADD COLUMN window_counts int[],
+	ADD COLUMN pacing_margin_us bigint NOT NULL DEFAULT 0;
+
+-- The 30 currencies of StockX's CurrencyCode enum (the prose lists 12).
+ALTER TABLE @extschema@.stockx_fee_schedule
+	DROP CONSTRAINT stockx_fee_schedule_currency_code_check,
+	ADD CONSTRAINT stockx_fee_schedule_currency_code_check
+		CHECK (currency_code IN ('AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP',
+								 'HKD', 'HUF', 'IDR', 'ILS', 'JPY', 'KRW', 'KWD', 'MOP', 'MXN',
+								 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD', 'THB',
+								 'TWD', 'USD', 'VND'));
+
+-- ---------------------------------------------------------------- limiter, budget, alerts
+
+-- The limiter's state gains the rolling 24 hours: requests in them and
+-- when the next request is allowed (the daily limit holds per UTC day and
+-- in any 24 hours).  The views on it are made again.
+DROP VIEW @extschema@.stockx_enrich_alerts;
+DROP VIEW @extschema@.stockx_enrich_budget;
+DROP VIEW @extschema@.stockx_enrich_limiter;
+DROP FUNCTION @extschema@.stockx_enrich_limiter_state();
+
+CREATE FUNCTION @extschema@.stockx_enrich_limiter_state(
+	OUT requests_per_second float8, OUT effective_rate float8,
+	OUT next_slot_at timestamptz, OUT paused_until timestamptz,
+	OUT requests_today bigint, OUT daily_limit bigint,
+	OUT quota_resets_at timestamptz, OUT circuit_state text,
+	OUT circuit_open_until timestamptz, OUT consecutive_429 int,
+	OUT responses_429_total bigint, OUT pacing_margin_ms float8,
+	OUT requests_last_24h bigint, OUT next_request_allowed_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stockx_enrich_limiter_state'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION @extschema@.stockx_enrich_limiter_state() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.stockx_enrich_limiter_state() TO pg_monitor;
+
+-- requests_today also reads stockx_quota, so that the count persisted before
+-- a restart shows before any worker has merged it back into shared memory
+CREATE VIEW @extschema@.stockx_enrich_limiter AS
+	SELECT l.requests_per_second, l.effective_rate, l.next_slot_at, l.paused_until,
+		   greatest(l.requests_today,
+					coalesce((SELECT q.requests FROM @extschema@.stockx_quota q
+							   WHERE q.day = (l.quota_resets_at AT TIME ZONE 'UTC')::date - 1),
+							 0)) AS requests_today,
+		   l.daily_limit, l.quota_resets_at, l.circuit_state, l.circuit_open_until,
+		   l.consecutive_429, l.responses_429_total, l.pacing_margin_ms,
+		   l.requests_last_24h, l.next_request_allowed_at
+	  FROM @extschema@.stockx_enrich_limiter_state() l;
+
+-- Today's requests: what the due work needs (a new product by style id 2 +
+-- one per currency, by barcode one more, a refresh one per currency, a
+-- not_found recheck one) against what the daily limit leaves, per UTC day
+-- and in the last 24 hours, and when the backlog is done at the configured
+-- rate; backlog_takes is how long that is (after an update from 1.1, every
+-- enriched product is due for a refresh at once).
+CREATE VIEW @extschema@.stockx_enrich_budget AS
 	WITH cfg AS (
 		SELECT pg_catalog.array_length(pg_catalog.string_to_array(
 				   pg_catalog.replace(pg_catalog.current_setting('stockx_enrich.currency_code'), ' ', ''), ','), 1) AS currencies,
 			   (SELECT s.setting::bigint FROM pg_catalog.pg_settings s
 				 WHERE s.name = 'stockx_enrich.refresh_after') AS refresh_after_s
 	), l AS (
-		SELECT lim.*, GREATEST(lim.daily_limit - lim.requests_today, 0) AS left_today
+		SELECT lim.*,
+			   GREATEST(lim.daily_limit - lim.requests_today, 0) AS left_today,
+			   GREATEST(lim.daily_limit - lim.requests_last_24h, 0) AS left_24h,
+			   LEAST(GREATEST(lim.daily_limit - lim.requests_today, 0),
+					 GREATEST(lim.daily_limit - lim.requests_last_24h, 0)) AS left_now
 		  FROM @extschema@.stockx_enrich_limiter lim
 	), due AS (
 		SELECT pg_catalog.count(*) FILTER (WHERE p.status = 'pending') AS new_products,
@@ -536,7 +623,9 @@ CREATE OR REPLACE VIEW @extschema@.stockx_enrich_budget AS
 					AND p.market_updated_at + r.every > pg_catalog.now()
 					AND p.market_updated_at + r.every <= (SELECT quota_resets_at FROM l)) AS refreshes_later_today,
 			   pg_catalog.count(*) FILTER (WHERE p.status = 'not_found'
-					AND p.updated_at < pg_catalog.now() - interval '7 days') AS not_found_rechecks
+					AND p.updated_at < pg_catalog.now() - interval '7 days') AS not_found_rechecks,
+			   pg_catalog.count(*) FILTER (WHERE p.status = 'pending'
+					AND p.query_kind = 'gtin') AS new_barcodes
 		  FROM @extschema@.stockx_product p
 		 CROSS JOIN cfg
 		 CROSS JOIN LATERAL (SELECT coalesce(p.refresh_every,
@@ -545,8 +634,8 @@ CREATE OR REPLACE VIEW @extschema@.stockx_enrich_budget AS
 		 WHERE p.next_attempt_at IS NULL OR p.next_attempt_at <= pg_catalog.now()
 	), need AS (
 		SELECT due.*, cfg.currencies,
-			   due.new_products * (2 + cfg.currencies) + due.refreshes * cfg.currencies
-			   + due.not_found_rechecks AS requests_due,
+			   due.new_products * (2 + cfg.currencies) + due.new_barcodes
+			   + due.refreshes * cfg.currencies + due.not_found_rechecks AS requests_due,
 			   due.refreshes_later_today * cfg.currencies AS requests_due_later_today
 		  FROM due, cfg
 	)
@@ -559,19 +648,24 @@ CREATE OR REPLACE VIEW @extschema@.stockx_enrich_budget AS
 		   l.quota_resets_at, l.requests_per_second,
 		   CASE
 			 WHEN need.requests_due = 0 THEN NULL
-			 WHEN l.daily_limit = 0 OR need.requests_due <= l.left_today
-			   THEN pg_catalog.now() + pg_catalog.make_interval(secs => need.requests_due / l.requests_per_second)
+			 WHEN l.daily_limit = 0 OR need.requests_due <= l.left_now
+			   THEN GREATEST(l.next_request_allowed_at, pg_catalog.now())
+					+ pg_catalog.make_interval(secs => need.requests_due / l.requests_per_second)
 			 -- the rest spills over the following days, daily_limit a day
-			 ELSE l.quota_resets_at
-				  + pg_catalog.make_interval(days => ((need.requests_due - l.left_today - 1) / l.daily_limit)::int)
-				  + pg_catalog.make_interval(secs => (((need.requests_due - l.left_today - 1) % l.daily_limit) + 1) / l.requests_per_second)
-		   END AS backlog_done_at
+			 ELSE GREATEST(l.quota_resets_at, l.next_request_allowed_at)
+				  + pg_catalog.make_interval(days => ((need.requests_due - l.left_now - 1) / l.daily_limit)::int)
+				  + pg_catalog.make_interval(secs => (((need.requests_due - l.left_now - 1) % l.daily_limit) + 1) / l.requests_per_second)
+		   END AS backlog_done_at,
+		   l.requests_last_24h,
+		   CASE WHEN l.daily_limit > 0 THEN l.left_24h END AS quota_left_24h,
+		   l.next_request_allowed_at,
+		   need.new_barcodes
 	  FROM need, l) d;
 
 -- A month whose partition could not be made (the workers' upkeep failed,
 -- say for a relation in the way of its name) keeps its rows in the default
--- partition: say so.
-CREATE OR REPLACE VIEW @extschema@.stockx_enrich_alerts AS
+-- partition: say so.  The quota alert counts the rolling 24 hours too.
+CREATE VIEW @extschema@.stockx_enrich_alerts AS
 	WITH l AS (
 		SELECT * FROM @extschema@.stockx_enrich_limiter
 	), r AS (
@@ -587,8 +681,10 @@ CREATE OR REPLACE VIEW @extschema@.stockx_enrich_alerts AS
 	SELECT 'circuit_open', pg_catalog.format('circuit is %s until %s', l.circuit_state, l.circuit_open_until)
 	  FROM l WHERE l.circuit_state <> 'closed'
 	UNION ALL
-	SELECT 'quota', pg_catalog.format('%s of %s daily requests used', l.requests_today, l.daily_limit)
-	  FROM l WHERE l.daily_limit > 0 AND l.requests_today * 10 > l.daily_limit * 9
+	SELECT 'quota', pg_catalog.format('%s of %s daily requests used today, %s in the last 24 hours',
+									  l.requests_today, l.daily_limit, l.requests_last_24h)
+	  FROM l WHERE l.daily_limit > 0
+			   AND GREATEST(l.requests_today, l.requests_last_24h) * 10 > l.daily_limit * 9
 	UNION ALL
 	SELECT 'worker_memory', pg_catalog.format('worker %s uses %s bytes', s.pid, s.memory_bytes)
 	  FROM @extschema@.stockx_enrich_worker_status() s
@@ -600,3 +696,6 @@ CREATE OR REPLACE VIEW @extschema@.stockx_enrich_alerts AS
 	  FROM @extschema@.stockx_price_history_default h
 	 WHERE h.observed_at >= pg_catalog.date_trunc('month', pg_catalog.now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 	HAVING pg_catalog.count(*) > 0;
+
+GRANT SELECT ON @extschema@.stockx_enrich_limiter, @extschema@.stockx_enrich_budget,
+	@extschema@.stockx_enrich_alerts TO pg_monitor;

@@ -7,11 +7,15 @@
  *	  Market data is asked once per configured currency: each currency
  *	  after the first costs one more request.
  *
- * A row queued by barcode searches with the GTIN; the search answer does
- * not say which product carries it, so the variants of the first products
- * of the answer are asked in turn (at most SX_GTIN_CANDIDATES) and the
- * product whose variants list the GTIN exactly is kept: 3 requests when
- * StockX lists it first, one more for each product before it.
+ * A search answer has at most 50 hits a page: while no hit on the page
+ * matches and StockX says there is a next page (hasNextPage), the next one
+ * is asked, up to search_max_pages pages, each a request.
+ *
+ * A row queued by barcode asks GET /catalog/products/variants/gtins/{gtin},
+ * which names the variant and its product.  The worker then looks for a
+ * row that holds that product already (SX_STEP_OWNER, no request): there,
+ * the barcode joins that row (MERGED, 1 request in all); else the product,
+ * its variants and market data follow (4 requests).
  *
  * The job never waits, sends or sleeps itself: stockx_job_path() says what
  * to ask next, stockx_job_answer() classifies what came back and moves the
@@ -32,9 +36,8 @@
 #include "limiter.h"
 #include "stockx_enrich.h"
 
-#define SX_GTIN_CANDIDATES 3
-
-static const char *const step_endpoints[] = { "search", "variants", "market-data", "done" };
+static const char *const step_endpoints[] = { "search",   "gtin",        "owner", "product",
+	                                          "variants", "market-data", "done" };
 
 void
 stockx_job_init(StockxJob *job, StockxClaim *claim, MemoryContext cxt, int batch)
@@ -44,7 +47,8 @@ stockx_job_init(StockxJob *job, StockxClaim *claim, MemoryContext cxt, int batch
 	job->cxt = cxt;
 	job->batch = batch;
 	job->refresh = claim->product_id != NULL && strcmp(claim->status, "enriched") == 0;
-	job->step = job->refresh ? SX_STEP_MARKET : SX_STEP_SEARCH;
+	job->step = job->refresh ? SX_STEP_MARKET : claim->by_gtin ? SX_STEP_GTIN : SX_STEP_SEARCH;
+	job->page = 1;
 }
 
 static const char *
@@ -61,17 +65,15 @@ stockx_job_path(StockxJob *job, const StockxEnrichConfig *config, const char **e
 	switch (job->step)
 	{
 		case SX_STEP_SEARCH:
-			if (job->claim->by_gtin)
-			{
-				/* a barcode as catalogues list it: 0 + a UPC is searched as the UPC */
-				char gtin[32];
-
-				sx_gtin_short_form(job->claim->sku_utf8, gtin, sizeof(gtin));
-				return psprintf("/catalog/search?query=%s&pageNumber=1&pageSize=50",
-				                stockx_http_escape(gtin));
-			}
-			return psprintf("/catalog/search?query=%s&pageNumber=1&pageSize=50",
+			return psprintf("/catalog/search?query=%s&pageNumber=%d&pageSize=50",
+			                stockx_http_escape(job->claim->sku_utf8), job->page);
+		case SX_STEP_GTIN:
+			return psprintf("/catalog/products/variants/gtins/%s",
 			                stockx_http_escape(job->claim->sku_utf8));
+		case SX_STEP_PRODUCT:
+			return psprintf("/catalog/products/%s", stockx_http_escape(product_id(job)));
+		case SX_STEP_OWNER:
+			break;
 		case SX_STEP_VARIANTS:
 			return psprintf("/catalog/products/%s/variants", product_id(job));
 		case SX_STEP_MARKET:
@@ -80,14 +82,15 @@ stockx_job_path(StockxJob *job, const StockxEnrichConfig *config, const char **e
 		case SX_STEP_DONE:
 			break;
 	}
-	elog(ERROR, "stockx_enrich: a settled job has no next request");
+	elog(ERROR, "stockx_enrich: job step %d sends no request", (int) job->step);
 	return NULL;
 }
 
 bool
 stockx_job_ready(const StockxJob *job, int64 now)
 {
-	return !job->settled && !job->in_flight && job->step != SX_STEP_DONE && now >= job->not_before;
+	return !job->settled && !job->in_flight && job->step != SX_STEP_DONE &&
+	       job->step != SX_STEP_OWNER && now >= job->not_before;
 }
 
 static StockxStep
@@ -160,16 +163,43 @@ market_names_unknown_variant(const StockxJob *job)
 	return false;
 }
 
-/* Whether a variant of the product in hand lists the row's barcode. */
-static bool
-variants_carry_gtin(const StockxJob *job)
+/*
+ * The product whose holder the worker must look for: a barcode's, once the
+ * lookup named it; NULL for any other job.
+ */
+const char *
+stockx_job_owner_wanted(const StockxJob *job)
 {
-	int i;
+	return job->step == SX_STEP_OWNER ? job->result.product.product_id : NULL;
+}
 
-	for (i = 0; i < job->result.nvariants; i++)
-		if (sx_gtins_contain(job->result.variants[i].gtins_json, job->claim->sku_utf8))
-			return true;
-	return false;
+/*
+ * What the worker found: owner_sku is the row that holds the product (the
+ * barcode joins it: no further request), NULL when no row does (the
+ * product, its variants and market data follow).
+ */
+StockxStep
+stockx_job_owner_found(StockxJob *job, const char *owner_sku)
+{
+	Assert(job->step == SX_STEP_OWNER);
+	if (owner_sku != NULL)
+	{
+		job->result.merged_into = MemoryContextStrdup(job->cxt, owner_sku);
+		return settle(job, SX_OUTCOME_MERGED, NULL);
+	}
+	return advance(job, SX_STEP_PRODUCT);
+}
+
+/*
+ * Whether a market-data answer says nothing of a product that has sizes:
+ * StockX answers an unknown product id with an empty list (no 404), which
+ * must not pass for a product without prices.
+ */
+static bool
+market_empty_for_known_sizes(const StockxJob *job)
+{
+	return job->result.nmarket[job->currency] == 0 &&
+	       (job->result.nvariants > 0 || job->claim->nknown > 0);
 }
 
 /* Parse a 200 answer for the current step; moves the job on. */
@@ -186,19 +216,32 @@ take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig
 	switch (job->step)
 	{
 		case SX_STEP_SEARCH:
-			if (job->claim->by_gtin)
+		{
+			bool has_next_page;
+
+			pr = sx_parse_search(resp->body, resp->body_len, job->claim->sku_utf8, &alloc,
+			                     &r->product, &has_next_page, errbuf);
+			if (pr == SX_PARSE_NOT_FOUND && has_next_page && job->page < cfg->search_max_pages)
 			{
-				pr = sx_parse_search_candidates(resp->body, resp->body_len, &alloc,
-				                                SX_GTIN_CANDIDATES, &job->candidates,
-				                                &job->ncandidates, errbuf);
-				if (pr == SX_PARSE_OK)
-					r->product = job->candidates[0];
+				/* no exact match on this page: the next one may have it */
+				advance(job, SX_STEP_SEARCH);
+				job->page++;
+				return SX_JOB_NEXT;
 			}
-			else
-				pr = sx_parse_search(resp->body, resp->body_len, job->claim->sku_utf8, &alloc,
-				                     &r->product, errbuf);
 			if (pr == SX_PARSE_NOT_FOUND)
 				return settle(job, SX_OUTCOME_NOT_FOUND, NULL);
+			break;
+		}
+		case SX_STEP_GTIN:
+		{
+			SxVariant v;
+
+			pr = sx_parse_gtin_variant(resp->body, resp->body_len, &alloc, &v,
+			                           &r->product.product_id, errbuf);
+			break;
+		}
+		case SX_STEP_PRODUCT:
+			pr = sx_parse_product(resp->body, resp->body_len, &alloc, &r->product, errbuf);
 			break;
 		case SX_STEP_VARIANTS:
 			pr = sx_parse_variants(resp->body, resp->body_len, &alloc, &r->variants, &r->nvariants,
@@ -208,8 +251,9 @@ take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig
 			pr = sx_parse_market(resp->body, resp->body_len, &alloc, &r->market[job->currency],
 			                     &r->nmarket[job->currency], errbuf);
 			break;
+		case SX_STEP_OWNER:
 		case SX_STEP_DONE:
-			elog(ERROR, "stockx_enrich: answer for a settled job");
+			elog(ERROR, "stockx_enrich: answer for a job that sent nothing");
 	}
 	if (pr == SX_PARSE_NO_MEMORY)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
@@ -221,22 +265,22 @@ take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig
 	switch (job->step)
 	{
 		case SX_STEP_SEARCH:
+		case SX_STEP_PRODUCT:
 			return advance(job, SX_STEP_VARIANTS);
+		case SX_STEP_GTIN:
+			return advance(job, SX_STEP_OWNER);
 		case SX_STEP_VARIANTS:
 			if (job->refresh)
 				return settle(job, SX_OUTCOME_REFRESHED, NULL);
-			if (job->claim->by_gtin && !variants_carry_gtin(job))
-			{
-				/* not this product: the next one of the search answer, if any */
-				if (++job->candidate >= job->ncandidates)
-					return settle(job, SX_OUTCOME_NOT_FOUND, NULL);
-				r->product = job->candidates[job->candidate];
-				r->variants = NULL;
-				r->nvariants = 0;
-				return advance(job, SX_STEP_VARIANTS);
-			}
 			return advance(job, SX_STEP_MARKET);
 		case SX_STEP_MARKET:
+			if (market_empty_for_known_sizes(job))
+				return job->refresh
+				           ? settle(job, SX_OUTCOME_NOT_FOUND, NULL)
+				           : settle(job, SX_OUTCOME_RETRY_LATER,
+				                    psprintf("%s: StockX answered no market data for product %s, "
+				                             "which has %d sizes",
+				                             endpoint, r->product.product_id, r->nvariants));
 			if (job->currency + 1 < cfg->currencies.n)
 			{
 				advance(job, SX_STEP_MARKET);
@@ -249,6 +293,7 @@ take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig
 			if (market_names_unknown_variant(job))
 				return advance(job, SX_STEP_VARIANTS);
 			return settle(job, SX_OUTCOME_REFRESHED, NULL);
+		case SX_STEP_OWNER:
 		case SX_STEP_DONE:
 			break;
 	}
@@ -323,5 +368,8 @@ stockx_job_answer(StockxJob *job, const StockxResponse *resp, const StockxJobEnv
 		info->retried = job->retries > retries_before;
 		return next;
 	}
+	/* an unknown barcode; an invalid one (400) fails the row */
+	if (resp->status == 404 && job->step == SX_STEP_GTIN)
+		return settle(job, SX_OUTCOME_NOT_FOUND, NULL);
 	return settle(job, SX_OUTCOME_FAILED, http_error(resp, endpoint));
 }

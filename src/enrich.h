@@ -21,7 +21,7 @@ typedef struct StockxClaim
 	char *status;     /* pending | enriched | not_found */
 	char *product_id; /* known StockX product, or NULL */
 	int attempts;
-	bool by_gtin;          /* sku is a barcode: match the variants' gtins */
+	bool by_gtin;          /* sku is a barcode: look it up (GET .../gtins/{gtin}) */
 	int nknown;            /* variants we already store */
 	char **known_variants; /* their ids, lower case */
 } StockxClaim;
@@ -34,7 +34,8 @@ typedef enum StockxOutcome
 	SX_OUTCOME_NOT_FOUND,
 	SX_OUTCOME_RETRY_LATER, /* transient failure: one attempt used */
 	SX_OUTCOME_FAILED,      /* permanent failure: fail at once */
-	SX_OUTCOME_DEFERRED     /* not the row's fault (429s): untouched */
+	SX_OUTCOME_DEFERRED,    /* not the row's fault (429s): untouched */
+	SX_OUTCOME_MERGED       /* a barcode of a product another row holds: joins that row */
 } StockxOutcome;
 
 typedef struct StockxResult
@@ -46,12 +47,14 @@ typedef struct StockxResult
 	int nvariants;
 	SxMarket *market[SX_MAX_CURRENCIES]; /* per currency of the config, in its order */
 	int nmarket[SX_MAX_CURRENCIES];
+	char *merged_into; /* MERGED: the SKU of the row that holds the product */
 } StockxResult;
 
 /* What the enricher reads from the settings; filled on load and reload. */
 typedef struct StockxEnrichConfig
 {
 	StockxCurrencies currencies;
+	int search_max_pages; /* pages of a search followed while no hit matches */
 	int max_retries;
 	int backoff_base_ms;
 	int backoff_max_ms;
@@ -67,7 +70,10 @@ typedef struct StockxJobEnv
 
 typedef enum StockxJobStep
 {
-	SX_STEP_SEARCH = 0,
+	SX_STEP_SEARCH = 0, /* a style id: search, page by page */
+	SX_STEP_GTIN,       /* a barcode: its variant and product */
+	SX_STEP_OWNER,      /* no request: does a row hold that product already? */
+	SX_STEP_PRODUCT,    /* the product of a barcode */
 	SX_STEP_VARIANTS,
 	SX_STEP_MARKET,
 	SX_STEP_DONE
@@ -88,11 +94,9 @@ typedef struct StockxJob
 	MemoryContext body_cxt;          /* the answer being read; reset after each */
 	uint64 token_generation;         /* of the token the request carried */
 	StockxResult result;
-	SxProduct *candidates; /* a search by barcode: the products to look into */
-	int ncandidates;
-	int candidate; /* the one whose variants were asked for */
-	bool settled;  /* result final, waiting to be written */
-	int batch;     /* index of the worker's batch that owns the claim */
+	int page;     /* of the search answer asked for */
+	bool settled; /* result final, waiting to be written */
+	int batch;    /* index of the worker's batch that owns the claim */
 } StockxJob;
 
 /* What the limiter should hear about an answer. */
@@ -127,5 +131,7 @@ extern StockxStep stockx_job_answer(StockxJob *job, const StockxResponse *resp,
                                     const StockxJobEnv *env, StockxAnswerInfo *info);
 extern StockxStep stockx_job_transient(StockxJob *job, const char *error, const StockxJobEnv *env);
 extern bool stockx_job_ready(const StockxJob *job, int64 now);
+extern const char *stockx_job_owner_wanted(const StockxJob *job);
+extern StockxStep stockx_job_owner_found(StockxJob *job, const char *owner_sku);
 
 #endif /* STOCKX_ENRICH_ONE_H */

@@ -40,6 +40,7 @@
 #include "credentials.h"
 #include "settings.h"
 #include "shared_limiter.h"
+#include "quota.h"
 #include "shmem.h"
 #include "slots.h"
 #include "store.h"
@@ -63,13 +64,13 @@ refuse_if_limited(void)
 {
 	StockxLimiterSnapshot snap;
 
-	stockx_store_load_quota();
+	stockx_quota_restore();
 	stockx_limiter_snapshot(&snap);
 	if (sx_limiter_circuit_refuses(&snap.limiter, snap.mono_now))
 		stockx_limiter_refuse(SX_REFUSED_CIRCUIT,
 		                      "Call stockx_enrich_start() again after that time; one probe request "
 		                      "will then decide.");
-	if (sx_limiter_quota_spent(&snap.limiter, &snap.config, sx_day_of(snap.wall_now)))
+	if (sx_limiter_quota_spent(&snap.limiter, &snap.config, snap.wall_now))
 		stockx_limiter_refuse(SX_REFUSED_QUOTA, NULL);
 }
 

@@ -47,6 +47,7 @@ static int batch_size = 10;
 static int commit_every = 5;
 static int requests_in_flight = 4;
 static int max_retries = 3;
+static int search_max_pages = 3;
 static int backoff_base_ms = 2000;
 static int backoff_max_ms = 60000;
 static int max_attempts = 5;
@@ -238,6 +239,10 @@ stockx_settings_define(void)
 	define_int("stockx_enrich.requests_in_flight",
 	           "Requests one worker may have in flight at a time.", &requests_in_flight, 4, 1, 64,
 	           PGC_SIGHUP, 0);
+	define_int("stockx_enrich.search_max_pages",
+	           "Pages of a search answer (50 hits each) read while none matches the SKU exactly; "
+	           "each page is a request.",
+	           &search_max_pages, 3, 1, 20, PGC_SIGHUP, 0);
 	define_int("stockx_enrich.max_retries",
 	           "Retries of one request after 429, 5xx or network errors.", &max_retries, 3, 0, 20,
 	           PGC_SIGHUP, 0);
@@ -344,6 +349,7 @@ void
 stockx_settings_enrich(StockxEnrichConfig *config)
 {
 	currencies(&config->currencies);
+	config->search_max_pages = search_max_pages;
 	config->max_retries = max_retries;
 	config->backoff_base_ms = backoff_base_ms;
 	config->backoff_max_ms = backoff_max_ms;

@@ -45,6 +45,7 @@
 #include "events.h"
 #include "limiter.h"
 #include "shared_limiter.h"
+#include "quota.h"
 #include "shmem.h"
 #include "store.h"
 
@@ -108,7 +109,7 @@ stockx_enrich_acquire(PG_FUNCTION_ARGS)
 		                errmsg("timeout_ms must not be negative"),
 		                errhint("Pass 0 to take a slot only if one is free now.")));
 	store_open();
-	stockx_store_load_quota();
+	stockx_quota_restore();
 	SPI_finish();
 	deadline = stockx_mono_now() + (int64) timeout_ms * 1000;
 

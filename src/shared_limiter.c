@@ -55,11 +55,11 @@ stockx_limiter_acquire(int64 *wait_us)
 {
 	SxLimiterConfig cfg;
 	SxVerdict verdict;
-	int64 day = sx_day_of(stockx_wall_now());
+	int64 wall_now = stockx_wall_now();
 
 	stockx_settings_limiter(&cfg);
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	verdict = sx_limiter_acquire(&shared->limiter, &cfg, stockx_mono_now(), day, wait_us);
+	verdict = sx_limiter_acquire(&shared->limiter, &cfg, stockx_mono_now(), wall_now, wait_us);
 	LWLockRelease(shared->lock);
 	return verdict;
 }
@@ -141,7 +141,7 @@ stockx_limiter_snapshot(StockxLimiterSnapshot *snap)
 	snap->mono_now = stockx_mono_now();
 	snap->limiter = shared->limiter;
 	LWLockRelease(shared->lock);
-	(void) sx_limiter_quota_spent(&snap->limiter, &snap->config, sx_day_of(snap->wall_now));
+	(void) sx_limiter_quota_spent(&snap->limiter, &snap->config, snap->wall_now);
 }
 
 /*
@@ -167,18 +167,30 @@ stockx_limiter_refuse(SxVerdict verdict, const char *circuit_hint)
 	ereport(ERROR,
 	        (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 	         errmsg("daily StockX request quota is spent (" INT64_FORMAT " of " INT64_FORMAT
-	                " requests)",
-	                snap.limiter.requests_today, snap.config.daily_limit),
-	         errhint("The quota resets at %s (00:00 UTC); see stockx_enrich.daily_request_limit.",
-	                 timestamptz_to_str(
-	                     stockx_timestamp_from_wall(sx_quota_resets_at(&snap.limiter))))));
+	                " requests today, " INT64_FORMAT " in the last 24 hours)",
+	                snap.limiter.requests_today, snap.config.daily_limit,
+	                sx_limiter_window_count(&snap.limiter, snap.wall_now)),
+	         errdetail("The limit holds per UTC day and in any 24 hours."),
+	         errhint("The next request is allowed at %s; see stockx_enrich.daily_request_limit.",
+	                 timestamptz_to_str(stockx_timestamp_from_wall(
+	                     sx_limiter_next_allowed(&snap.limiter, &snap.config, snap.wall_now))))));
 }
 
-/* Merge a persisted count of requests for day into the limiter. */
+/* Merge what was persisted into the limiter (see sx_limiter_import()). */
 void
-stockx_limiter_merge_persisted(int64 day, int64 requests)
+stockx_limiter_import(const SxPersisted *in)
 {
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	sx_limiter_note_persisted(&shared->limiter, day, requests);
+	sx_limiter_import(&shared->limiter, in);
 	LWLockRelease(shared->lock);
+}
+
+/* What to persist of the limiter, as of now. */
+void
+stockx_limiter_export(SxPersisted *out)
+{
+	StockxLimiterSnapshot snap;
+
+	stockx_limiter_snapshot(&snap);
+	sx_limiter_export(&snap.limiter, out);
 }

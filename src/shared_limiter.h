@@ -32,6 +32,7 @@ extern int64 stockx_limiter_429(int64 retry_after_us);
 extern void stockx_limiter_other_failure(void);
 extern void stockx_limiter_snapshot(StockxLimiterSnapshot *snap);
 extern void stockx_limiter_refuse(SxVerdict verdict, const char *circuit_hint);
-extern void stockx_limiter_merge_persisted(int64 day, int64 requests);
+extern void stockx_limiter_import(const SxPersisted *in);
+extern void stockx_limiter_export(SxPersisted *out);
 
 #endif /* STOCKX_SHARED_LIMITER_H */

@@ -77,8 +77,8 @@ stockx_enrich_limiter_state(PG_FUNCTION_ARGS)
 	TupleDesc tupdesc;
 	StockxLimiterSnapshot snap;
 	SxLimiter *l = &snap.limiter;
-	Datum values[12];
-	bool nulls[12] = { 0 };
+	Datum values[14];
+	bool nulls[14] = { 0 };
 	const char *circuit;
 
 	stockx_check_shared();
@@ -113,6 +113,10 @@ stockx_enrich_limiter_state(PG_FUNCTION_ARGS)
 	values[10] = Int64GetDatum(l->responses_429_total);
 	/* the margin in force: the interval beyond 1/rate */
 	values[11] = Float8GetDatum((double) sx_limiter_margin(l, &snap.config) / 1000.0);
+	/* the daily limit holds per UTC day and in any 24 hours */
+	values[12] = Int64GetDatum(sx_limiter_window_count(l, snap.wall_now));
+	values[13] = TimestampTzGetDatum(
+	    stockx_timestamp_from_wall(sx_limiter_next_allowed(l, &snap.config, snap.wall_now)));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -166,8 +166,11 @@ stockx_palloc_no_oom(void *context, size_t size)
 bool
 stockx_parse_currencies(const char *list, StockxCurrencies *out, char *why, size_t whylen)
 {
-	static const char *const known[] = { "AUD", "CAD", "CHF", "EUR", "GBP", "HKD",
-		                                 "JPY", "KRW", "MXN", "NZD", "SGD", "USD" };
+	/* the CurrencyCode enum of StockX's published API document */
+	static const char *const known[] = { "AUD", "BRL", "CAD", "CHF", "CLP", "CNY", "DKK", "EUR",
+		                                 "GBP", "HKD", "HUF", "IDR", "ILS", "JPY", "KRW", "KWD",
+		                                 "MOP", "MXN", "MYR", "NOK", "NZD", "PEN", "PHP", "PLN",
+		                                 "SEK", "SGD", "THB", "TWD", "USD", "VND" };
 	const char *p = list;
 
 	memset(out, 0, sizeof(*out));

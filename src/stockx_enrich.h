@@ -16,7 +16,7 @@
  * The currencies market data is asked for (stockx_enrich.currency_code, a
  * list); the first is the one stockx_product and stockx_variant carry.
  */
-#define SX_MAX_CURRENCIES 12
+#define SX_MAX_CURRENCIES 30
 typedef struct StockxCurrencies
 {
 	int n;

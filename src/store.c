@@ -45,13 +45,11 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
-#include "clock.h"
 #include "events.h"
 #include "limiter.h"
-#include "shared_limiter.h"
 #include "store.h"
 
-#define SX_MAX_PARAMS 20
+#define SX_MAX_PARAMS 24
 
 typedef enum StatementId
 {
@@ -84,6 +82,8 @@ typedef enum StatementId
 	ST_GTIN_INSERT,
 	ST_MARKET_RECORD,
 	ST_HISTORY_MAINTAIN,
+	ST_PRODUCT_OWNER,
+	ST_MERGED,
 	ST_COUNT
 } StatementId;
 
@@ -290,8 +290,12 @@ static const Statement statements[ST_COUNT] = {
 	                    1,
 	                    { INT8OID } },
 	[ST_NEXT_RUN_ID] = { "SELECT pg_catalog.nextval($1)", 1, { REGCLASSOID } },
-	[ST_QUOTA_LOAD] = { "SELECT requests FROM @extschema@.stockx_quota "
-	                    " WHERE day = DATE '1970-01-01' + $1",
+	/* today's count, and the window and margin of the latest row */
+	[ST_QUOTA_LOAD] = { "SELECT (SELECT t.requests FROM @extschema@.stockx_quota t "
+	                    "         WHERE t.day = DATE '1970-01-01' + $1), "
+	                    "       l.window_latest, l.window_counts, l.pacing_margin_us "
+	                    "  FROM (SELECT window_latest, window_counts, pacing_margin_us "
+	                    "          FROM @extschema@.stockx_quota ORDER BY day DESC LIMIT 1) l",
 	                    1,
 	                    { INT4OID } },
 	[ST_ANYTHING_DUE] = { "SELECT EXISTS (SELECT 1 FROM @extschema@.stockx_product "
@@ -339,11 +343,14 @@ static const Statement statements[ST_COUNT] = {
 	[ST_MARKET_RECORD] = { "WITH u AS ( "
 	                       "  SELECT DISTINCT ON (u.id::uuid) u.id::uuid AS variant_id, u.ask::numeric AS ask, "
 	                       "         u.bid::numeric AS bid, u.faster::numeric AS faster, u.more::numeric AS more, "
-	                       "         u.flex::numeric AS flex "
+	                       "         u.flex::numeric AS flex, u.beat::numeric AS beat, u.flexm::jsonb AS flexm, "
+	                       "         u.directm::jsonb AS directm "
 	                       "    FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]), "
 	                       "         pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[]), "
-	                       "         pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[])) "
-	                       "         AS u(id, ask, bid, faster, more, flex) "
+	                       "         pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), "
+	                       "         pg_catalog.unnest($10::text[]), pg_catalog.unnest($11::text[]), "
+	                       "         pg_catalog.unnest($12::text[])) "
+	                       "         AS u(id, ask, bid, faster, more, flex, beat, flexm, directm) "
 	                       "   WHERE u.id::uuid IN (SELECT variant_id FROM @extschema@.stockx_variant WHERE sku = $1) "
 	                       "   ORDER BY u.id::uuid), "
 	                       "old AS ( "
@@ -352,12 +359,15 @@ static const Statement statements[ST_COUNT] = {
 	                       "   WHERE m.currency_code = $8), "
 	                       "up AS ( "
 	                       "  INSERT INTO @extschema@.stockx_market AS m (variant_id, currency_code, lowest_ask, "
-	                       "         highest_bid, sell_faster, earn_more, flex_lowest_ask, market_updated_at) "
-	                       "  SELECT variant_id, $8, ask, bid, faster, more, flex, pg_catalog.now() FROM u "
+	                       "         highest_bid, sell_faster, earn_more, flex_lowest_ask, beat_us, flex, direct, "
+	                       "         market_updated_at) "
+	                       "  SELECT variant_id, $8, ask, bid, faster, more, flex, beat, flexm, directm, "
+	                       "         pg_catalog.now() FROM u "
 	                       "  ON CONFLICT (variant_id, currency_code) DO UPDATE SET "
 	                       "    lowest_ask = EXCLUDED.lowest_ask, highest_bid = EXCLUDED.highest_bid, "
 	                       "    sell_faster = EXCLUDED.sell_faster, earn_more = EXCLUDED.earn_more, "
-	                       "    flex_lowest_ask = EXCLUDED.flex_lowest_ask, "
+	                       "    flex_lowest_ask = EXCLUDED.flex_lowest_ask, beat_us = EXCLUDED.beat_us, "
+	                       "    flex = EXCLUDED.flex, direct = EXCLUDED.direct, "
 	                       "    market_updated_at = EXCLUDED.market_updated_at "
 	                       "  RETURNING m.variant_id, m.lowest_ask, m.highest_bid, m.sell_faster, m.earn_more), "
 	                       "hist AS ( "
@@ -381,17 +391,46 @@ static const Statement statements[ST_COUNT] = {
 	                       "   AND (pg_catalog.abs(up.lowest_ask - old.lowest_ask) * 100 > $9::numeric * old.lowest_ask "
 	                       "     OR pg_catalog.abs(up.highest_bid - old.highest_bid) * 100 > $9::numeric * old.highest_bid) "
 	                       " ORDER BY up.variant_id",
-	                       9,
+	                       12,
 	                       { TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	                         TEXTARRAYOID, TEXTARRAYOID, TEXTOID, FLOAT8OID } },
+	                         TEXTARRAYOID, TEXTARRAYOID, TEXTOID, FLOAT8OID, TEXTARRAYOID,
+	                         TEXTARRAYOID, TEXTARRAYOID } },
 	[ST_HISTORY_MAINTAIN] = { "SELECT pg_catalog.count(*) FROM @extschema@.stockx_price_history_maintain()",
 	                          0,
 	                          { InvalidOid } },
-	[ST_QUOTA_SAVE] = { "INSERT INTO @extschema@.stockx_quota AS q (day, requests) "
-	                    "VALUES (DATE '1970-01-01' + $1, $2) "
-	                    "ON CONFLICT (day) DO UPDATE SET requests = greatest(q.requests, EXCLUDED.requests)",
-	                    2,
-	                    { INT4OID, INT8OID } },
+	/* the row that holds a product already (a barcode's joins it) */
+	[ST_PRODUCT_OWNER] = { "SELECT sku FROM @extschema@.stockx_product "
+	                       " WHERE stockx_product_id = $1::uuid AND sku <> $2 AND status = 'enriched' "
+	                       " ORDER BY enriched_at, sku LIMIT 1",
+	                       2,
+	                       { TEXTOID, TEXTOID } },
+	[ST_MERGED] = { "UPDATE @extschema@.stockx_product SET status = 'merged', merged_into = $2, "
+	                "  stockx_product_id = $3::uuid, attempts = 0, last_error = NULL, "
+	                "  next_attempt_at = NULL, " SETTLED
+	                " WHERE sku = $1 AND lease_pid = $4 RETURNING status",
+	                4,
+	                { TEXTOID, TEXTOID, TEXTOID, INT4OID } },
+	/*
+	 * The day's count only grows; of two windows the newer wins, and two of
+	 * the same latest bucket merge bucket by bucket (two workers' snapshots).
+	 */
+	[ST_QUOTA_SAVE] = { "INSERT INTO @extschema@.stockx_quota AS q (day, requests, window_latest, "
+	                    "  window_counts, pacing_margin_us) "
+	                    "VALUES (DATE '1970-01-01' + $1, $2, $3, $4, $5) "
+	                    "ON CONFLICT (day) DO UPDATE SET requests = greatest(q.requests, EXCLUDED.requests), "
+	                    "  window_counts = CASE "
+	                    "    WHEN EXCLUDED.window_latest IS NULL THEN q.window_counts "
+	                    "    WHEN q.window_latest IS NULL OR EXCLUDED.window_latest > q.window_latest "
+	                    "      THEN EXCLUDED.window_counts "
+	                    "    WHEN EXCLUDED.window_latest < q.window_latest THEN q.window_counts "
+	                    "    ELSE ARRAY(SELECT greatest(u.a, u.b) "
+	                    "                 FROM ROWS FROM (pg_catalog.unnest(q.window_counts), "
+	                    "                      pg_catalog.unnest(EXCLUDED.window_counts)) "
+	                    "                      WITH ORDINALITY AS u(a, b, o) ORDER BY u.o) END, "
+	                    "  window_latest = greatest(q.window_latest, EXCLUDED.window_latest), "
+	                    "  pacing_margin_us = EXCLUDED.pacing_margin_us",
+	                    5,
+	                    { INT4OID, INT8OID, INT8OID, INT4ARRAYOID, INT8OID } },
 };
 
 /* Per process: the extension we prepared for, its schema, and the kept plans. */
@@ -661,7 +700,7 @@ rows(void)
 static const char *
 static_status(const char *status)
 {
-	static const char *const known[] = { "pending", "enriched", "not_found", "failed" };
+	static const char *const known[] = { "pending", "enriched", "not_found", "failed", "merged" };
 	int i;
 
 	for (i = 0; i < (int) lengthof(known); i++)
@@ -876,6 +915,76 @@ market_arrays(const char *sku, StockxResult *r, int c, Params *p)
 }
 
 /*
+ * A decimal string as a JSON number: "+1" is 1, ".5" 0.5, "2." 2 (the
+ * forms sx_is_decimal() admits that JSON does not).
+ */
+static void
+append_json_number(StringInfo buf, const char *d)
+{
+	if (*d == '+')
+		d++;
+	if (*d == '-')
+		appendStringInfoChar(buf, *d++);
+	if (*d == '.')
+		appendStringInfoChar(buf, '0');
+	for (; *d != '\0'; d++)
+	{
+		appendStringInfoChar(buf, *d);
+		if (*d == '.' && !isdigit((unsigned char) d[1]))
+			buf->data[--buf->len] = '\0';
+	}
+}
+
+/* A nested market (flex, direct) as a JSON object, NULL when StockX sent none. */
+static char *
+market_set_json(const SxMarketSet *set)
+{
+	const char *keys[] = { "lowest_ask", "highest_bid", "sell_faster", "earn_more", "beat_us" };
+	const char *vals[] = { set->lowest_ask, set->highest_bid, set->sell_faster, set->earn_more,
+		                   set->beat_us };
+	StringInfoData buf;
+	int i;
+
+	if (!set->present)
+		return NULL;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (i = 0; i < (int) lengthof(keys); i++)
+	{
+		appendStringInfo(&buf, "%s\"%s\": ", i > 0 ? ", " : "", keys[i]);
+		if (vals[i] == NULL)
+			appendStringInfoString(&buf, "null");
+		else
+			append_json_number(&buf, vals[i]);
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* Market data of currency c beyond the summary: beat_us, flex and direct (as JSON). */
+static void
+market_detail_arrays(StockxResult *r, int c, Params *p)
+{
+	int n = r->nmarket[c];
+	char **beat = palloc0(sizeof(char *) * (n + 1));
+	char **flex = palloc0(sizeof(char *) * (n + 1));
+	char **direct = palloc0(sizeof(char *) * (n + 1));
+	int i;
+
+	for (i = 0; i < n; i++)
+	{
+		SxMarket *m = &r->market[c][i];
+
+		beat[i] = m->standard.beat_us;
+		flex[i] = market_set_json(&m->flex);
+		direct[i] = market_set_json(&m->direct);
+	}
+	param_api_array(p, beat, n);
+	param_api_array(p, flex, n);
+	param_api_array(p, direct, n);
+}
+
+/*
  * Every currency's amounts into stockx_market, and what changed into the
  * history; with update_variants also the first currency's into
  * stockx_variant (a refresh without a variants answer), from the same
@@ -902,11 +1011,45 @@ record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r,
 		}
 		param_text(&p, config->currencies.code[c]);
 		param_float8(&p, config->notify_change_pct);
+		market_detail_arrays(r, c, &p);
 		run(ST_MARKET_RECORD, &p, SPI_OK_SELECT);
 		for (row = 0; row < rows(); row++)
 			stockx_events_add(events, "price_move",
 			                  SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1));
 	}
+}
+
+/*
+ * The SKU of the row that holds StockX product product_id already, other
+ * than sku (palloc'd in the caller's context), or NULL.
+ */
+char *
+stockx_store_product_owner(const char *product_id, const char *sku)
+{
+	Params p = { 0 };
+	char *owner;
+
+	param_text(&p, product_id);
+	param_text(&p, sku);
+	run(ST_PRODUCT_OWNER, &p, SPI_OK_SELECT);
+	if (rows() != 1)
+		return NULL;
+	owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return owner ? MemoryContextStrdup(TopTransactionContext, owner) : NULL;
+}
+
+/* A barcode row whose product another row holds: it joins that row. */
+static const char *
+write_merged(const char *sku, const char *owner, const char *product_id)
+{
+	Params p = { 0 };
+
+	param_text(&p, sku);
+	param_text(&p, owner);
+	param_text(&p, product_id);
+	param_int4(&p, MyProcPid);
+	run(ST_MERGED, &p, SPI_OK_UPDATE_RETURNING);
+	return returned_status();
 }
 
 static const char *
@@ -920,6 +1063,19 @@ write_enriched(const StockxStoreConfig *config, const StockxClaim *claim, Stockx
 	char **bids = palloc0(sizeof(char *) * (r->nvariants + 1));
 	const char *status;
 	int i, j;
+
+	/* a barcode whose product another row took meanwhile: join it instead */
+	if (claim->by_gtin)
+	{
+		char *owner = stockx_store_product_owner(pr->product_id, sku);
+
+		if (owner != NULL)
+		{
+			r->outcome = SX_OUTCOME_MERGED;
+			r->merged_into = owner;
+			return write_merged(sku, owner, pr->product_id);
+		}
+	}
 
 	/* the product's summary: over the variants we store */
 	for (i = 0; i < r->nvariants; i++)
@@ -1029,6 +1185,8 @@ write_one(const StockxStoreConfig *config, StockxClaim *claim, StockxResult *r,
 			return returned_status();
 		case SX_OUTCOME_FAILED:
 			return write_failed(claim->sku, r->error);
+		case SX_OUTCOME_MERGED:
+			return write_merged(claim->sku, r->merged_into, r->product.product_id);
 		case SX_OUTCOME_NONE:
 		case SX_OUTCOME_DEFERRED:
 			break;
@@ -1389,34 +1547,74 @@ stockx_store_maintain_history(void)
 
 /* ---------------------------------------------------------------- quota */
 
-/* Merge today's persisted request count into the shared limiter. */
+/*
+ * What was persisted of the limiter: the count of UTC day `day`, and the
+ * window and margin of the latest row (after midnight today's row may not
+ * exist yet: the window that reaches back into yesterday is in
+ * yesterday's).  Nothing persisted gives zeros and no window.
+ */
 void
-stockx_store_load_quota(void)
+stockx_store_load_quota(int64 day, SxPersisted *out)
 {
 	Params p = { 0 };
-	int64 day = sx_day_of(stockx_wall_now());
+	HeapTuple tup;
+	TupleDesc desc;
 	bool isnull;
-	int64 requests = 0;
+	Datum d;
 
+	memset(out, 0, sizeof(*out));
+	out->day = day;
+	out->window_latest = -1;
 	param_int4(&p, (int32) day);
 	run(ST_QUOTA_LOAD, &p, SPI_OK_SELECT);
-	if (rows() == 1)
-		requests =
-		    DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	stockx_limiter_merge_persisted(day, requests);
+	if (rows() != 1)
+		return;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	d = SPI_getbinval(tup, desc, 1, &isnull);
+	out->requests = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	out->margin_us = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	if (!isnull)
+	{
+		Datum counts = SPI_getbinval(tup, desc, 3, &isnull);
+		Datum *elems;
+		bool *nulls;
+		int n, i;
+
+		if (isnull)
+			return;
+		deconstruct_array(DatumGetArrayTypeP(counts), INT4OID, 4, true, TYPALIGN_INT, &elems,
+		                  &nulls, &n);
+		if (n != SX_WINDOW_BUCKETS)
+			return; /* another version's layout: start a new record */
+		out->window_latest = DatumGetInt64(d);
+		for (i = 0; i < n; i++)
+			out->window[i] = nulls[i] ? 0 : DatumGetInt32(elems[i]);
+	}
 }
 
-/* Persist the shared count of today's requests. */
+/* Persist what the limiter keeps across a restart (see stockx_store_load_quota()). */
 void
-stockx_store_save_quota(void)
+stockx_store_save_quota(const SxPersisted *in)
 {
 	Params p = { 0 };
-	StockxLimiterSnapshot snap;
+	Datum elems[SX_WINDOW_BUCKETS];
+	bool any = false;
+	int i;
 
-	stockx_limiter_snapshot(&snap);
-	if (snap.limiter.requests_today == 0)
+	for (i = 0; i < SX_WINDOW_BUCKETS; i++)
+	{
+		elems[i] = Int32GetDatum(in->window[i]);
+		any = any || in->window[i] != 0;
+	}
+	if (in->requests == 0 && !any && in->margin_us == 0)
 		return;
-	param_int4(&p, (int32) snap.limiter.quota_day);
-	param_int8(&p, snap.limiter.requests_today);
+	param_int4(&p, (int32) in->day);
+	param_int8(&p, in->requests);
+	param(&p, Int64GetDatum(in->window_latest), !any);
+	param(&p, array_datum(elems, NULL, SX_WINDOW_BUCKETS, INT4OID), !any);
+	param_int8(&p, in->margin_us);
 	run(ST_QUOTA_SAVE, &p, SPI_OK_INSERT);
 }

@@ -11,6 +11,7 @@
 
 #include "enrich.h"
 #include "events.h"
+#include "limiter.h"
 #include "stockx_enrich.h"
 
 /* What the store reads from the settings; filled on load and reload. */
@@ -40,7 +41,7 @@ typedef enum StockxWriteStatus
 typedef struct StockxWritten
 {
 	StockxWriteStatus write;
-	const char *status; /* pending, enriched, not_found, failed (static) */
+	const char *status; /* pending, enriched, not_found, failed, merged (static) */
 } StockxWritten;
 
 extern void stockx_store_init(void);
@@ -52,6 +53,7 @@ extern int stockx_store_claim(const StockxStoreConfig *config, int limit, const 
 extern void stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim,
                                    StockxResult *result, StockxWritten *written,
                                    StockxEventQueue *events);
+extern char *stockx_store_product_owner(const char *product_id, const char *sku);
 extern bool stockx_store_fail_row(const StockxStoreConfig *config, StockxClaim *claim,
                                   const char *error, StockxWritten *written);
 extern int stockx_store_renew_leases(const StockxStoreConfig *config, StockxClaim **claims, int n,
@@ -71,7 +73,7 @@ extern void stockx_store_prune_runs(int retention_s);
 extern void stockx_store_prune_events(int retention_s);
 extern bool stockx_store_history_due(void);
 extern void stockx_store_maintain_history(void);
-extern void stockx_store_load_quota(void);
-extern void stockx_store_save_quota(void);
+extern void stockx_store_load_quota(int64 day, SxPersisted *out);
+extern void stockx_store_save_quota(const SxPersisted *in);
 
 #endif /* STOCKX_STORE_H */

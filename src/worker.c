@@ -49,6 +49,7 @@
 #include "http.h"
 #include "settings.h"
 #include "shared_limiter.h"
+#include "quota.h"
 #include "shmem.h"
 #include "slots.h"
 #include "store.h"
@@ -760,6 +761,47 @@ report_sends(Worker *w)
 			stockx_limiter_sent(sent_at, first);
 }
 
+/* What looking for a product's row needs and gives back. */
+typedef struct OwnerArgs
+{
+	StockxJob *job;
+	char *owner;
+} OwnerArgs;
+
+static void
+owner_body(Worker *w, void *arg)
+{
+	OwnerArgs *a = (OwnerArgs *) arg;
+	char *owner = stockx_store_product_owner(stockx_job_owner_wanted(a->job), a->job->claim->sku);
+
+	a->owner = owner ? MemoryContextStrdup(a->job->cxt, owner) : NULL;
+}
+
+/*
+ * A barcode's lookup named its product: when a row holds that product
+ * already, the barcode joins it and costs no further request.  A database
+ * error leaves the job as it is, for the next turn.
+ */
+static void
+resolve_owner(Worker *w, StockxJob *j)
+{
+	OwnerArgs a = { j, NULL };
+	ErrorData *edata = in_transaction(w, owner_body, &a);
+
+	if (edata != NULL)
+	{
+		if (ends_worker(edata->sqlerrcode) || edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		ereport(LOG, (errmsg("stockx_enrich: could not look for the row of product %s, trying "
+		                     "again: %s",
+		                     stockx_job_owner_wanted(j), edata->message)));
+		FreeErrorData(edata);
+		return;
+	}
+	if (stockx_job_owner_found(j, a.owner) == SX_JOB_SETTLED)
+		settle_job(w, j);
+}
+
 /*
  * Start the requests of rows that are ready, while there is room in flight
  * and the limiter grants slots.  *timeout_ms shrinks to the next moment
@@ -789,6 +831,13 @@ start_requests(Worker *w, long *timeout_ms)
 				return;
 			if (j->cxt == NULL || j->settled || j->in_flight || j->step == SX_STEP_DONE)
 				continue;
+			if (stockx_job_owner_wanted(j) != NULL)
+			{
+				resolve_owner(w, j);
+				now = stockx_mono_now();
+				if (j->settled)
+					continue;
+			}
 			if (!stockx_job_ready(j, now))
 			{
 				*timeout_ms = Min(*timeout_ms, (long) ((j->not_before - now) / 1000 + 1));
@@ -932,7 +981,8 @@ count_outcome(StockxCounters *c, const StockxWritten *written, StockxOutcome out
 		return;
 	if (outcome == SX_OUTCOME_RETRY_LATER && strcmp(written->status, "failed") != 0)
 		return; /* still due: not a final result */
-	if (strcmp(written->status, "enriched") == 0)
+	/* a barcode that joined the row of its product is resolved: enriched */
+	if (strcmp(written->status, "enriched") == 0 || strcmp(written->status, "merged") == 0)
 		c->enriched++;
 	else if (strcmp(written->status, "not_found") == 0)
 		c->not_found++;
@@ -980,7 +1030,7 @@ write_body(Worker *w, void *arg)
 	delta = stockx_counters_minus(&w->counters, &w->flushed);
 	stockx_counters_add(&delta, &a->outcomes);
 	w->run_processed = stockx_store_add_run_counters(w->args.run_id, &delta);
-	stockx_store_save_quota();
+	stockx_quota_persist();
 }
 
 /*
@@ -1264,7 +1314,8 @@ begin_stop(Worker *w, StockxStopReason reason)
 			    LOG,
 			    (errmsg("stockx_enrich: daily request quota reached, run " INT64_FORMAT " stops",
 			            w->args.run_id),
-			     errhint("The quota resets at 00:00 UTC; see stockx_enrich.daily_request_limit.")));
+			     errhint("The limit holds per UTC day and in any 24 hours; stockx_enrich_limiter "
+			             "shows when the next request is allowed.")));
 			break;
 		case SX_STOP_CIRCUIT_OPEN:
 			ereport(LOG, (errmsg("stockx_enrich: circuit breaker open after repeated 429 answers, "
@@ -1406,7 +1457,7 @@ prepare_run_body(Worker *w, void *arg)
 	write_events(w, false);
 	stockx_store_prune_runs(w->store_config.run_retention_s);
 	stockx_store_prune_events(w->store_config.event_retention_s);
-	stockx_store_load_quota();
+	stockx_quota_restore();
 }
 
 /* The worker's first transaction: the run row, orphans of crashes, the quota. */
@@ -1488,7 +1539,7 @@ flush_counters_body(Worker *w, void *arg)
 	StockxCounters delta = stockx_counters_minus(&w->counters, &w->flushed);
 
 	(void) stockx_store_add_run_counters(w->args.run_id, &delta);
-	stockx_store_save_quota();
+	stockx_quota_persist();
 	write_events(w, true);
 }
 

@@ -8,7 +8,7 @@
 #     circuit expires (saying when), and once block and circuit have expired
 #     a single probe reopens the way and a new run finishes the queue.
 # (b) daily_request_limit = 20: the run stops at exactly 20 requests with
-#     quota, a new start is refused (the quota resets at 00:00 UTC), and the
+#     quota, a new start is refused (until the day and the last 24 hours allow), and the
 #     count survives a restart: no further request reaches the stand-in.
 use strict;
 use warnings;
@@ -167,16 +167,16 @@ SKIP:
 
 	my ($refused, $err) = start_refused($qnode, 1);
 	ok($refused, '(b) a new start is refused');
-	like($err, qr/daily StockX request quota is spent \($quota of $quota requests\)/,
-		'(b) the error says the quota is spent');
-	like($err, qr/00:00 UTC/, '(b) and when it resets (00:00 UTC)');
+	like($err, qr/daily StockX request quota is spent \($quota of $quota requests today, $quota in the last 24 hours\)/,
+		'(b) the error says the quota is spent, today and in the last 24 hours');
+	like($err, qr/The next request is allowed at/, '(b) and when the next request is allowed');
 
 	$qnode->restart;
 	is($qnode->safe_psql('postgres', 'SELECT requests_today FROM stockx_enrich_limiter'),
 		$quota, '(b) after a restart stockx_enrich_limiter still shows the spent quota');
 	($refused, $err) = start_refused($qnode, 1);
 	ok($refused, '(b) after a restart a new start is still refused');
-	like($err, qr/quota is spent \($quota of $quota requests\).*00:00 UTC/s,
+	like($err, qr/quota is spent \($quota of $quota requests today, $quota in the last 24 hours\).*next request is allowed at/s,
 		'(b) with the same message');
 	sleep(1);
 	is(admin_stats()->{api_total}, $quota, '(b) no further request reached the stand-in');

@@ -247,12 +247,14 @@ is(sql(q{SELECT stockx_enrich_enqueue_gtins(ARRAY['5901234123457', '059012341234
 # leave no GTIN row behind for the runs below
 sql(q{DELETE FROM stockx_product WHERE sku = '5901234123457'});
 
-# (e) enrichment by GTIN, end to end: the stand-in answers a barcode
-# search with two near misses first, then the product, so the worker asks
-# for the variants of each until the product whose variants carry the GTIN
-# (search + 3 variants + market data = 5 requests); a GTIN queued in its
-# zero-padded 14-digit form finds its UPC; an unknown GTIN is not_found
-# after one search.
+# (e) enrichment by GTIN, end to end: the worker asks StockX's GTIN call
+# (GET /catalog/products/variants/gtins/{gtin}), which names the variant and
+# its product, then the product, its variants and market data: 4 requests
+# for a product nobody holds; a GTIN queued in its zero-padded 14-digit form
+# is the same number; an unknown GTIN (404) is not_found after 1 request.
+# A barcode of a product some row holds already (another size's barcode,
+# or the product of a style-id row) joins that row: 1 request, status
+# merged, merged_into that row; one product, one row.
 my $e1 = expect_product('GTINE-1');    # registers the products at the stand-in
 my $v1 = $e1->{variants}[2];
 my ($upc1) = map { $_->{identifier} } grep { $_->{type} eq 'UPC' } @{ $v1->{gtins} };
@@ -266,20 +268,39 @@ is(sql('SELECT stockx_enrich_wait(stockx_enrich_start(), 60000)'), 'done', 'the 
 is(sql(qq{SELECT string_agg(sku || ' ' || status || ' ' || coalesce(style_id, '-'), ', ' ORDER BY sku)
 	FROM stockx_product WHERE query_kind = 'gtin'}),
 	"$padded enriched GTINE-2, 5901234123457 not_found -, $upc1 enriched GTINE-1",
-	'each barcode found its product (by the variants\' gtins), the unknown one is not_found');
+	'each barcode found its product, the unknown one is not_found');
 is(sql(qq{SELECT concat_ws(' ', sku, size, variant_id) FROM stockx_lookup_gtin('$upc1')
 	WHERE sku = '$upc1'}), "$upc1 $v1->{variantValue} " . lc $v1->{variantId},
 	'stockx_lookup_gtin finds the size the barcode is on');
 my %per;
-for my $r (@{ api_requests() })
-{
-	my $sku = $r->{endpoint} eq 'search' ? ($r->{query} =~ /query=(\d+)/)[0] : 'other';
-	$per{$sku}++ if $r->{endpoint} eq 'search';
-}
-is(admin_stats()->{api_total}, 5 + 5 + 1,
-	'5 requests per found barcode (search, the variants of 3 candidates, market data), 1 for the unknown');
-is(join(' ', map { "$_:$per{$_}" } sort keys %per), join(' ', map { "$_:1" } sort ('5901234123457', $upc1, $upc2)),
-	'one search per barcode, the zero-padded one in its short form (the UPC)');
+$per{ $_->{endpoint} }++ for @{ api_requests() };
+is(admin_stats()->{api_total}, 4 + 4 + 1,
+	'4 requests per barcode of a new product (GTIN lookup, product, variants, market data), 1 for the unknown');
+is(join(' ', map { "$_:$per{$_}" } sort keys %per), 'gtin:3 market:2 product:2 variants:2',
+	'one GTIN lookup per barcode, no search');
+
+# another size's barcode of GTINE-1, and a barcode of a product held by a style-id row
+my ($upc1b) = map { $_->{identifier} } grep { $_->{type} eq 'EAN-13' } @{ $e1->{variants}[0]{gtins} };
+enqueue_skus($node, 'GTINE-3');
+is(sql('SELECT stockx_enrich_wait(stockx_enrich_start(), 60000)'), 'done', 'GTINE-3 enriched by style id');
+my $e3 = expect_product('GTINE-3');
+my ($upc3) = map { $_->{identifier} } grep { $_->{type} eq 'UPC' } @{ $e3->{variants}[1]{gtins} };
+sql(q{DELETE FROM stockx_gtin WHERE gtin IN ('} . join("', '", $upc1b, $upc3) . q{')});
+is(sql(qq{SELECT stockx_enrich_enqueue_gtins(ARRAY['$upc1b', '$upc3'])}), 2,
+	'two barcodes of products rows hold already queued (their stockx_gtin rows removed by hand)');
+admin_reset();
+is(sql('SELECT stockx_enrich_wait(stockx_enrich_start(), 60000)'), 'done', 'the run ended done');
+is(sql(qq{SELECT string_agg(sku || ' ' || status || ' ' || merged_into, ', ' ORDER BY sku)
+	FROM stockx_product WHERE sku IN ('$upc1b', '$upc3')}),
+	join(', ', sort ("$upc1b merged $upc1", "$upc3 merged GTINE-3")),
+	'each joined the row that holds its product (merged, merged_into that row)');
+is(admin_stats()->{api_total}, 2, 'one request each: the GTIN lookup');
+is(sql(q{SELECT count(*) FROM stockx_product WHERE stockx_product_id = (SELECT stockx_product_id
+	FROM stockx_product WHERE sku = 'GTINE-3') AND status = 'enriched'}), 1,
+	'one enriched row per product');
+sql('SELECT stockx_gtin_rebuild()');
+is(sql(qq{SELECT string_agg(DISTINCT sku, ',') FROM stockx_lookup_gtin('$upc3')}), 'GTINE-3',
+	"stockx_lookup_gtin('$upc3') names the product's row");
 
 $node->stop;
 done_testing();
