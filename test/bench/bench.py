@@ -8,11 +8,15 @@ serving prepared answer files itself), restarts the cluster with the
 scenario's settings, enqueues N SKUs, runs the workers, and measures at the
 gateway (nginx's access log) and at the workers (/proc).  Prints one table.
 
-Every process it starts (stand-in, nginx, PostgreSQL, psql) is stopped
-before it returns, also on SIGINT/SIGTERM and on errors.
+With a network delay (--net-jitter, scenarios 7-10) the workers talk to
+jitter_proxy.py (next to this file), which holds each request for a random
+0..J ms before passing it to nginx.
+
+Every process it starts (stand-in, nginx, delay proxy, PostgreSQL, psql) is
+stopped before it returns, also on SIGINT/SIGTERM and on errors.
 """
 import argparse, http.client, importlib.util, inspect, json, math, os, shutil, signal, socket, subprocess
-import sys, time, urllib.error, urllib.request
+import statistics, sys, time, urllib.error, urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RSS_THRESHOLD_MAX = 1000        # "start" RSS: when a worker has done this many products (or 10%)
@@ -230,7 +234,8 @@ class Nginx:
 
 
 def read_access_log(path):
-    """[(arrival_ms, status, upstream_status, uri)] of /v2 requests, by arrival."""
+    """[(arrival_ms, status, upstream_status, uri, request_uri)] of /v2 requests
+    (uri without the query), by arrival."""
     out = []
     try:
         f = open(path)
@@ -241,12 +246,80 @@ def read_access_log(path):
             parts = line.split()
             if len(parts) != 5 or not parts[4].startswith("/v2/"):     # not the token
                 continue
-            msec, rtime, status, upstream, uri = parts
-            uri = uri.split("?", 1)[0]
+            msec, rtime, status, upstream, target = parts
+            uri = target.split("?", 1)[0]
             arrival = int(msec.replace(".", "")) - int(rtime.replace(".", ""))
-            out.append((arrival, int(status), upstream, uri))
+            out.append((arrival, int(status), upstream, uri, target))
     out.sort(key=lambda e: e[0])
     return out
+
+
+# ---------------------------------------------------------------- network delay
+
+class DelayProxy:
+    """jitter_proxy.py between the workers and nginx: each request is held
+    for a uniform random 0..J ms, independently, before it goes to nginx."""
+
+    def __init__(self, script, scratch):
+        self.script, self.scratch = script, scratch
+        self.proc = None
+        self.port = None
+        self.log = os.path.join(scratch, "proxy.log")
+
+    def start(self, upstream_port, jitter_ms):
+        port_file = os.path.join(self.scratch, "proxy.port")
+        for f in (port_file, self.log):
+            if os.path.exists(f):
+                os.unlink(f)
+        self.err = open(os.path.join(self.scratch, "proxy.stderr"), "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, self.script, "--upstream-port", str(upstream_port),
+             "--jitter-ms", f"{jitter_ms:g}", "--port", "0", "--port-file", port_file,
+             "--log", self.log],
+            stdout=self.err, stderr=self.err, start_new_session=True)
+        with open(os.path.join(self.scratch, "proxy.pid"), "w") as f:
+            f.write(f"{self.proc.pid}\n")
+        deadline = time.monotonic() + 15
+        while not (os.path.exists(port_file) and os.path.getsize(port_file)):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the delay proxy did not start (see proxy.stderr)")
+            time.sleep(0.02)
+        with open(port_file) as f:
+            self.port = int(f.read())
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM, "delay proxy")    # flushes its log
+            self.proc = None
+            self.err.close()
+
+    def requests(self):
+        """{request target: [(receipt epoch ms, drawn ms, held ms), ...]} in the
+        order the proxy sent them, and the number of client connections."""
+        out = {}
+        conns = set()
+        try:
+            f = open(self.log)
+        except FileNotFoundError:
+            return out, 0
+        with f:
+            for line in f:
+                parts = line.split()
+                if len(parts) != 7:
+                    continue
+                conn, _seq, recv, drawn, held, _method, target = parts
+                conns.add(conn)
+                out.setdefault(target, []).append(
+                    (float(recv) * 1000.0, float(drawn), float(held)))
+        for v in out.values():
+            v.sort(key=lambda e: e[0] + e[2])
+        return out, len(conns)
+
+
+def pct(xs, q):
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -450,6 +523,31 @@ def suite():
         dict(key="6", name="6 memory", rate=0, static=True, workers=1, skus=20000,
              rss_threshold=1000, target="RssAnon grows <2 MB",
              check=lambda r: r["rss_growth_kb"] is not None and r["rss_growth_kb"] < 2048),
+    ] + jitter_suite()
+
+
+JITTER_KEYS = ("7", "8", "9", "10")
+DEFAULT_KEYS = ("1", "2", "3", "4", "5", "6")
+
+
+def jitter_suite():
+    """Network delay between the workers and the gateway: the delay proxy holds
+    each request for a uniform 0..J ms.  The extension keeps its defaults (the
+    pacing margin included); 70 SKUs = 210 requests at 1 r/s."""
+    one = "at most one 429, none after the first minute, utilization >= 0.93"
+    def one_ok(r):
+        return (r["n429"] <= 1 and all(t <= 60.0 for t in r["t429"])
+                and ge(r["util"], 0.93))
+    return [
+        dict(key="7", name="7 net 0 ms", rate=1, latency_ms=50, workers=4, skus=70,
+             net_jitter=0, target=one, check=one_ok),
+        dict(key="8", name="8 net 0-20 ms", rate=1, latency_ms=50, workers=4, skus=70,
+             net_jitter=20, target=one, check=one_ok),
+        dict(key="9", name="9 net 0-40 ms", rate=1, latency_ms=50, workers=4, skus=70,
+             net_jitter=40, target=one, check=one_ok),
+        dict(key="10", name="10 net 0 ms 10/s", rate=10, latency_ms=50, workers=4, skus=200,
+             net_jitter=0, target="utilization >= 0.95, no 429",
+             check=lambda r: r["n429"] == 0 and ge(r["util"], 0.95)),
     ]
 
 
@@ -461,7 +559,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.scratch = args.scratch
-        self.standin = self.nginx = self.cluster = None
+        self.standin = self.nginx = self.cluster = self.proxy = None
         self.generated = 0
 
     # -- set-up
@@ -470,15 +568,21 @@ class Bench:
         a = self.args
         self.standin = Standin(a.standin, self.scratch)
         self.nginx = Nginx(a.nginx, self.scratch, self.standin.port)
+        if any(s.get("net_jitter") is not None for s in scenarios):
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jitter_proxy.py")
+            if not os.path.exists(script):
+                raise RuntimeError(f"no delay proxy at {script}")
+            self.proxy = DelayProxy(script, self.scratch)
         max_workers = max([4] + [s["workers"] for s in scenarios])
         self.cluster = Cluster(a.bindir, self.scratch, max_workers)
         self.cluster.start()
         db = self.cluster.psql()
         try:
             db.query("CREATE EXTENSION stockx_enrich")
-            self.settings = {r[0]: (r[1], r[2]) for r in db.query(
-                "SELECT name, min_val, max_val FROM pg_settings "
-                "WHERE name LIKE 'stockx\\_enrich.%'")}
+            rows = db.query("SELECT name, min_val, max_val, boot_val FROM pg_settings "
+                            "WHERE name LIKE 'stockx\\_enrich.%'")
+            self.settings = {r[0]: (r[1], r[2]) for r in rows}
+            self.defaults = {r[0]: r[3] for r in rows}
             self.versions = db.query(
                 "SELECT current_setting('server_version'), "
                 "(SELECT extversion FROM pg_extension WHERE extname = 'stockx_enrich')")[0]
@@ -487,7 +591,9 @@ class Bench:
         self.max_rps = float(self.settings["stockx_enrich.requests_per_second"][1])
 
     def base_settings(self, sc):
-        base = f"http://127.0.0.1:{self.nginx.port}"
+        # with a network delay the workers reach nginx through the delay proxy
+        port = self.proxy.port if sc.get("net_jitter") is not None else self.nginx.port
+        base = f"http://127.0.0.1:{port}"
         s = {
             "stockx_enrich.api_base_url": base + "/v2",
             "stockx_enrich.token_url": base + "/oauth/token",
@@ -505,16 +611,20 @@ class Bench:
             s["stockx_enrich.access_token"] = TOKEN
             # no gateway to be early for at the ceiling: no pacing margin
             optional["pacing_margin_ms"] = 0
-        optional.update(dict(self.args.set))
-        if self.args.in_flight is not None:
-            optional["requests_in_flight"] = self.args.in_flight
-        if self.args.pacing_margin_ms is not None:
-            optional["pacing_margin_ms"] = self.args.pacing_margin_ms
+        optional.update(self.command_line_settings())
         for name, value in optional.items():
             full = name if name.startswith("stockx_enrich.") else "stockx_enrich." + name
             if full in self.settings:          # settings this build lacks are skipped
                 s[full] = value
         return s
+
+    def command_line_settings(self):
+        given = dict(self.args.set)
+        if self.args.in_flight is not None:
+            given["requests_in_flight"] = self.args.in_flight
+        if self.args.pacing_margin_ms is not None:
+            given["pacing_margin_ms"] = self.args.pacing_margin_ms
+        return given
 
     def generate_files(self, n):
         """Search, variants and market-data answers of SKUs ST-00001.. for nginx,
@@ -605,13 +715,18 @@ class Bench:
                 row["notes"].append("stand-in has no latency_jitter_pct: fixed latency")
                 jitter = 0
             row["latency"] = f"{latency} ms" + (f" ±{jitter:g}%" if jitter else "")
+        net = sc.get("net_jitter")
+        row["net"] = "-" if net is None else f"0-{net:g} ms" if net else "0 ms"
         log(f"scenario {sc['name']}: {sc['skus']} SKUs, "
             f"{'no limit' if not rate else f'limit {rate:g}/s'}, latency {row['latency']}, "
-            f"workers {sc['workers'] or 'default'}")
+            f"workers {sc['workers'] or 'default'}"
+            + ("" if net is None else f", network delay {row['net']} (proxy)"))
 
         self.nginx.start(rate, static)
         db = None
         try:
+            if net is not None:
+                self.proxy.start(self.nginx.port, net)
             self.cluster.restart(self.base_settings(sc))
             db = self.cluster.psql()
             db.query("TRUNCATE stockx_product, stockx_price_history CASCADE")
@@ -622,8 +737,12 @@ class Bench:
         finally:
             if db is not None:
                 db.close()
+            if self.proxy is not None:
+                self.proxy.stop()
             self.nginx.stop()
         self.gateway_figures(sc, row)
+        if net is not None:
+            self.proxy_figures(sc, row)
         row["met"] = sc["check"](row) if "check" in sc else None
         return row
 
@@ -638,6 +757,10 @@ class Bench:
         if sc.get("latency_ms") and workers <= 1:
             expected = max(expected, sc["skus"] * 3 * (sc["latency_ms"] / 1000.0 + 0.05))
         timeout = a.timeout or 2 * expected + 60
+        try:
+            log_start = os.path.getsize(self.cluster.logfile)
+        except OSError:
+            log_start = 0
         t0 = time.monotonic()
         run_id = db.value(f"SELECT stockx_enrich_start({workers})" if workers
                           else "SELECT stockx_enrich_start()")
@@ -677,6 +800,8 @@ class Bench:
                    run_429=int(r[2]), stop_reason=r[3], seconds=float(r[4]))
         if r[3] != "done":
             row["notes"].append(f"run ended '{r[3]}'")
+            if r[3] not in ("stopped", "max_products"):
+                row["notes"].extend(self.server_errors(log_start))
         if int(r[5]) != int(r[0]):
             row["notes"].append(f"of {r[0]} products {r[5]} enriched, {r[6]} not found, "
                                 f"{r[7]} failed")
@@ -697,6 +822,21 @@ class Bench:
                                 if starts and ends else None)
         row["pps"] = row["processed"] / row["seconds"] if row["seconds"] else None
 
+    def server_errors(self, start, most=3):
+        """The first ERROR/FATAL lines of the server log since offset start."""
+        out = []
+        try:
+            with open(self.cluster.logfile, errors="replace") as f:
+                f.seek(start)
+                for line in f:
+                    if "ERROR:" in line or "FATAL:" in line:
+                        out.append("server log: " + line.strip()[:300])
+                        if len(out) == most:
+                            break
+        except OSError:
+            pass
+        return out
+
     def gateway_figures(self, sc, row):
         reqs = read_access_log(self.nginx.access_log)
         rate = sc["rate"]
@@ -707,6 +847,8 @@ class Bench:
         if row["requests"] != row["run_requests"]:
             row["notes"].append(f"the run counted {row['run_requests']} requests")
         accepted = [e[0] for e in reqs if e[1] != 429]
+        # when the 429s reached the gateway: seconds after the first API request did
+        row["t429"] = [(e[0] - reqs[0][0]) / 1000.0 for e in reqs if e[1] == 429]
         row["util"] = None
         if rate and len(accepted) >= 2 and accepted[-1] > accepted[0]:
             row["util"] = (len(accepted) - 1) / ((accepted[-1] - accepted[0]) / 1000.0 * rate)
@@ -725,6 +867,38 @@ class Bench:
                 f"{fmt(row['util'], 3)}")
             row["util"] = n / ((end - t429) / 1000.0 * rate) if end > t429 else None
 
+    def proxy_figures(self, sc, row):
+        """Footnote: the delays the proxy drew, and what it added beyond them as
+        nginx saw it (arrival at nginx - receipt at the proxy - drawn delay;
+        nginx stamps to the millisecond, so +-1 ms)."""
+        sent, conns = self.proxy.requests()
+        drawn = [e[1] for v in sent.values() for e in v]
+        held = [e[2] - e[1] for v in sent.values() for e in v]
+        extra = []
+        seen = {}
+        for e in read_access_log(self.nginx.access_log):
+            k = seen.get(e[4], 0)
+            seen[e[4]] = k + 1
+            v = sent.get(e[4])
+            if v and k < len(v):
+                recv, d, _ = v[k]
+                extra.append(e[0] - recv - d)
+        if not drawn:
+            row["notes"].append("the delay proxy logged no request")
+            return
+        J = sc["net_jitter"]
+        text = (f"delay proxy: {len(drawn)} requests (token calls included) on {conns} "
+                f"keep-alive connection{'s' if conns != 1 else ''}, "
+                + (f"drawn delay mean {statistics.fmean(drawn):.1f} ms (uniform 0-{J:g}: "
+                   f"{J / 2:g})" if J else "no delay drawn (J = 0)")
+                + "; held beyond it in the proxy p50 "
+                f"{pct(held, 0.5):.3f} / p99 {pct(held, 0.99):.3f} / max {max(held):.3f} ms")
+        if extra:
+            text += (f"; nginx arrival - (proxy receipt + drawn), {len(extra)} matched, ms "
+                     f"resolution: p50 {pct(extra, 0.5):.1f} / p99 {pct(extra, 0.99):.1f} / "
+                     f"max {max(extra):.1f} ms")
+        row["notes"].append(text)
+
 
 def static_sku(i):
     return "ST-%05d" % i
@@ -739,8 +913,9 @@ def mb(kb):
 
 
 def print_table(rows, bench, wall):
-    head = ["scenario", "limit", "latency", "workers", "SKUs", "requests", "429s", "util",
-            "req/prod", "CPU ms/prod", "run s", "prod/s", "RssAnon MB start>end", "target", "met"]
+    head = ["scenario", "limit", "latency", "net delay", "workers", "SKUs", "requests", "429s",
+            "429 at s", "util", "req/prod", "CPU ms/prod", "run s", "prod/s",
+            "RssAnon MB start>end", "target", "met"]
     lines = []
     notes = []
     for r in rows:
@@ -750,14 +925,21 @@ def print_table(rows, bench, wall):
             notes.append(n)
             marks += f"[{len(notes)}]"
         rss = f"{mb(r['rss_start_kb'])}>{mb(r['rss_end_kb'])}"
+        times = [f"{t:.1f}" for t in r["t429"]]
+        if len(times) > 6:
+            notes.append(f"{sc['name']}: 429s at " + ", ".join(times) + " s")
+            times = times[:5] + [f"+{len(times) - 5} [{len(notes)}]"]
         lines.append([
             sc["name"] + marks,
             f"{sc['rate']:g} r/s" if sc["rate"] else f"none ({bench.max_rps:g})",
             r["latency"],
+            r["net"],
             str(sc["workers"]) if sc["workers"] else "1 (default)",
             str(sc["skus"]),
             str(r["requests"]),
-            str(r["n429"]) + (f" ({r['n429_upstream']} stand-in)" if r["n429_upstream"] else ""), fmt(r["util"], 3), fmt(r["rpp"], 2),
+            str(r["n429"]) + (f" ({r['n429_upstream']} stand-in)" if r["n429_upstream"] else ""),
+            ",".join(times) or "-",
+            fmt(r["util"], 3), fmt(r["rpp"], 2),
             fmt(r["cpu_ms"], 2), fmt(r["seconds"], 1), fmt(r["pps"], 1), rss, sc.get("target", ""),
             "" if r["met"] is None else ("yes" if r["met"] else "NO")])
     widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
@@ -770,6 +952,13 @@ def print_table(rows, bench, wall):
         out.append(f"[{i}] {n}")
     out.append(f"PostgreSQL {bench.versions[0]}, stockx_enrich {bench.versions[1]}, "
                f"{os.cpu_count()} CPUs; wall time {wall:.0f} s")
+    shown = [n for n in ("pacing_margin_ms", "requests_in_flight", "burst")
+             if "stockx_enrich." + n in bench.defaults]
+    given = bench.command_line_settings()
+    out.append("defaults of this build: "
+               + ", ".join(f"{n} {bench.defaults['stockx_enrich.' + n]}" for n in shown)
+               + "; given on the command line: "
+               + (", ".join(f"{n}={v}" for n, v in given.items()) or "none"))
     print("\n".join(out))
     sys.stdout.flush()
 
@@ -778,7 +967,9 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(
         prog="bench.sh",
         description="stockx_enrich behind nginx limit_req: pacing, 429s, throughput, memory.")
-    ap.add_argument("--only", help="suite scenarios to run, e.g. 1,3,5 (default: all)")
+    ap.add_argument("--only", help="suite scenarios to run, e.g. 1,3,5 or 2,7 (default: 1 to 6)")
+    ap.add_argument("--jitter-suite", action="store_true",
+                    help="run the network-delay scenarios 7 to 10 (= --only 7,8,9,10)")
     ap.add_argument("--rate", type=float, help="custom scenario: nginx limit_req rate, and the "
                     "product's requests_per_second (0 = no limit, product at its maximum)")
     ap.add_argument("--latency", type=int, help="custom: stand-in answer time in ms (default 50)")
@@ -790,6 +981,9 @@ def parse_args(argv):
                     help="custom: nginx serves prepared answer files (ceiling set-up)")
     ap.add_argument("--inject-429", action="store_true",
                     help="custom: one 429 without Retry-After after 50 accepted requests")
+    ap.add_argument("--net-jitter", type=float, metavar="MS",
+                    help="custom: put the delay proxy between the workers and nginx, holding "
+                    "each request for a uniform random 0..MS ms (0 = the proxy, no delay)")
     ap.add_argument("--timeout", type=float, help="seconds before a run is stopped")
     ap.add_argument("--in-flight", type=int,
                     help="stockx_enrich.requests_in_flight (if this build has it)")
@@ -811,9 +1005,15 @@ def parse_args(argv):
         sets.append((name.strip(), value.strip()))
     args.set = sets
     custom = any(v is not None for v in (args.rate, args.latency, args.jitter, args.workers,
-                                         args.skus)) or args.static or args.inject_429
-    if custom and args.only:
-        ap.error("--only selects suite scenarios; the custom options make one scenario")
+                                         args.skus, args.net_jitter)) \
+        or args.static or args.inject_429
+    if custom and (args.only or args.jitter_suite):
+        ap.error("--only and --jitter-suite select suite scenarios; the custom options make "
+                 "one scenario")
+    if args.only and args.jitter_suite:
+        ap.error("--jitter-suite is --only 7,8,9,10: give one of them")
+    if args.net_jitter is not None and args.net_jitter < 0:
+        ap.error("--net-jitter must be >= 0")
     if custom:
         rate = 1.0 if args.rate is None else args.rate
         if rate < 0 or (args.inject_429 and not rate):
@@ -825,7 +1025,7 @@ def parse_args(argv):
                   jitter_pct=args.jitter or 0,
                   workers=4 if args.workers is None else args.workers,
                   skus=40 if args.skus is None else args.skus,
-                  inject_429=args.inject_429)
+                  inject_429=args.inject_429, net_jitter=args.net_jitter)
         if sc["skus"] < 1 or sc["skus"] > 99999 or sc["workers"] < 0:
             ap.error("--skus must be 1..99999 and --workers >= 0")
         args.scenarios = [sc]
@@ -835,8 +1035,10 @@ def parse_args(argv):
             keys = {k.strip() for k in args.only.split(",")}
             unknown = keys - {s["key"] for s in chosen}
             if unknown:
-                ap.error(f"--only: no scenario {', '.join(sorted(unknown))} (1 to 6)")
-            chosen = [s for s in chosen if s["key"] in keys]
+                ap.error(f"--only: no scenario {', '.join(sorted(unknown))} (1 to 10)")
+        else:
+            keys = set(JITTER_KEYS if args.jitter_suite else DEFAULT_KEYS)
+        chosen = [s for s in chosen if s["key"] in keys]
         args.scenarios = chosen
     return args
 
@@ -871,7 +1073,8 @@ def main(argv):
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for what, stop in (("nginx", bench.nginx and bench.nginx.stop),
+        for what, stop in (("delay proxy", bench.proxy and bench.proxy.stop),
+                           ("nginx", bench.nginx and bench.nginx.stop),
                            ("cluster", bench.cluster and bench.cluster.stop),
                            ("stand-in", bench.standin and bench.standin.stop)):
             if stop:

@@ -4,12 +4,16 @@
 # Starts the StockX stand-in, nginx on 127.0.0.1 (limit_req with no burst in
 # front of the stand-in, or serving prepared answers itself for the ceiling
 # scenarios) and a scratch cluster, runs a suite of scenarios (or one of your
-# own) and prints one table.  Everything runs as postgres in a scratch
+# own) and prints one table.  With a network delay (--net-jitter, the jitter
+# suite) jitter_proxy.py sits between the workers and nginx and holds each
+# request for a random 0..J ms.  Everything runs as postgres in a scratch
 # directory that is removed on exit, also on Ctrl-C and errors.
 #
 # As root, after `make install` (the extension is not built here):
 #   test/bench/bench.sh                 # the suite (about 10 minutes)
 #   test/bench/bench.sh --only 2,4      # some scenarios of the suite
+#   test/bench/bench.sh --jitter-suite  # network delay, scenarios 7-10 (about 12 minutes)
+#   test/bench/bench.sh --rate 2 --net-jitter 40 --skus 20 --workers 1
 #   test/bench/bench.sh --rate 5 --latency 300 --workers 2 --skus 60
 #   test/bench/bench.sh --help
 # PG_CONFIG picks the PostgreSQL installation (default: pg_config on PATH,
@@ -22,6 +26,7 @@ die() { echo "bench.sh: $*" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 standin="$top/test/standin/stockx_standin.py"
+proxy="$here/jitter_proxy.py"
 
 case " $* " in
 *" --help "* | *" -h "*)
@@ -33,6 +38,7 @@ id postgres >/dev/null 2>&1 || die "no postgres user: install PostgreSQL's serve
 command -v python3 >/dev/null || die "python3 is needed"
 command -v setpriv >/dev/null || die "setpriv (util-linux) is needed"
 [ -f "$standin" ] || die "no stand-in at $standin"
+[ -f "$proxy" ] || die "no delay proxy at $proxy"
 
 pg_config=${PG_CONFIG:-}
 if [ -z "$pg_config" ]; then
@@ -80,7 +86,7 @@ cleanup() {
 		runuser -u postgres -- "$bindir/pg_ctl" -D "$work/pgdata" -m immediate -w stop \
 			>/dev/null 2>&1 || true
 	fi
-	for f in "$work/nginx/nginx.pid" "$work/standin.pid"; do
+	for f in "$work/nginx/nginx.pid" "$work/standin.pid" "$work/proxy.pid"; do
 		[ -f "$f" ] || continue
 		pid=$(head -n 1 "$f")
 		case "$pid" in '' | *[!0-9]*) continue ;; esac
@@ -96,7 +102,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-cp "$here/bench.py" "$standin" "$work/"
+cp "$here/bench.py" "$proxy" "$standin" "$work/"
 chown -R postgres: "$work"
 chmod 700 "$work"
 
