@@ -183,10 +183,14 @@ sub postmaster_pid
 	$run = 0 unless $run =~ /^\d+$/;
 	ok(poll_until(10, sub { sql("SELECT count(*) FROM stockx_run WHERE run_id = $run", 'hd') == 1 }),
 		"(d) the run's stockx_run row exists");
-	# another session updates the run's row and keeps it for 3 s
+	# another session updates the run's row and keeps it for 2 s: a write
+	# waits 500 ms for a lock (the worker's lock_timeout, not the role's
+	# 1 ms) and is tried 4 times 0.1, 0.2 and 0.3 s apart, 2.6 s in all,
+	# so it outlasts the block even when it starts with it (the worker
+	# with 2 of the 12 rows writes them well before the others' 2.2 s)
 	my $blocker = $node->background_psql('hd');
 	$blocker->query_safe("BEGIN; UPDATE stockx_run SET workers = workers WHERE run_id = $run");
-	sleep(3);
+	sleep(2);
 	$blocker->query_safe('COMMIT');
 	$blocker->quit;
 	is(wait_run_in('hd', $run, 60), 'done', '(d) the run ends done');
