@@ -6,8 +6,10 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 MODULE_big = stockx_enrich
 OBJS = \
 	src/limiter.o \
+	src/checks.o \
 	src/unicode_fold.o \
 	src/stockx_json.o \
+	src/support.o \
 	src/settings.o \
 	src/credentials.o \
 	src/shmem.o \
@@ -16,13 +18,21 @@ OBJS = \
 	src/token_cache.o \
 	src/http.o \
 	src/enrich.o \
+	src/extension.o \
 	src/events.o \
 	src/store.o \
+	src/store_claim.o \
+	src/store_write.o \
+	src/store_runs.o \
 	src/quota.o \
+	src/worker_tx.o \
+	src/worker_token.o \
+	src/worker_commit.o \
+	src/worker_run.o \
 	src/worker.o \
-	src/run_control.o \
-	src/shared_budget.o \
-	src/status_views.o \
+	src/sql_runs.o \
+	src/sql_budget.o \
+	src/sql_views.o \
 	src/stockx_enrich.o
 
 # every versioned script: 1.1 is installed as 1.0 plus the update to 1.1
@@ -66,11 +76,14 @@ test/unit/test_json: test/unit/test_json.c src/stockx_json.c src/stockx_json.h s
 test/unit/test_unicode_fold: test/unit/test_unicode_fold.c src/unicode_fold.c src/unicode_fold.h src/unicode_fold_table.h
 	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_unicode_fold.c src/unicode_fold.c
 
-unit: test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold
+test/unit/test_checks: test/unit/test_checks.c src/checks.c src/checks.h
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_checks.c src/checks.c $(shell curl-config --libs)
+
+unit: test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold test/unit/test_checks
 
 format:
 	clang-format -i src/*.c src/*.h test/unit/*.c test/fuzz/*.c
 
-EXTRA_CLEAN = test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold tmp_check tmp_regress
+EXTRA_CLEAN = test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold test/unit/test_checks tmp_check tmp_regress
 
 .PHONY: unit format

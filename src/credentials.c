@@ -71,17 +71,6 @@ forget(char *values[])
 	}
 }
 
-bool
-stockx_secret_is_clean(const char *value)
-{
-	const unsigned char *p;
-
-	for (p = (const unsigned char *) value; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			return false;
-	return true;
-}
-
 static bool problem(FileProblem *pr, int sqlerrcode, const char *hint, const char *fmt, ...)
     pg_attribute_printf(4, 5);
 
@@ -219,7 +208,7 @@ read_file(const char *path, char *values[], FileProblem *pr)
 			             "access_token.",
 			             "unknown key in stockx_enrich credentials file \"%s\" line %d", path,
 			             lineno);
-		else if (!stockx_secret_is_clean(value))
+		else if (!sx_secret_is_clean(value))
 			ok = problem(pr, ERRCODE_CONFIG_FILE_ERROR,
 			             "Secrets must not contain control characters such as carriage returns.",
 			             "the value in stockx_enrich credentials file \"%s\" line %d contains "
@@ -362,7 +351,7 @@ stockx_credentials_save_refresh_token(const char *token, char *errbuf, size_t er
 		         "stockx_enrich.credentials_file");
 		return false;
 	}
-	if (!stockx_secret_is_clean(token) || strchr(token, '\'') != NULL)
+	if (!sx_secret_is_clean(token) || strchr(token, '\'') != NULL)
 	{
 		snprintf(errbuf, errlen, "the new token has characters the credentials file cannot hold");
 		return false;

@@ -34,7 +34,7 @@
 
 #include "enrich.h"
 #include "limiter.h"
-#include "stockx_enrich.h"
+#include "support.h"
 
 static const char *const step_endpoints[] = { "search",   "gtin",        "owner", "product",
 	                                          "variants", "market-data", "done" };
@@ -103,6 +103,22 @@ settle(StockxJob *job, StockxOutcome outcome, const char *error)
 	return SX_JOB_SETTLED;
 }
 
+/*
+ * The row gives up for now, one attempt used: it is due again after half
+ * to all of the backoff of its attempt count.
+ */
+static StockxStep
+settle_retry_later(StockxJob *job, const StockxJobEnv *env, const char *error)
+{
+	const StockxEnrichConfig *cfg = env->config;
+
+	job->result.retry_in_s =
+	    (double) sx_backoff_us(cfg->backoff_base_ms, cfg->backoff_max_ms, job->claim->attempts,
+	                           0.5 + env->unit_random() / 2) /
+	    1e6;
+	return settle(job, SX_OUTCOME_RETRY_LATER, error);
+}
+
 /* Move on to the next request of the job. */
 static StockxStep
 advance(StockxJob *job, StockxJobStep step)
@@ -125,7 +141,7 @@ stockx_job_transient(StockxJob *job, const char *error, const StockxJobEnv *env)
 	const StockxEnrichConfig *cfg = env->config;
 
 	if (job->retries >= cfg->max_retries)
-		return settle(job, SX_OUTCOME_RETRY_LATER, error);
+		return settle_retry_later(job, env, error);
 	ereport(DEBUG1, (errmsg("stockx_enrich: transient failure sku=\"%s\" retry=%d/%d: %s",
 	                        job->claim->sku, job->retries + 1, cfg->max_retries, error)));
 	job->not_before = env->now() + sx_backoff_us(cfg->backoff_base_ms, cfg->backoff_max_ms,
@@ -204,8 +220,9 @@ market_empty_for_known_sizes(const StockxJob *job)
 
 /* Parse a 200 answer for the current step; moves the job on. */
 static StockxStep
-take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig *cfg)
+take_answer(StockxJob *job, const StockxResponse *resp, const StockxJobEnv *env)
 {
+	const StockxEnrichConfig *cfg = env->config;
 	SxAllocator alloc = { .alloc = stockx_palloc_no_oom, .context = job->cxt };
 	StockxResult *r = &job->result;
 	char errbuf[SX_ERRBUF_SIZE];
@@ -277,10 +294,11 @@ take_answer(StockxJob *job, const StockxResponse *resp, const StockxEnrichConfig
 			if (market_empty_for_known_sizes(job))
 				return job->refresh
 				           ? settle(job, SX_OUTCOME_NOT_FOUND, NULL)
-				           : settle(job, SX_OUTCOME_RETRY_LATER,
-				                    psprintf("%s: StockX answered no market data for product %s, "
-				                             "which has %d sizes",
-				                             endpoint, r->product.product_id, r->nvariants));
+				           : settle_retry_later(
+				                 job, env,
+				                 psprintf("%s: StockX answered no market data for product %s, "
+				                          "which has %d sizes",
+				                          endpoint, r->product.product_id, r->nvariants));
 			if (job->currency + 1 < cfg->currencies.n)
 			{
 				advance(job, SX_STEP_MARKET);
@@ -339,7 +357,7 @@ stockx_job_answer(StockxJob *job, const StockxResponse *resp, const StockxJobEnv
 	}
 
 	if (resp->status == 200)
-		return take_answer(job, resp, cfg);
+		return take_answer(job, resp, env);
 	if (resp->status == 429)
 	{
 		info->retry_after_us = resp->retry_after_us;

@@ -10,7 +10,8 @@
 #include "utils/palloc.h"
 
 #include "http.h"
-#include "stockx_enrich.h"
+#include "stockx_config.h"
+#include "stockx_types.h"
 #include "stockx_json.h"
 
 /* A row leased by a worker. */
@@ -48,17 +49,8 @@ typedef struct StockxResult
 	SxMarket *market[SX_MAX_CURRENCIES]; /* per currency of the config, in its order */
 	int nmarket[SX_MAX_CURRENCIES];
 	char *merged_into; /* MERGED: the SKU of the row that holds the product */
+	double retry_in_s; /* RETRY_LATER: when the row is due again */
 } StockxResult;
-
-/* What the enricher reads from the settings; filled on load and reload. */
-typedef struct StockxEnrichConfig
-{
-	StockxCurrencies currencies;
-	int search_max_pages; /* pages of a search followed while no hit matches */
-	int max_retries;
-	int backoff_base_ms;
-	int backoff_max_ms;
-} StockxEnrichConfig;
 
 /* What the enricher needs from the worker, as stockx_json.c gets its allocator. */
 typedef struct StockxJobEnv

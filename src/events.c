@@ -40,7 +40,7 @@
 #include "utils/resowner.h"
 
 #include "events.h"
-#include "store.h"
+#include "extension.h"
 
 /* the most events a process keeps waiting for the table */
 #define SX_EVENT_QUEUE_MAX 10000
@@ -145,7 +145,7 @@ insert_queue(StockxEventQueue *q, MemoryContext cxt, StockxEventIds *written)
 	             "  FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) "
 	             "       WITH ORDINALITY AS u(kind, payload, ord) ORDER BY u.ord "
 	             "RETURNING event_id, kind",
-	             stockx_store_schema());
+	             stockx_extension_schema());
 	values[0] = text_array(q->kinds, q->n);
 	values[1] = text_array((const char **) q->payloads, q->n);
 	rc = SPI_execute_with_args(sql, 2, types, values, NULL, false, 0);
@@ -195,7 +195,7 @@ stockx_events_write(StockxEventQueue *q, bool wait, MemoryContext cxt, StockxEve
 	memset(written, 0, sizeof(*written));
 	if (q->n == 0)
 		return true;
-	rel = stockx_store_relid("stockx_event");
+	rel = stockx_extension_relid("stockx_event");
 	if (!wait && OidIsValid(rel) && !ConditionalLockRelationOid(rel, RowExclusiveLock))
 	{
 		if (!q->deferred)

@@ -9,15 +9,7 @@
 
 #include "utils/palloc.h"
 
-/* What the HTTP layer needs from the settings; filled on load and reload. */
-typedef struct StockxHttpConfig
-{
-	char *api_base_url; /* owned by the config's memory context */
-	char *token_url;
-	int connect_timeout_ms;
-	int request_timeout_ms;
-	int max_response_bytes;
-} StockxHttpConfig;
+#include "stockx_config.h"
 
 /* How a transfer ended, before looking at the HTTP status. */
 typedef enum StockxTransport
@@ -65,6 +57,5 @@ extern bool stockx_transfer_was_sent(const StockxTransfer *t);
 extern void stockx_http_release(StockxHttp *http, StockxTransfer *t);
 
 extern char *stockx_http_escape(const char *value);
-extern bool stockx_http_url_allowed(const char *url, char *why, size_t whylen);
 
 #endif /* STOCKX_HTTP_H */

@@ -26,13 +26,11 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "checks.h"
 #include "compat.h"
-#include "enrich.h"
-#include "http.h"
 #include "limiter.h"
 #include "settings.h"
-#include "store.h"
-#include "worker.h"
+#include "stockx_config.h"
 
 #define SX_SECRET_MASK "********"
 
@@ -87,7 +85,7 @@ check_secret(char **newval, void **extra, const char *name)
 	char *copy;
 	char *mask;
 
-	if (!stockx_secret_is_clean(value))
+	if (!sx_secret_is_clean(value))
 	{
 		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 		GUC_check_errmsg("invalid value for parameter \"%s\"", name);
@@ -161,7 +159,7 @@ check_url(char **newval, void **extra, GucSource source)
 {
 	char why[200];
 
-	if (!stockx_http_url_allowed(*newval, why, sizeof(why)))
+	if (!sx_url_allowed(*newval, why, sizeof(why)))
 	{
 		GUC_check_errdetail("%s", why);
 		GUC_check_errhint("Use https://, or http:// to 127.0.0.1, ::1 or localhost only.");
@@ -173,10 +171,10 @@ check_url(char **newval, void **extra, GucSource source)
 static bool
 check_currency(char **newval, void **extra, GucSource source)
 {
-	StockxCurrencies parsed;
+	SxCurrencyList parsed;
 	char why[128];
 
-	if (stockx_parse_currencies(*newval ? *newval : "", &parsed, why, sizeof(why)))
+	if (sx_parse_currencies(*newval ? *newval : "", &parsed, why, sizeof(why)))
 		return true;
 	GUC_check_errdetail("%s", why);
 	GUC_check_errhint("Give one currency code or a comma-separated list, e.g. 'USD' or 'USD, "
@@ -193,6 +191,14 @@ define_int(const char *name, const char *desc, int *var, int boot, int min, int 
 {
 	DefineCustomIntVariable(name, desc, NULL, var, boot, min, max, context, flags, NULL, NULL,
 	                        NULL);
+}
+
+/* An integer setting whose 0 means something else: long_desc says what. */
+static void
+define_int_zero(const char *name, const char *desc, const char *zero, int *var, int boot, int max,
+                GucContext context, int flags)
+{
+	DefineCustomIntVariable(name, desc, zero, var, boot, 0, max, context, flags, NULL, NULL, NULL);
 }
 
 void
@@ -229,16 +235,16 @@ stockx_settings_define(void)
 	                         &pacing_margin_ms, 2.0, 0.0, 1000.0, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	define_int("stockx_enrich.burst", "Requests that may go at once before the rate applies.",
 	           &burst, 1, 1, 100, PGC_SIGHUP, 0);
-	define_int("stockx_enrich.daily_request_limit",
-	           "Requests per UTC day for the whole cluster (0 = no limit).", &daily_request_limit,
-	           25000, 0, INT_MAX, PGC_SIGHUP, 0);
+	define_int_zero("stockx_enrich.daily_request_limit",
+	                "Requests per UTC day and in any 24 hours for the whole cluster.",
+	                "0 = no limit.", &daily_request_limit, 25000, INT_MAX, PGC_SIGHUP, 0);
 	define_int("stockx_enrich.batch_size", "Products a worker claims at a time.", &batch_size, 10,
-	           1, 1000, PGC_SIGHUP, 0);
+	           1, SX_MAX_BATCH_SIZE, PGC_SIGHUP, 0);
 	define_int("stockx_enrich.commit_every", "Products written per commit.", &commit_every, 5, 1,
-	           1000, PGC_SIGHUP, 0);
+	           SX_MAX_BATCH_SIZE, PGC_SIGHUP, 0);
 	define_int("stockx_enrich.requests_in_flight",
-	           "Requests one worker may have in flight at a time.", &requests_in_flight, 4, 1, 64,
-	           PGC_SIGHUP, 0);
+	           "Requests one worker may have in flight at a time.", &requests_in_flight, 4, 1,
+	           SX_MAX_IN_FLIGHT, PGC_SIGHUP, 0);
 	define_int("stockx_enrich.search_max_pages",
 	           "Pages of a search answer (50 hits each) read while none matches the SKU exactly; "
 	           "each page is a request.",
@@ -263,42 +269,44 @@ stockx_settings_define(void)
 	    "stockx_enrich.currency_code",
 	    "Currencies of market data, comma-separated; the first is the one products carry.", NULL,
 	    &currency_code, "USD", PGC_SIGHUP, GUC_LIST_INPUT, check_currency, NULL, NULL);
-	define_int("stockx_enrich.refresh_after",
-	           "Age after which an enriched product's market data is refreshed, unless the product "
-	           "sets refresh_every (0 = never).",
-	           &refresh_after_s, 86400, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
-	define_int("stockx_enrich.history_retention",
-	           "How long price history is kept; older monthly partitions are dropped (0 = for "
-	           "ever).",
-	           &history_retention_s, 365 * 86400, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
+	define_int_zero("stockx_enrich.refresh_after",
+	                "Age after which an enriched product's market data is refreshed, unless the "
+	                "product sets refresh_every.",
+	                "0 = only products with their own refresh_every.", &refresh_after_s, 86400,
+	                INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
+	define_int_zero("stockx_enrich.history_retention",
+	                "How long price history is kept; older monthly partitions are dropped.",
+	                "0 = for ever.", &history_retention_s, 365 * 86400, INT_MAX, PGC_SIGHUP,
+	                GUC_UNIT_S);
 	define_int("stockx_enrich.seller_level",
 	           "Seller level (1 to 5) whose fees stockx_variant_payout deducts.", &seller_level, 1,
 	           1, 5, PGC_USERSET, 0);
 	define_int("stockx_enrich.lease_timeout",
 	           "How long a claimed product stays leased to its worker without renewal.",
 	           &lease_timeout_s, 3600, 1, 7 * 86400, PGC_SIGHUP, GUC_UNIT_S);
-	define_int("stockx_enrich.run_retention",
-	           "How long the rows of finished runs are kept in stockx_run (0 = for ever).",
-	           &run_retention_s, 30 * 86400, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
-	define_int("stockx_enrich.circuit_threshold",
-	           "Consecutive 429 answers that open the circuit (0 = never).", &circuit_threshold, 5,
-	           0, 1000, PGC_SIGHUP, 0);
+	define_int_zero("stockx_enrich.run_retention",
+	                "How long the rows of finished runs are kept in stockx_run.", "0 = for ever.",
+	                &run_retention_s, 30 * 86400, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
+	define_int_zero("stockx_enrich.circuit_threshold",
+	                "Consecutive 429 answers that open the circuit.", "0 = never.",
+	                &circuit_threshold, 5, 1000, PGC_SIGHUP, 0);
 	define_int("stockx_enrich.circuit_open_ms",
 	           "How long an open circuit refuses requests; doubles on repeated trips up to 24 "
 	           "hours.",
 	           &circuit_open_ms, 15 * 60 * 1000, 1, 24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
-	define_int("stockx_enrich.event_retention",
-	           "How long the rows of stockx_event are kept (0 = for ever).", &event_retention_s,
-	           7 * 86400, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
+	define_int_zero("stockx_enrich.event_retention", "How long the rows of stockx_event are kept.",
+	                "0 = for ever.", &event_retention_s, 7 * 86400, INT_MAX, PGC_SIGHUP,
+	                GUC_UNIT_S);
 	DefineCustomRealVariable(
 	    "stockx_enrich.notify_change_pct",
-	    "A move of a lowest ask or highest bid by more than this percentage is an event (0 = none).",
-	    NULL, &notify_change_pct, 10.0, 0.0, 1000.0, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	    "A move of a lowest ask or highest bid by more than this percentage is an event.",
+	    "0 = no price_move events.", &notify_change_pct, 10.0, 0.0, 1000.0, PGC_SIGHUP, 0, NULL,
+	    NULL, NULL);
 	define_int("stockx_enrich.client_send_slack_ms",
 	           "Time within which a program that called stockx_enrich_acquire() sends its request.",
 	           &client_send_slack_ms, 50, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS);
 	define_int("stockx_enrich.max_workers", "Worker slots in shared memory for the whole cluster.",
-	           &max_workers, 4, 1, 64, PGC_POSTMASTER, 0);
+	           &max_workers, 4, 1, SX_MAX_WORKERS, PGC_POSTMASTER, 0);
 	define_int("stockx_enrich.memory_alert_bytes",
 	           "Worker memory above which stockx_enrich_alerts reports it.", &memory_alert_bytes,
 	           64 * 1024 * 1024, 1024 * 1024, INT_MAX, PGC_SIGHUP, GUC_UNIT_BYTE);
@@ -337,11 +345,11 @@ stockx_settings_http(StockxHttpConfig *config, MemoryContext cxt)
 
 /* The currency list was checked when it was set. */
 static void
-currencies(StockxCurrencies *out)
+currencies(SxCurrencyList *out)
 {
 	char why[128];
 
-	if (!stockx_parse_currencies(currency_code, out, why, sizeof(why)))
+	if (!sx_parse_currencies(currency_code, out, why, sizeof(why)))
 		elog(ERROR, "stockx_enrich: currency_code passed its check but does not parse: %s", why);
 }
 
@@ -359,8 +367,6 @@ void
 stockx_settings_store(StockxStoreConfig *config)
 {
 	config->max_attempts = max_attempts;
-	config->backoff_base_ms = backoff_base_ms;
-	config->backoff_max_ms = backoff_max_ms;
 	config->refresh_after_s = refresh_after_s;
 	config->lease_s = lease_timeout_s;
 	config->run_retention_s = run_retention_s;

@@ -10,21 +10,17 @@
 
 #include "utils/palloc.h"
 
-#include "credentials.h"
-
-struct SxLimiterConfig;
-struct StockxHttpConfig;
-struct StockxEnrichConfig;
-struct StockxStoreConfig;
-struct StockxWorkerConfig;
+#include "limiter.h"
+#include "stockx_config.h"
+#include "stockx_types.h"
 
 extern void stockx_settings_define(void);
 
-extern void stockx_settings_limiter(struct SxLimiterConfig *config);
-extern void stockx_settings_http(struct StockxHttpConfig *config, MemoryContext cxt);
-extern void stockx_settings_enrich(struct StockxEnrichConfig *config);
-extern void stockx_settings_store(struct StockxStoreConfig *config);
-extern void stockx_settings_worker(struct StockxWorkerConfig *config);
+extern void stockx_settings_limiter(SxLimiterConfig *config);
+extern void stockx_settings_http(StockxHttpConfig *config, MemoryContext cxt);
+extern void stockx_settings_enrich(StockxEnrichConfig *config);
+extern void stockx_settings_store(StockxStoreConfig *config);
+extern void stockx_settings_worker(StockxWorkerConfig *config);
 
 extern int stockx_settings_max_workers(void);
 extern const char *stockx_settings_secret(StockxSecret which);

@@ -19,7 +19,10 @@
 #include "clock.h"
 #include "settings.h"
 #include "shared_limiter.h"
-#include "stockx_enrich.h"
+#include "support.h"
+
+/* the name of the area and of its lock, as pg_stat_activity shows waits on it */
+#define SX_LIMITER_TRANCHE "stockx_enrich limiter"
 
 typedef struct StockxLimiterShared
 {
@@ -29,23 +32,28 @@ typedef struct StockxLimiterShared
 
 static StockxLimiterShared *shared = NULL;
 
-Size
-stockx_limiter_shmem_size(void)
+/* Ask for the area and its lock (from the shmem_request_hook). */
+void
+stockx_limiter_shmem_request(void)
 {
-	return sizeof(StockxLimiterShared);
+	RequestAddinShmemSpace(sizeof(StockxLimiterShared));
+	RequestNamedLWLockTranche(SX_LIMITER_TRANCHE, 1);
 }
 
+/* Attach to the area, making it the first time (AddinShmemInitLock held). */
 void
-stockx_limiter_shmem_init(void *ptr, LWLock *lock, bool found)
+stockx_limiter_shmem_startup(void)
 {
-	shared = (StockxLimiterShared *) ptr;
+	bool found;
+
+	shared = ShmemInitStruct(SX_LIMITER_TRANCHE, sizeof(StockxLimiterShared), &found);
 	if (!found)
 	{
 		SxLimiterConfig cfg;
 
 		stockx_settings_limiter(&cfg);
 		memset(shared, 0, sizeof(*shared));
-		shared->lock = lock;
+		shared->lock = &GetNamedLWLockTranche(SX_LIMITER_TRANCHE)->lock;
 		sx_limiter_init(&shared->limiter, &cfg, stockx_mono_now(), sx_day_of(stockx_wall_now()));
 	}
 }

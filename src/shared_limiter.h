@@ -20,8 +20,8 @@ typedef struct StockxLimiterSnapshot
 	int64 wall_now;
 } StockxLimiterSnapshot;
 
-extern Size stockx_limiter_shmem_size(void);
-extern void stockx_limiter_shmem_init(void *ptr, LWLock *lock, bool found);
+extern void stockx_limiter_shmem_request(void);
+extern void stockx_limiter_shmem_startup(void);
 
 extern SxVerdict stockx_limiter_acquire(int64 *wait_us);
 extern void stockx_limiter_sent(int64 sent_at, bool first);

@@ -1,10 +1,15 @@
 /*-------------------------------------------------------------------------
  * shmem.c
- *	  Lay out stockx_enrich's shared memory and hand each part to its owner:
- *	  slots.c (runs and workers), shared_limiter.c (the rate limiter) and
- *	  token_cache.c (the OAuth token).  Each part has a lock of its own,
- *	  from the named tranche "stockx_enrich"; the owners' banners say what
- *	  each lock guards.
+ *	  stockx_enrich's shared memory: the hooks that ask for it and attach
+ *	  to it, handing off to the three owners, each with an area and a
+ *	  named lock (tranche) of its own, as pg_stat_activity shows waits on
+ *	  them:
+ *
+ *	    "stockx_enrich slots"    runs and their workers   slots.c
+ *	    "stockx_enrich limiter"  the rate limiter         shared_limiter.c
+ *	    "stockx_enrich token"    the OAuth token          token_cache.c
+ *
+ *	  The owners' banners say what each lock guards.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -14,59 +19,46 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
-#include "settings.h"
 #include "shared_limiter.h"
 #include "shmem.h"
 #include "slots.h"
 #include "token_cache.h"
 
-#define SX_LOCK_SLOTS   0
-#define SX_LOCK_LIMITER 1
-#define SX_LOCK_TOKEN   2
-#define SX_NLOCKS       3
-
 static bool attached = false;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-static Size
-part_offset(int part)
+static void
+shmem_request(void)
 {
-	Size offset = 0;
-
-	if (part > 0)
-		offset = add_size(offset, MAXALIGN(stockx_slots_shmem_size(stockx_settings_max_workers())));
-	if (part > 1)
-		offset = add_size(offset, MAXALIGN(stockx_limiter_shmem_size()));
-	if (part > 2)
-		offset = add_size(offset, MAXALIGN(stockx_token_shmem_size()));
-	return offset;
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	stockx_slots_shmem_request();
+	stockx_limiter_shmem_request();
+	stockx_token_shmem_request();
 }
 
-void
-stockx_shmem_request(void)
+static void
+shmem_startup(void)
 {
-	RequestAddinShmemSpace(part_offset(3));
-	RequestNamedLWLockTranche("stockx_enrich", SX_NLOCKS);
-}
-
-void
-stockx_shmem_startup(void)
-{
-	bool found;
-	char *base;
-	LWLockPadded *locks = NULL;
-
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	base = ShmemInitStruct("stockx_enrich", part_offset(3), &found);
-	if (!found)
-		locks = GetNamedLWLockTranche("stockx_enrich");
-	stockx_slots_shmem_init(base + part_offset(0), stockx_settings_max_workers(),
-	                        locks ? &locks[SX_LOCK_SLOTS].lock : NULL, found);
-	stockx_limiter_shmem_init(base + part_offset(1), locks ? &locks[SX_LOCK_LIMITER].lock : NULL,
-	                          found);
-	stockx_token_shmem_init(base + part_offset(2), locks ? &locks[SX_LOCK_TOKEN].lock : NULL,
-	                        found);
+	stockx_slots_shmem_startup();
+	stockx_limiter_shmem_startup();
+	stockx_token_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 	attached = true;
+}
+
+/* Install the hooks (from _PG_init, while shared_preload_libraries loads). */
+void
+stockx_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = shmem_startup;
 }
 
 /* Error out when the library was not preloaded (no shared memory). */

@@ -29,7 +29,11 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "settings.h"
 #include "slots.h"
+
+/* the name of the area and of its lock, as pg_stat_activity shows waits on it */
+#define SX_SLOTS_TRANCHE "stockx_enrich slots"
 
 /* a reservation older than this whose worker never attached is dead */
 #define SX_ATTACH_TIMEOUT_MS (60 * 1000)
@@ -85,7 +89,7 @@ typedef struct StockxSlotsShared
 
 static StockxSlotsShared *shared = NULL;
 
-Size
+static Size
 stockx_slots_shmem_size(int nslots)
 {
 	Size size = offsetof(StockxSlotsShared, workers);
@@ -96,14 +100,26 @@ stockx_slots_shmem_size(int nslots)
 	return size;
 }
 
+/* Ask for the area and its lock (from the shmem_request_hook). */
 void
-stockx_slots_shmem_init(void *ptr, int nslots, LWLock *lock, bool found)
+stockx_slots_shmem_request(void)
 {
-	shared = (StockxSlotsShared *) ptr;
+	RequestAddinShmemSpace(stockx_slots_shmem_size(stockx_settings_max_workers()));
+	RequestNamedLWLockTranche(SX_SLOTS_TRANCHE, 1);
+}
+
+/* Attach to the area, making it the first time (AddinShmemInitLock held). */
+void
+stockx_slots_shmem_startup(void)
+{
+	int nslots = stockx_settings_max_workers();
+	bool found;
+
+	shared = ShmemInitStruct(SX_SLOTS_TRANCHE, stockx_slots_shmem_size(nslots), &found);
 	if (!found)
 	{
 		memset(shared, 0, stockx_slots_shmem_size(nslots));
-		shared->lock = lock;
+		shared->lock = &GetNamedLWLockTranche(SX_SLOTS_TRANCHE)->lock;
 		shared->nslots = nslots;
 		shared->runs =
 		    (StockxRunSlot *) ((char *) shared + MAXALIGN(offsetof(StockxSlotsShared, workers) +

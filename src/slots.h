@@ -11,7 +11,7 @@
 #include "datatype/timestamp.h"
 #include "storage/lwlock.h"
 
-#include "stockx_enrich.h"
+#include "stockx_types.h"
 
 /* What a worker publishes about itself. */
 typedef struct StockxWorkerReport
@@ -46,8 +46,8 @@ typedef enum StockxReserveResult
 	SX_RESERVE_NO_SLOTS    /* not enough free worker slots: *free_slots */
 } StockxReserveResult;
 
-extern Size stockx_slots_shmem_size(int nslots);
-extern void stockx_slots_shmem_init(void *ptr, int nslots, LWLock *lock, bool found);
+extern void stockx_slots_shmem_request(void);
+extern void stockx_slots_shmem_startup(void);
 
 /* stockx_enrich_start */
 extern StockxReserveResult stockx_slots_reserve(Oid database, int64 run_id, int64 max_products,

@@ -12,22 +12,8 @@
 #include "enrich.h"
 #include "events.h"
 #include "limiter.h"
-#include "stockx_enrich.h"
-
-/* What the store reads from the settings; filled on load and reload. */
-typedef struct StockxStoreConfig
-{
-	int max_attempts;
-	int backoff_base_ms;
-	int backoff_max_ms;
-	int refresh_after_s; /* 0 = only products with their own refresh_every */
-	int lease_s;
-	int run_retention_s;      /* 0 = keep every run */
-	int history_retention_s;  /* 0 = keep all price history */
-	int event_retention_s;    /* 0 = keep every event */
-	double notify_change_pct; /* price moves above this are events; 0 = none */
-	StockxCurrencies currencies;
-} StockxStoreConfig;
+#include "stockx_config.h"
+#include "stockx_types.h"
 
 /* How writing one row went. */
 typedef enum StockxWriteStatus
@@ -46,7 +32,7 @@ typedef struct StockxWritten
 
 extern void stockx_store_init(void);
 extern const char *stockx_store_schema(void);
-extern Oid stockx_store_relid(const char *relname);
+extern Oid stockx_extension_relid(const char *relname);
 extern void stockx_store_lock_claims(void);
 extern int stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live_pids,
                               int npids, StockxClaim **claims, MemoryContext cxt);
@@ -73,6 +59,7 @@ extern void stockx_store_prune_runs(int retention_s);
 extern void stockx_store_prune_events(int retention_s);
 extern bool stockx_store_history_due(void);
 extern void stockx_store_maintain_history(void);
+extern void stockx_store_analyze_queue(void);
 extern void stockx_store_load_quota(int64 day, SxPersisted *out);
 extern void stockx_store_save_quota(const SxPersisted *in);
 

@@ -26,6 +26,9 @@
 #include "clock.h"
 #include "token_cache.h"
 
+/* the name of the area and of its lock, as pg_stat_activity shows waits on it */
+#define SX_TOKEN_TRANCHE "stockx_enrich token"
+
 #define SX_ACCESS_TOKEN_MAX  8192
 #define SX_REFRESH_TOKEN_MAX 4096
 #define SX_CHAIN_MAX         16
@@ -55,20 +58,25 @@ token_hash(const char *s)
 	return hash_bytes_extended((const unsigned char *) s, strlen(s), UINT64CONST(0x5458));
 }
 
-Size
-stockx_token_shmem_size(void)
+/* Ask for the area and its lock (from the shmem_request_hook). */
+void
+stockx_token_shmem_request(void)
 {
-	return sizeof(StockxTokenShared);
+	RequestAddinShmemSpace(sizeof(StockxTokenShared));
+	RequestNamedLWLockTranche(SX_TOKEN_TRANCHE, 1);
 }
 
+/* Attach to the area, making it the first time (AddinShmemInitLock held). */
 void
-stockx_token_shmem_init(void *ptr, LWLock *lock, bool found)
+stockx_token_shmem_startup(void)
 {
-	shared = (StockxTokenShared *) ptr;
+	bool found;
+
+	shared = ShmemInitStruct(SX_TOKEN_TRANCHE, sizeof(StockxTokenShared), &found);
 	if (!found)
 	{
 		memset(shared, 0, sizeof(*shared));
-		shared->lock = lock;
+		shared->lock = &GetNamedLWLockTranche(SX_TOKEN_TRANCHE)->lock;
 	}
 }
 

@@ -15,8 +15,8 @@ typedef enum StockxRefreshTurn
 	SX_REFRESH_WAIT      /* another one is at it, or the last attempt failed just now */
 } StockxRefreshTurn;
 
-extern Size stockx_token_shmem_size(void);
-extern void stockx_token_shmem_init(void *ptr, LWLock *lock, bool found);
+extern void stockx_token_shmem_request(void);
+extern void stockx_token_shmem_startup(void);
 
 extern bool stockx_token_get(char *buf, size_t buflen, uint64 *generation, int64 *renew_at);
 extern StockxRefreshTurn stockx_token_begin_refresh(int64 stale_after_us);

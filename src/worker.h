@@ -26,13 +26,7 @@ typedef struct StockxWorkerArgs
 StaticAssertDecl(sizeof(StockxWorkerArgs) <= BGW_EXTRALEN,
                  "StockxWorkerArgs must fit in bgw_extra");
 
-/* What the worker loop reads from the settings; filled on load and reload. */
-typedef struct StockxWorkerConfig
-{
-	int batch_size;
-	int commit_every;
-	int requests_in_flight;
-	int lease_s;
-} StockxWorkerConfig;
+/* stockx_enrich_start() registers it with bgw_function_name "stockx_enrich_worker_main" */
+extern PGDLLEXPORT void stockx_enrich_worker_main(Datum main_arg);
 
 #endif /* STOCKX_WORKER_H */

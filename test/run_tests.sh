@@ -7,7 +7,13 @@
 #
 #   sudo test/run_tests.sh            # everything
 #   sudo test/run_tests.sh t/010_enrich.pl   # one TAP file (plus unit and regress)
+#   sudo test/run_tests.sh --installed [t/...]   # the same against the installed
+#        Debian package (test/package.sh --install): nothing is built or
+#        installed from the tree; fails unless a package installed the
+#        extension and its files are as the package shipped them
 #
+# SANITIZE=0 leaves out the sanitizer run (the autopkgtest does: it tests
+# the tree's pure core, not the package).
 # PostgreSQL is found through pg_config: $PG_CONFIG when set, else the
 # pg_config of the server test/install_deps.sh installs for this release.
 # KEEP_TEST_DIR=1 keeps the scratch copy (logs, regression.diffs) and prints
@@ -16,6 +22,12 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
+
+installed=0
+if [ "${1:-}" = --installed ]; then
+	installed=1
+	shift
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "run as root: it installs packages and the extension, then drops to postgres" >&2
@@ -36,9 +48,26 @@ bindir=$("$PG_CONFIG" --bindir)
 export PATH="$bindir:$PATH"
 pgxs=$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)
 
-make -s clean
-make -s
-make -s install
+if [ $installed -eq 0 ]; then
+	make -s clean
+	make -s
+	make -s install
+else
+	# the package's files, untouched since it was installed (a `make
+	# install` over them shows here as changed files)
+	so="$("$PG_CONFIG" --pkglibdir)/stockx_enrich.so"
+	pkg=$(dpkg-query -S "$so" 2>/dev/null | sed -n '1s/: .*//p')
+	if [ -z "$pkg" ]; then
+		echo "--installed: no package installed $so (build and install one with test/package.sh --install)" >&2
+		exit 1
+	fi
+	changed=$(dpkg --verify "$pkg" 2>&1 | grep -E '\.(so|control|sql)$' || true)
+	if [ -n "$changed" ]; then
+		printf '%s\n' "--installed: files of $pkg differ from the package:" "$changed" >&2
+		exit 1
+	fi
+	echo "== testing the installed package $pkg $(dpkg-query -W -f='${Version}' "$pkg")"
+fi
 
 work=$(mktemp -d /tmp/stockx_enrich_test.XXXXXX)
 if [ "${KEEP_TEST_DIR:-0}" = 1 ]; then
@@ -55,6 +84,9 @@ cd "$work"
 as_pg() { runuser -u postgres -- env PATH="$PATH" PG_CONFIG="$PG_CONFIG" "$@"; }
 
 status=0
+echo "== layers (includes go down, no circle: test/check_layers.py)"
+python3 test/check_layers.py || status=1
+
 echo "== unit tests (pure core)"
 as_pg make -s -C "$work" unit
 unit_tests=()
@@ -64,7 +96,11 @@ as_pg prove --exec '' "${unit_tests[@]}" || status=1
 echo "== sanitizers (the unit tests and the fuzz harness under ASan and UBSan)"
 # as root: it may install clang's sanitizer runtime; it builds in a scratch
 # directory of its own and needs no database
-test/sanitize.sh || status=1
+if [ "${SANITIZE:-1}" = 0 ]; then
+	echo "(left out: SANITIZE=0)"
+else
+	test/sanitize.sh || status=1
+fi
 
 echo "== pg_regress"
 # TAP_TESTS= : pg_regress alone here; the TAP suite runs below, with its

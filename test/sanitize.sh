@@ -22,6 +22,7 @@ UNIT_TESTS=(
 	"test_limiter: test/unit/test_limiter.c src/limiter.c"
 	"test_json: test/unit/test_json.c src/stockx_json.c src/unicode_fold.c"
 	"test_unicode_fold: test/unit/test_unicode_fold.c src/unicode_fold.c"
+	"test_checks: test/unit/test_checks.c src/checks.c"
 )
 FUZZERS=(
 	"fuzz_json: test/fuzz/fuzz_json.c src/stockx_json.c src/unicode_fold.c"
@@ -111,6 +112,7 @@ log "$(clang --version | head -n 1)"
 
 read -r -a JSONC_CFLAGS <<<"$(pkg-config --cflags json-c)"
 read -r -a JSONC_LIBS <<<"$(pkg-config --libs json-c)"
+read -r -a CURL_LIBS <<<"$(curl-config --libs)"
 
 # ASan reports leaks too; a sanitizer report always ends the program with
 # a non-zero status (halt_on_error, -fno-sanitize-recover=all).
@@ -152,7 +154,7 @@ for entry in "${UNIT_TESTS[@]}"; do
 	bin="$work/$entry_name"
 	log "build $entry_name: ${entry_srcs[*]}"
 	if ! clang "${CFLAGS_COMMON[@]}" "${SAN_FLAGS[@]}" "${JSONC_CFLAGS[@]}" -o "$bin" \
-		"${entry_srcs[@]}" "${JSONC_LIBS[@]}" -lm >"$work/$entry_name.build.log" 2>&1; then
+		"${entry_srcs[@]}" "${JSONC_LIBS[@]}" "${CURL_LIBS[@]}" -lm >"$work/$entry_name.build.log" 2>&1; then
 		cat "$work/$entry_name.build.log"
 		fail "$entry_name (build)"
 		continue

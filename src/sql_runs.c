@@ -1,5 +1,5 @@
 /*-------------------------------------------------------------------------
- * run_control.c
+ * sql_runs.c
  *	  The SQL functions that control runs: stockx_enrich_start(),
  *	  stockx_enrich_stop() and stockx_enrich_wait().
  *
@@ -38,12 +38,13 @@
 
 #include "clock.h"
 #include "credentials.h"
+#include "quota.h"
 #include "settings.h"
 #include "shared_limiter.h"
-#include "quota.h"
 #include "shmem.h"
 #include "slots.h"
 #include "store.h"
+#include "support.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(stockx_enrich_start);
@@ -56,7 +57,7 @@ typedef struct PendingStart
 	int64 run_id;
 	int run_index;
 	int nhandles;
-	BackgroundWorkerHandle *handles[64];
+	BackgroundWorkerHandle *handles[SX_MAX_WORKERS];
 } PendingStart;
 
 static void
@@ -136,7 +137,7 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 	const char *missing;
 	int64 run_id;
 	int64 active;
-	int slots[64];
+	int slots[SX_MAX_WORKERS];
 	int free_slots = 0;
 	volatile int launched = 0;
 	volatile int i;

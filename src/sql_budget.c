@@ -1,5 +1,5 @@
 /*-------------------------------------------------------------------------
- * shared_budget.c
+ * sql_budget.c
  *	  The account's request budget, shared with programs outside the
  *	  database: stockx_enrich_acquire() waits for a slot of the cluster's
  *	  limiter (the one the workers use) and stockx_enrich_report() feeds
@@ -33,10 +33,10 @@
 #include "access/xlog.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
-#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
@@ -44,10 +44,11 @@
 #include "clock.h"
 #include "events.h"
 #include "limiter.h"
-#include "shared_limiter.h"
 #include "quota.h"
+#include "shared_limiter.h"
 #include "shmem.h"
 #include "store.h"
+#include "support.h"
 
 PG_FUNCTION_INFO_V1(stockx_enrich_acquire);
 PG_FUNCTION_INFO_V1(stockx_enrich_report);

@@ -1,5 +1,5 @@
 /*-------------------------------------------------------------------------
- * status_views.c
+ * sql_views.c
  *	  The shared-memory readers behind stockx_enrich_status and
  *	  stockx_enrich_limiter.  They copy under the owners' locks and build
  *	  tuples afterwards; times of the monotonic clock are shown as wall
@@ -18,6 +18,7 @@
 #include "shared_limiter.h"
 #include "shmem.h"
 #include "slots.h"
+#include "support.h"
 
 PG_FUNCTION_INFO_V1(stockx_enrich_worker_status);
 PG_FUNCTION_INFO_V1(stockx_enrich_limiter_state);
