@@ -729,7 +729,10 @@ class Bench:
                 self.proxy.start(self.nginx.port, net)
             self.cluster.restart(self.base_settings(sc))
             db = self.cluster.psql()
-            db.query("TRUNCATE stockx_product, stockx_price_history CASCADE")
+            # stockx_quota too: the limiter persists its day count, rolling
+            # window and learnt pacing margin there, and each scenario starts
+            # from nothing learnt
+            db.query("TRUNCATE stockx_product, stockx_price_history, stockx_quota CASCADE")
             prefix = "ST-" if static else f"B{sc['key']}-"
             db.query(f"SELECT stockx_enrich_enqueue(array_agg('{prefix}' || lpad(g::text, 5, '0'))) "
                      f"FROM generate_series(1, {sc['skus']}) g")
