@@ -35,7 +35,8 @@ OBJS = \
 	src/sql_views.o \
 	src/stockx_enrich.o
 
-# every versioned script: 1.1 is installed as 1.0 plus the update to 1.1
+# every versioned script: the full script of the current version (written
+# by tools/full_script.sh), 1.0 and the updates from it
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 PGFILEDESC = "stockx_enrich - StockX catalogue enrichment"
 

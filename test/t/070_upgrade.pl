@@ -1,8 +1,11 @@
 # Upgrades: a database on 1.0, with data in it, updated with ALTER EXTENSION
 # ... UPDATE ends up with exactly the schema of a fresh install of the
 # current version (pg_dump --schema-only of both, compared), keeps its
-# rows, and runs.  Every later schema change adds an update script and this
-# test keeps passing.
+# rows, and runs.  A fresh install runs the full script of the current
+# version (sql/stockx_enrich--<version>.sql, written by
+# tools/full_script.sh), the update goes through every update script.
+# Every later schema change adds an update script and this test keeps
+# passing.
 use strict;
 use warnings;
 
@@ -10,10 +13,20 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use StockxTest;
 
+# the full script is the update chain as the tool writes it
+my $tool = "$ENV{TESTDIR}/../tools/full_script.sh";
+my ($tool_out, $tool_err);
+ok(IPC::Run::run([ 'bash', $tool, '--check' ], '>', \$tool_out, '2>', \$tool_err),
+	'sql/stockx_enrich--<current>.sql is what tools/full_script.sh makes of the update chain')
+  or diag $tool_err;
+
 my $node = stockx_node('upgrade');
 my $current = $node->safe_psql('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'stockx_enrich'");
 isnt($current, '1.0', "the current version ($current) is newer than 1.0");
+my $sharedir = $node->config_data('--sharedir');
+ok(-f "$sharedir/extension/stockx_enrich--$current.sql",
+	"the full script of $current is installed: CREATE EXTENSION runs one file");
 
 $node->safe_psql('postgres', 'CREATE DATABASE old_install');
 $node->safe_psql('postgres', 'CREATE DATABASE new_install');
