@@ -324,7 +324,8 @@ static Statement st_queue_stale = {
 	{ OIDOID }
 };
 
-static Statement st_queue_analyze = { "ANALYZE (SKIP_LOCKED) @extschema@.stockx_product", 0,
+static Statement st_queue_analyze = { "ANALYZE (SKIP_LOCKED) @extschema@.stockx_product",
+	                                  0,
 	                                  { InvalidOid } };
 
 /*

@@ -287,23 +287,23 @@ static Statement st_market_update = {
  */
 #define MARKET_U_UP                                                                                \
 	"WITH u AS ( "                                                                                 \
-	"  SELECT DISTINCT ON (u.id::uuid) u.id::uuid AS variant_id, u.ask::numeric AS ask, "         \
-	"         u.bid::numeric AS bid, u.faster::numeric AS faster, u.more::numeric AS more, "      \
-	"         u.flex::numeric AS flex, u.beat::numeric AS beat, u.flexm::jsonb AS flexm, "        \
+	"  SELECT DISTINCT ON (u.id::uuid) u.id::uuid AS variant_id, u.ask::numeric AS ask, "          \
+	"         u.bid::numeric AS bid, u.faster::numeric AS faster, u.more::numeric AS more, "       \
+	"         u.flex::numeric AS flex, u.beat::numeric AS beat, u.flexm::jsonb AS flexm, "         \
 	"         u.directm::jsonb AS directm "                                                        \
 	"    FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]), "           \
 	"         pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[]), "                      \
 	"         pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[]), "                      \
 	"         pg_catalog.unnest($10::text[]), pg_catalog.unnest($11::text[]), "                    \
 	"         pg_catalog.unnest($12::text[])) "                                                    \
-	"         AS u(id, ask, bid, faster, more, flex, beat, flexm, directm) "                      \
-	"   WHERE u.id::uuid IN (SELECT variant_id FROM @extschema@.stockx_variant WHERE sku = $1) "  \
+	"         AS u(id, ask, bid, faster, more, flex, beat, flexm, directm) "                       \
+	"   WHERE u.id::uuid IN (SELECT variant_id FROM @extschema@.stockx_variant WHERE sku = $1) "   \
 	"   ORDER BY u.id::uuid), "                                                                    \
 	"up AS ( "                                                                                     \
 	"  INSERT INTO @extschema@.stockx_market AS m (variant_id, currency_code, lowest_ask, "        \
 	"         highest_bid, sell_faster, earn_more, flex_lowest_ask, beat_us, flex, direct, "       \
 	"         market_updated_at) "                                                                 \
-	"  SELECT variant_id, $8, ask, bid, faster, more, flex, beat, flexm, directm, "               \
+	"  SELECT variant_id, $8, ask, bid, faster, more, flex, beat, flexm, directm, "                \
 	"         pg_catalog.now() FROM u "                                                            \
 	"  ON CONFLICT (variant_id, currency_code) DO UPDATE SET "                                     \
 	"    lowest_ask = EXCLUDED.lowest_ask, highest_bid = EXCLUDED.highest_bid, "                   \
@@ -325,14 +325,12 @@ static Statement st_market_update = {
  * product), no price move.
  */
 static Statement st_market_first = {
-	MARKET_U_UP
-	"INSERT INTO @extschema@.stockx_price_history (variant_id, sku, currency_code, "
-	"       observed_at, lowest_ask, highest_bid, sell_faster, earn_more) "
-	"SELECT up.variant_id, $1, $8, pg_catalog.now(), up.lowest_ask, up.highest_bid, "
-	"       up.sell_faster, up.earn_more FROM up "
-	"ON CONFLICT DO NOTHING",
-	12,
-	MARKET_TYPES
+	MARKET_U_UP "INSERT INTO @extschema@.stockx_price_history (variant_id, sku, currency_code, "
+	            "       observed_at, lowest_ask, highest_bid, sell_faster, earn_more) "
+	            "SELECT up.variant_id, $1, $8, pg_catalog.now(), up.lowest_ask, up.highest_bid, "
+	            "       up.sell_faster, up.earn_more FROM up "
+	            "ON CONFLICT DO NOTHING",
+	12, MARKET_TYPES
 };
 
 /*
@@ -344,7 +342,8 @@ static Statement st_market_first = {
  * queues them (events.c).
  */
 static Statement st_market_record = {
-	MARKET_U_UP ", "
+	MARKET_U_UP
+	", "
 	"old AS ( "
 	"  SELECT m.variant_id, m.lowest_ask, m.highest_bid, m.sell_faster, m.earn_more "
 	"    FROM u CROSS JOIN LATERAL (SELECT * FROM @extschema@.stockx_market m "
@@ -370,8 +369,7 @@ static Statement st_market_record = {
 	"   AND (pg_catalog.abs(up.lowest_ask - old.lowest_ask) * 100 > $9::numeric * old.lowest_ask "
 	"     OR pg_catalog.abs(up.highest_bid - old.highest_bid) * 100 > $9::numeric * old.highest_bid) "
 	" ORDER BY up.variant_id",
-	12,
-	MARKET_TYPES
+	12, MARKET_TYPES
 };
 
 /*
