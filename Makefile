@@ -33,6 +33,7 @@ OBJS = \
 	src/sql_runs.o \
 	src/sql_budget.o \
 	src/sql_views.o \
+	src/sql_oauth.o \
 	src/stockx_enrich.o
 
 # every versioned script: the full script of the current version (written

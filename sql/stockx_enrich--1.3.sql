@@ -2012,3 +2012,39 @@ CREATE VIEW @extschema@.stockx_enrich_alerts AS
 
 GRANT SELECT ON @extschema@.stockx_enrich_limiter, @extschema@.stockx_enrich_budget,
 	@extschema@.stockx_enrich_alerts TO pg_monitor;
+
+-- ---------------------------------------------------------------- logging in to StockX
+
+-- From install to the first real request: a superuser logs the account in
+-- through OAuth's authorization-code flow.  stockx_enrich_authorize_url()
+-- makes the URL a person opens in a browser, with a state good for 10
+-- minutes and one use; stockx_enrich_redeem_code() checks the state,
+-- redeems the code the browser came back with at the token endpoint, and
+-- writes the refresh token to stockx_enrich.credentials_file.  The table
+-- keeps a state's SHA-256 only (never the state, never a secret), with the
+-- redirect URI the code must be redeemed with; rows a day past their
+-- expiry are deleted by the next stockx_enrich_authorize_url().
+CREATE TABLE @extschema@.stockx_oauth_state (
+	state_hash bytea PRIMARY KEY,
+	redirect_uri text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+	expires_at timestamptz NOT NULL,
+	used_at timestamptz
+);
+REVOKE ALL ON @extschema@.stockx_oauth_state FROM PUBLIC;
+
+-- Superusers only (checked in C too); not SECURITY DEFINER.
+CREATE FUNCTION @extschema@.stockx_enrich_authorize_url(redirect_uri text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'stockx_enrich_authorize_url'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION @extschema@.stockx_enrich_authorize_url(text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.stockx_enrich_redeem_code(code text, state text,
+	OUT credentials_file text, OUT scope text, OUT access_token_expires_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stockx_enrich_redeem_code'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION @extschema@.stockx_enrich_redeem_code(text, text) FROM PUBLIC;

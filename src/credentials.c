@@ -14,9 +14,10 @@
  *
  * A file that cannot be used stops a start (ERROR); on a reload it only
  * WARNs and the previous secrets stay in force.  When StockX rotates the
- * refresh token, the new one is written back to the file atomically (a
- * private temporary file renamed over it).  Copies live in
- * TopMemoryContext and are zeroed before they are freed.
+ * refresh token, or a superuser logs in (stockx_enrich_redeem_code()), the
+ * new one is written to the file atomically (a private temporary file
+ * renamed over it).  Copies live in TopMemoryContext and are zeroed before
+ * they are freed.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -324,15 +325,15 @@ write_all(int fd, const char *data, size_t len)
 }
 
 /*
- * Write a rotated refresh token back to the credentials file, keeping every
- * other line: a private temporary file in the same directory, flushed, then
- * renamed over the old one.  False (with *errbuf saying why, never the
- * token) when the token did not come from the file or cannot be written.
+ * Write a refresh token to the credentials file at path, keeping every
+ * other line (the first refresh_token line is replaced, later ones
+ * dropped; none: one is appended): a private temporary file in the same
+ * directory, flushed, then renamed over the old one.  False (with *errbuf
+ * saying why, never the token) when it cannot be written.
  */
-bool
-stockx_credentials_save_refresh_token(const char *token, char *errbuf, size_t errlen)
+static bool
+write_refresh_token(const char *path, const char *token, char *errbuf, size_t errlen)
 {
-	const char *path = stockx_settings_credentials_file();
 	FileProblem pr;
 	StringInfoData out;
 	char *tmp;
@@ -344,13 +345,6 @@ stockx_credentials_save_refresh_token(const char *token, char *errbuf, size_t er
 	bool replaced = false;
 	bool ok;
 
-	if (path == NULL || !stockx_credentials_in_file(SX_SECRET_REFRESH_TOKEN))
-	{
-		snprintf(errbuf, errlen,
-		         "the refresh token comes from stockx_enrich.refresh_token, not from "
-		         "stockx_enrich.credentials_file");
-		return false;
-	}
 	if (!sx_secret_is_clean(token) || strchr(token, '\'') != NULL)
 	{
 		snprintf(errbuf, errlen, "the new token has characters the credentials file cannot hold");
@@ -385,7 +379,12 @@ stockx_credentials_save_refresh_token(const char *token, char *errbuf, size_t er
 	}
 	fclose(f);
 	if (!replaced)
+	{
+		/* a last line without its newline stays a line of its own */
+		if (out.len > 0 && out.data[out.len - 1] != '\n')
+			appendStringInfoChar(&out, '\n');
 		appendStringInfo(&out, "refresh_token = '%s'\n", token);
+	}
 
 	tmp = psprintf("%s.tmp.%d", path, MyProcPid);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, S_IRUSR | S_IWUSR);
@@ -419,4 +418,45 @@ stockx_credentials_save_refresh_token(const char *token, char *errbuf, size_t er
 	pfree(line);
 	pfree(tmp);
 	return ok;
+}
+
+/*
+ * A rotated refresh token: written back to the credentials file when the
+ * one it replaces came from there.  False (with *errbuf saying why, never
+ * the token) when the token did not come from the file or cannot be
+ * written.
+ */
+bool
+stockx_credentials_save_refresh_token(const char *token, char *errbuf, size_t errlen)
+{
+	const char *path = stockx_settings_credentials_file();
+
+	if (path == NULL || !stockx_credentials_in_file(SX_SECRET_REFRESH_TOKEN))
+	{
+		snprintf(errbuf, errlen,
+		         "the refresh token comes from stockx_enrich.refresh_token, not from "
+		         "stockx_enrich.credentials_file");
+		return false;
+	}
+	return write_refresh_token(path, token, errbuf, errlen);
+}
+
+/*
+ * The refresh token of a new login (stockx_enrich_redeem_code()): written
+ * to the credentials file whether or not it held one, where it overrides
+ * stockx_enrich.refresh_token.  The file must exist (with the rest of the
+ * secrets).  False (with *errbuf saying why, never the token) when no file
+ * is configured or it cannot be written.
+ */
+bool
+stockx_credentials_write_refresh_token(const char *token, char *errbuf, size_t errlen)
+{
+	const char *path = stockx_settings_credentials_file();
+
+	if (path == NULL)
+	{
+		snprintf(errbuf, errlen, "stockx_enrich.credentials_file is not set");
+		return false;
+	}
+	return write_refresh_token(path, token, errbuf, errlen);
 }

@@ -15,5 +15,6 @@ extern const char *stockx_secret(StockxSecret which);
 extern bool stockx_credentials_configured(const char **missing);
 extern bool stockx_credentials_in_file(StockxSecret which);
 extern bool stockx_credentials_save_refresh_token(const char *token, char *errbuf, size_t errlen);
+extern bool stockx_credentials_write_refresh_token(const char *token, char *errbuf, size_t errlen);
 
 #endif /* STOCKX_CREDENTIALS_H */

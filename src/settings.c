@@ -14,8 +14,8 @@
  * never repeats the value.
  *
  * URLs must be https://, or http:// to a loopback address (the token URL
- * carries the client secret, the API URL the API key), and may not carry a
- * user name or password.
+ * carries the client secret, the API URL the API key, the authorization
+ * URL a person's login), and may not carry a user name or password.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -36,6 +36,7 @@
 
 static char *api_base_url = NULL;
 static char *token_url = NULL;
+static char *authorize_url = NULL;
 static char *credentials_file = NULL;
 static double requests_per_second = 1.0;
 static double pacing_margin_ms = 2.0;
@@ -211,6 +212,11 @@ stockx_settings_define(void)
 	                           "OAuth token endpoint used to refresh the access token.", NULL,
 	                           &token_url, "https://accounts.stockx.com/oauth/token", PGC_SIGHUP, 0,
 	                           check_url, NULL, NULL);
+	DefineCustomStringVariable("stockx_enrich.authorize_url",
+	                           "OAuth authorization endpoint a person logs in at (the URL of "
+	                           "stockx_enrich_authorize_url()).",
+	                           NULL, &authorize_url, "https://accounts.stockx.com/authorize",
+	                           PGC_SIGHUP, 0, check_url, NULL, NULL);
 	define_secret(SX_SECRET_API_KEY, "StockX API key (x-api-key header).", check_api_key,
 	              assign_api_key, show_api_key);
 	define_secret(SX_SECRET_CLIENT_ID, "OAuth client id.", check_client_id, assign_client_id,
@@ -398,6 +404,13 @@ stockx_settings_secret(StockxSecret which)
 	const char *value = secret_values[which];
 
 	return (value != NULL && value[0] != '\0') ? value : NULL;
+}
+
+/* The authorization endpoint (checked like token_url). */
+const char *
+stockx_settings_authorize_url(void)
+{
+	return authorize_url;
 }
 
 const char *

@@ -25,5 +25,6 @@ extern void stockx_settings_worker(StockxWorkerConfig *config);
 extern int stockx_settings_max_workers(void);
 extern const char *stockx_settings_secret(StockxSecret which);
 extern const char *stockx_settings_credentials_file(void);
+extern const char *stockx_settings_authorize_url(void);
 
 #endif /* STOCKX_SETTINGS_H */

@@ -618,13 +618,27 @@ sx_parse_token(const char *body, size_t len, const SxAllocator *a, SxToken *out,
  * The message of an error body ({"statusCode", "message"} or
  * {"errorMessage"} or OAuth's {"error_description"}), printable ASCII only.
  */
-void
-sx_parse_error_message(const char *body, size_t len, char *buf, size_t buflen)
+/* Printable ASCII of s into buf ('?' for anything else), cut to buflen. */
+static void
+copy_printable(const char *s, char *buf, size_t buflen)
 {
-	static const char *const keys[] = { "message", "errorMessage", "error_description", "error" };
-	json_object *root;
-	const char *msg = NULL;
 	size_t i, o = 0;
+
+	for (i = 0; s[i] != '\0' && o + 1 < buflen; i++)
+		buf[o++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	buf[o] = '\0';
+}
+
+/*
+ * The first of keys[0..nkeys) that is a string member of the JSON object
+ * body, as printable ASCII in buf; "" when there is none.
+ */
+static void
+first_string_member(const char *body, size_t len, const char *const *keys, size_t nkeys, char *buf,
+                    size_t buflen)
+{
+	json_object *root;
+	size_t i;
 
 	if (buflen == 0)
 		return;
@@ -632,22 +646,37 @@ sx_parse_error_message(const char *body, size_t len, char *buf, size_t buflen)
 	root = parse_body(body, len, NULL);
 	if (root != NULL && json_object_is_type(root, json_type_object))
 	{
-		for (i = 0; i < sizeof(keys) / sizeof(keys[0]) && msg == NULL; i++)
+		for (i = 0; i < nkeys; i++)
 		{
 			json_object *val;
 
 			if (json_object_object_get_ex(root, keys[i], &val) &&
 			    json_object_is_type(val, json_type_string))
-				msg = json_object_get_string(val);
+			{
+				copy_printable(json_object_get_string(val), buf, buflen);
+				break;
+			}
 		}
 	}
-	if (msg != NULL)
-	{
-		for (i = 0; msg[i] != '\0' && o + 1 < buflen; i++)
-			buf[o++] = (msg[i] >= 0x20 && msg[i] < 0x7f) ? msg[i] : '?';
-		buf[o] = '\0';
-	}
 	json_object_put(root);
+}
+
+void
+sx_parse_error_message(const char *body, size_t len, char *buf, size_t buflen)
+{
+	static const char *const keys[] = { "message", "errorMessage", "error_description", "error" };
+
+	first_string_member(body, len, keys, sizeof(keys) / sizeof(keys[0]), buf, buflen);
+}
+
+/*
+ * A string member of a JSON object body as printable ASCII (the OAuth
+ * "error" code of a refused grant, the "scope" granted); "" when absent.
+ */
+void
+sx_parse_string_member(const char *body, size_t len, const char *key, char *buf, size_t buflen)
+{
+	first_string_member(body, len, &key, 1, buf, buflen);
 }
 
 static void

@@ -114,6 +114,8 @@ extern SxParseResult sx_parse_market(const char *body, size_t len, const SxAlloc
 extern SxParseResult sx_parse_token(const char *body, size_t len, const SxAllocator *a,
                                     SxToken *out, char *errbuf);
 extern void sx_parse_error_message(const char *body, size_t len, char *buf, size_t buflen);
+extern void sx_parse_string_member(const char *body, size_t len, const char *key, char *buf,
+                                   size_t buflen);
 
 extern bool sx_style_id_matches(const char *style_id, const char *sku);
 extern bool sx_is_uuid(const char *s);

@@ -15,7 +15,7 @@ import sys
 # layer: group: files.  1 is the top.
 LAYERS = """
 1 entry:      stockx_enrich.c
-1 sql:        sql_runs.c sql_budget.c sql_views.c
+1 sql:        sql_runs.c sql_budget.c sql_views.c sql_oauth.c
 2 worker:     worker.c worker.h worker_int.h worker_commit.c worker_run.c worker_token.c worker_tx.c
 3 enrich:     enrich.c enrich.h
 3 store:      store.c store.h store_int.h store_claim.c store_write.c store_runs.c

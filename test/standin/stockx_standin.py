@@ -10,8 +10,11 @@ port).  Nothing goes to stderr unless --verbose.
 API (clients use base URL http://127.0.0.1:PORT/v2), as StockX's OpenAPI
 document ("StockX Public API 2.0.0") gives it; endpoint names (log, stats,
 fail_next) in brackets:
+    GET  /authorize?response_type=code&client_id=&redirect_uri=&scope=&audience=&state=
+         the login page, as the browser sees it once the person has logged
+         in: 302 to redirect_uri?code=...&state=... (see Login below)
     POST /oauth/token                                   [token]
-         refresh-token grant (form-urlencoded)
+         refresh-token and authorization-code grants (form-urlencoded)
     GET  /v2/catalog/search?query=&pageNumber=&pageSize=            [search]
          200 Search {count, pageSize, pageNumber, hasNextPage, products:
          [SearchProduct]}; never 400 or 404 (see Search below)
@@ -121,6 +124,36 @@ each candidate's variants to find the one that carries the GTIN.
 one) and adds "gtin_match": {"sku", "variantId", "type"}; unmatched digits
 give {"found": false, ...}.  Queries that are not 8-14 digits are SKUs.
 
+Login (OAuth authorization-code flow, as Auth0 plays it for StockX): GET
+/authorize (not logged, not gated) stands for the login page after a
+successful login.  An unknown client_id, or a redirect_uri that is missing
+or not http(s):// (or has a fragment), is 400 {"error", "error_description"}
+with no redirect (Auth0 shows an error page).  Otherwise the answer is 302
+with Location redirect_uri plus "?" (or "&" when it has a query already)
+and either code=<new code>&state=<state> (state only when one was sent,
+URL-encoded as received) or, when response_type is not "code",
+error=unsupported_response_type, or when audience is not
+"gateway.stockx.com", error=access_denied (&error_description=..., &state=).
+A code is good once, for code_ttl_s seconds (default 600), for the
+client_id and redirect_uri of its /authorize, and gives a refresh token
+only when the scope (space-separated) holds offline_access.
+POST /oauth/token with grant_type=authorization_code, client_id,
+client_secret, code, redirect_uri: a missing field is 400 invalid_request;
+a client_id or client_secret other than the stand-in's is 401
+{"error": "access_denied", "error_description": "Unauthorized"} (the code
+stays good); an unknown, used or expired code, or one issued for another
+redirect_uri or client: 403 {"error": "invalid_grant", "error_description":
+"Invalid authorization code"} (a known code is spent by the attempt);
+else 200 {"access_token", "refresh_token" (with offline_access), "id_token",
+"scope", "expires_in" (token_ttl_s), "token_type": "Bearer"}.  The refresh
+token (48 hex digits) is then good for the refresh-token grant, besides
+--refresh-token: the stand-in keeps a set of good refresh tokens; with
+rotate_refresh_token a refresh replaces the token it used by the new one.
+grant_type=refresh_token needs client_id, client_secret, refresh_token and
+audience (gateway.stockx.com): anything wrong is 401 invalid_grant.  Any
+other grant_type is 400 unsupported_grant_type.  POST /_admin/config with
+"expire_codes": true expires every code issued so far.
+
 Config keys that change the catalogue's answers (POST /_admin/config):
     uppercase_ids      bool, default false: every productId and variantId in the
                        API answers (search, product, variants, variant, gtin,
@@ -183,11 +216,13 @@ Admin (no auth, not logged, no latency):
     GET  /_admin/stats  -> {"total", "api_total", "token_total", "by_status",
          "by_endpoint", "by_endpoint_status", "min_gap_ms", "count_429",
          "blocked", "blocks", "block_started_t", "block_until_t",
-         "tokens_issued", "now_t"}
+         "tokens_issued", "codes_issued", "codes_redeemed", "now_t"}
     GET  /_admin/config -> current config
     POST /_admin/config JSON object merged (top-level keys replaced) into config;
-         keys: see DEFAULT_CONFIG below, plus the action "expire_tokens": true.
-    POST /_admin/reset  clears log, counters, block state, config.
+         keys: see DEFAULT_CONFIG below, plus the actions "expire_tokens": true
+         and "expire_codes": true.
+    POST /_admin/reset  clears log, counters, block state, config, the codes
+         and the refresh tokens issued (--refresh-token is good again).
 Endpoint names: token search gtin product variants variant market
 variant_market other.
 
@@ -236,7 +271,7 @@ rules without "endpoint" never match token requests.
 import argparse, copy, datetime, email.utils, hashlib, json, os, re, secrets
 import random, signal, socket, sys, threading, time, unicodedata, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlencode
 
 # The 30 codes of the document's CurrencyCode enum, each with a fixed rate
 # (units of the currency per USD; plausible, not live).
@@ -296,6 +331,7 @@ DEFAULT_CONFIG = {
     "block": None,               # {"after_429s": K, "seconds": N}
     "error_429_ratio": 0,        # every round(1/ratio)-th /v2 call gets 429
     "token_ttl_s": 43200,        # expires_in of newly issued tokens
+    "code_ttl_s": 600,           # authorization codes are good this long (and once)
     "revoke_tokens": False,      # every bearer (static too) -> 401
     "revoke_refresh_token": False,   # extra: token endpoint -> 401 invalid_grant
     "rotate_refresh_token": False,   # extra: each refresh returns a new refresh_token
@@ -685,7 +721,7 @@ def validate_config(cfg, patch):
     new = copy.deepcopy(cfg)
     for key, v in patch.items():
         default = DEFAULT_CONFIG.get(key, KeyError)
-        if key == "expire_tokens":
+        if key in ("expire_tokens", "expire_codes"):
             continue
         if default is KeyError:
             raise ValueError(f"unknown config key {key!r}")
@@ -797,7 +833,10 @@ class State:
         self.blocks = 0
         self.block_started_t = self.block_until_t = None
         self.tokens_issued = 0
-        self.refresh_token = self.args.refresh_token
+        # the refresh tokens the token endpoint accepts (rotation replaces one)
+        self.refresh_tokens = {self.args.refresh_token}
+        self.codes = {}         # authorization code -> its grant (see serve_authorize)
+        self.codes_issued = self.codes_redeemed = 0
         self.gate_rule = False
 
     def register(self, hits):
@@ -908,7 +947,20 @@ class State:
                 "blocked": self.block_until_t is not None and now < self.block_until_t,
                 "blocks": self.blocks, "block_started_t": self.block_started_t,
                 "block_until_t": self.block_until_t, "tokens_issued": self.tokens_issued,
+                "codes_issued": self.codes_issued, "codes_redeemed": self.codes_redeemed,
                 "now_t": now}
+
+    def issue_access_token(self):
+        """A new access token (self.lock held): the answer of a grant, without
+        refresh_token and scope."""
+        now, ttl = time.monotonic(), self.config["token_ttl_s"]
+        self.tokens = {k: exp for k, exp in self.tokens.items() if exp > now}
+        token = secrets.token_hex(32)
+        if self.config["token_crlf"]:
+            token = f"crlf-token-{token}\r\nX-Injected: 1"
+        self.tokens[token] = now + ttl
+        self.tokens_issued += 1
+        return {"access_token": token, "expires_in": ttl, "token_type": "Bearer"}
 
 
 # ---------------------------------------------------------------- HTTP
@@ -1002,6 +1054,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.respond(400, payload)
         if raw_path.startswith("/_admin/"):
             return self.admin(method, raw_path, raw_query, body)
+        if raw_path == "/authorize":
+            return self.serve_authorize(method, raw_query)
         st = self.server.state
         entry = {"t": self.t_arrival, "wall": self.wall_arrival, "method": method,
                  "path": raw_path, "query": raw_query, "status": None, "endpoint": endpoint,
@@ -1061,6 +1115,12 @@ class Handler(BaseHTTPRequestHandler):
             form = parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
         except UnicodeDecodeError:
             return fail(400, "invalid_request", "body is not UTF-8")
+        grant_type = first(form, "grant_type")
+        if grant_type == "authorization_code":
+            return self.serve_code_grant(form, fail)
+        if grant_type not in (None, "", "refresh_token"):
+            return fail(400, "unsupported_grant_type",
+                        "grant_type must be refresh_token or authorization_code")
         fields = {k: first(form, k) for k in
                   ("grant_type", "client_id", "client_secret", "refresh_token", "audience")}
         missing = sorted(k for k, v in fields.items() if not v)
@@ -1068,25 +1128,84 @@ class Handler(BaseHTTPRequestHandler):
             return fail(400, "invalid_request", "missing field(s): " + ", ".join(missing))
         st, a = self.server.state, self.server.state.args
         with st.lock:
-            good = (fields["grant_type"] == "refresh_token" and fields["client_id"] == a.client_id
+            good = (fields["client_id"] == a.client_id
                     and fields["client_secret"] == a.client_secret
-                    and fields["refresh_token"] == st.refresh_token
+                    and fields["refresh_token"] in st.refresh_tokens
                     and fields["audience"] == "gateway.stockx.com"
                     and not st.config["revoke_refresh_token"])
             if not good:
                 return fail(401, "invalid_grant", "Unknown or invalid refresh token.")
-            now, ttl = time.monotonic(), st.config["token_ttl_s"]
-            st.tokens = {k: exp for k, exp in st.tokens.items() if exp > now}
-            token = secrets.token_hex(32)
-            if st.config["token_crlf"]:
-                token = f"crlf-token-{token}\r\nX-Injected: 1"
-            st.tokens[token] = now + ttl
-            st.tokens_issued += 1
-            answer = {"access_token": token, "expires_in": ttl, "token_type": "Bearer",
-                      "scope": "offline_access openid", "id_token": "x"}
+            answer = st.issue_access_token()
+            answer.update(scope="offline_access openid", id_token="x")
             if st.config["rotate_refresh_token"]:
-                st.refresh_token = answer["refresh_token"] = secrets.token_hex(24)
+                st.refresh_tokens.discard(fields["refresh_token"])
+                answer["refresh_token"] = secrets.token_hex(24)
+                st.refresh_tokens.add(answer["refresh_token"])
         return 200, {}, answer
+
+    def serve_code_grant(self, form, fail):
+        """grant_type=authorization_code: a code of /authorize, once."""
+        fields = {k: first(form, k) for k in
+                  ("client_id", "client_secret", "code", "redirect_uri")}
+        missing = sorted(k for k, v in fields.items() if not v)
+        if missing:
+            return fail(400, "invalid_request", "missing field(s): " + ", ".join(missing))
+        st, a = self.server.state, self.server.state.args
+        with st.lock:
+            if fields["client_id"] != a.client_id or fields["client_secret"] != a.client_secret:
+                return fail(401, "access_denied", "Unauthorized")
+            grant = st.codes.pop(fields["code"], None)      # spent by any attempt
+            if (grant is None or time.monotonic() >= grant["expires"]
+                    or grant["client_id"] != fields["client_id"]
+                    or grant["redirect_uri"] != fields["redirect_uri"]):
+                return fail(403, "invalid_grant", "Invalid authorization code")
+            answer = st.issue_access_token()
+            answer.update(scope=grant["scope"], id_token="x")
+            if "offline_access" in grant["scope"].split():
+                answer["refresh_token"] = secrets.token_hex(24)
+                st.refresh_tokens.add(answer["refresh_token"])
+            st.codes_redeemed += 1
+        return 200, {}, answer
+
+    # -- the login page
+
+    def serve_authorize(self, method, raw_query):
+        """GET /authorize as the browser sees it after the person logged in:
+        a redirect to redirect_uri with a new code and the state."""
+        st, a = self.server.state, self.server.state.args
+        if method != "GET":
+            return self.respond(405, {"error": "invalid_request", "error_description": "use GET"})
+        params = parse_qs(raw_query, keep_blank_values=True)
+        client_id, redirect_uri = first(params, "client_id"), first(params, "redirect_uri")
+        state, scope = first(params, "state"), first(params, "scope") or ""
+        if client_id != a.client_id:
+            return self.respond(400, {"error": "invalid_request",
+                                      "error_description": "Unknown client"})
+        if not redirect_uri or not re.match(r"https?://[^/?#]+", redirect_uri) \
+                or "#" in redirect_uri:
+            return self.respond(400, {"error": "invalid_request",
+                                      "error_description": "redirect_uri is missing or invalid"})
+        back = {}
+        if first(params, "response_type") != "code":
+            back = {"error": "unsupported_response_type",
+                    "error_description": "Unsupported response type"}
+        elif first(params, "audience") != "gateway.stockx.com":
+            back = {"error": "access_denied",
+                    "error_description": "Service not found: %s" % first(params, "audience")}
+        else:
+            code = secrets.token_urlsafe(24)
+            with st.lock:
+                now = time.monotonic()
+                st.codes = {c: g for c, g in st.codes.items() if g["expires"] > now}
+                st.codes[code] = {"client_id": client_id, "redirect_uri": redirect_uri,
+                                  "scope": scope,
+                                  "expires": now + st.config["code_ttl_s"]}
+                st.codes_issued += 1
+            back = {"code": code}
+        if state is not None:
+            back["state"] = state
+        location = redirect_uri + ("&" if "?" in redirect_uri else "?") + urlencode(back)
+        self.respond(302, {"redirect": location}, {"Location": location})
 
     # -- catalogue endpoints
 
@@ -1251,6 +1370,10 @@ class Handler(BaseHTTPRequestHandler):
                 if patch.get("expire_tokens"):
                     now = time.monotonic()
                     st.tokens = {k: min(exp, now) for k, exp in st.tokens.items()}
+                if patch.get("expire_codes"):
+                    now = time.monotonic()
+                    st.codes = {c: dict(g, expires=min(g["expires"], now))
+                                for c, g in st.codes.items()}
                 answer = {"ok": True, "config": copy.deepcopy(st.config)}
             else:
                 return self.respond(404, {"error": f"no admin route {method} {path}"})

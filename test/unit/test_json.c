@@ -1102,6 +1102,41 @@ test_error_message(void)
 	is_str(tiny, "zz", "error: buflen 0 leaves the buffer alone");
 }
 
+static const char *
+string_member(const char *body, const char *key, char *buf, size_t buflen)
+{
+	size_t len = strlen(body);
+	char *copy = exact_copy(body, len);
+
+	sx_parse_string_member(copy, len, key, buf, buflen);
+	free(copy);
+	return buf;
+}
+
+/* One named string member: the OAuth error code, the scope granted. */
+static void
+test_string_member(void)
+{
+	char buf[64];
+	char tiny[4];
+
+	is_str(string_member("{\"error\":\"invalid_grant\",\"error_description\":\"d\"}", "error", buf,
+	                     sizeof(buf)),
+	       "invalid_grant", "member: the OAuth error code, not its description");
+	is_str(string_member("{\"scope\":\"offline_access openid\"}", "scope", buf, sizeof(buf)),
+	       "offline_access openid", "member: the scope");
+	is_str(string_member("{\"scope\":[\"openid\"]}", "scope", buf, sizeof(buf)), "",
+	       "member: not a string -> empty");
+	is_str(string_member("{\"error\":\"x\"}", "scope", buf, sizeof(buf)), "",
+	       "member: absent -> empty");
+	is_str(string_member("[\"scope\"]", "scope", buf, sizeof(buf)), "", "member: array -> empty");
+	is_str(string_member("not json", "scope", buf, sizeof(buf)), "", "member: non-JSON -> empty");
+	is_str(string_member("{\"scope\":\"a\\nb\u00e9\"}", "scope", buf, sizeof(buf)), "a?b??",
+	       "member: control and non-ASCII bytes replaced by '?'");
+	is_str(string_member("{\"scope\":\"openid\"}", "scope", tiny, sizeof(tiny)), "ope",
+	       "member: truncated to the buffer, NUL-terminated");
+}
+
 /* ----------------------------------------------------------------------
  * Validators
  * ----------------------------------------------------------------------
@@ -1401,6 +1436,7 @@ main(void)
 	test_invalid_json();
 	test_token();
 	test_error_message();
+	test_string_member();
 	test_validators();
 	test_failing_allocator();
 	track_destroy();
