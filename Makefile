@@ -54,6 +54,7 @@ TAP_TESTS = 1
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+include $(srcdir)/test/isolation/isolation.mk
 
 # after PGXS, whose Makefile.global sets them empty
 PROVE_TESTS ?= test/t/*.pl

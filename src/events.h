@@ -31,7 +31,7 @@ typedef struct StockxEventIds
 	const char **kinds;
 } StockxEventIds;
 
-extern void stockx_events_init(StockxEventQueue *q, MemoryContext parent);
+extern PGDLLEXPORT void stockx_events_init(StockxEventQueue *q, MemoryContext parent);
 extern void stockx_events_add(StockxEventQueue *q, const char *kind, const char *payload);
 extern int stockx_events_mark(const StockxEventQueue *q);
 extern void stockx_events_rewind(StockxEventQueue *q, int mark);

@@ -19,7 +19,7 @@ extern void stockx_settings_define(void);
 extern void stockx_settings_limiter(SxLimiterConfig *config);
 extern void stockx_settings_http(StockxHttpConfig *config, MemoryContext cxt);
 extern void stockx_settings_enrich(StockxEnrichConfig *config);
-extern void stockx_settings_store(StockxStoreConfig *config);
+extern PGDLLEXPORT void stockx_settings_store(StockxStoreConfig *config);
 extern void stockx_settings_worker(StockxWorkerConfig *config);
 
 extern int stockx_settings_max_workers(void);

@@ -66,7 +66,7 @@ extern void stockx_slots_return_products(int run_index, int64 run_id, int n);
 extern int stockx_slots_active_runs(Oid database, int64 *run_ids, int max);
 extern StockxStopReason stockx_slots_finish(int slot, StockxStopReason reason, bool *last);
 extern void stockx_slots_detach(int slot);
-extern int stockx_slots_live_pids(int32 *pids, int max);
+extern PGDLLEXPORT int stockx_slots_live_pids(int32 *pids, int max);
 
 /* stop, wait, views */
 extern int stockx_slots_request_stop(Oid database);

@@ -2,6 +2,8 @@
  * store.h
  *	  SPI access to the extension's tables: claims, results, leases, runs,
  *	  quota.  Every function expects a transaction with SPI connected.
+ *	  PGDLLEXPORT marks what the isolation specs' test module calls
+ *	  (test/isolation/module; PostgreSQL 16 and later hide the rest).
  *-------------------------------------------------------------------------
  */
 #ifndef STOCKX_STORE_H
@@ -30,20 +32,21 @@ typedef struct StockxWritten
 	const char *status; /* pending, enriched, not_found, failed, merged (static) */
 } StockxWritten;
 
-extern void stockx_store_init(void);
+extern PGDLLEXPORT void stockx_store_init(void);
 extern const char *stockx_store_schema(void);
 extern Oid stockx_extension_relid(const char *relname);
-extern void stockx_store_lock_claims(void);
-extern int stockx_store_claim(const StockxStoreConfig *config, int limit, const int32 *live_pids,
-                              int npids, StockxClaim **claims, MemoryContext cxt);
-extern void stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim,
-                                   StockxResult *result, StockxWritten *written,
-                                   StockxEventQueue *events);
+extern PGDLLEXPORT void stockx_store_lock_claims(void);
+extern PGDLLEXPORT int stockx_store_claim(const StockxStoreConfig *config, int limit,
+                                          const int32 *live_pids, int npids, StockxClaim **claims,
+                                          MemoryContext cxt);
+extern PGDLLEXPORT void stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim,
+                                               StockxResult *result, StockxWritten *written,
+                                               StockxEventQueue *events);
 extern char *stockx_store_product_owner(const char *product_id, const char *sku);
 extern bool stockx_store_fail_row(const StockxStoreConfig *config, StockxClaim *claim,
                                   const char *error, StockxWritten *written);
-extern int stockx_store_renew_leases(const StockxStoreConfig *config, StockxClaim **claims, int n,
-                                     bool *held);
+extern PGDLLEXPORT int stockx_store_renew_leases(const StockxStoreConfig *config,
+                                                 StockxClaim **claims, int n, bool *held);
 extern void stockx_store_release(StockxClaim **claims, int n);
 extern int64 stockx_store_add_run_counters(int64 run_id, const StockxCounters *delta);
 extern void stockx_store_ensure_run(int64 run_id, int workers, int64 max_products,

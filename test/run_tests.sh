@@ -110,6 +110,9 @@ if ! as_pg make -s -C "$work" installcheck TAP_TESTS=; then
 	status=1
 fi
 
+echo "== isolation specs (test/isolation/run.sh: claims, leases, starts, history upkeep)"
+as_pg test/isolation/run.sh || status=1
+
 echo "== TAP integration tests"
 tap_tests=("$@")
 [ ${#tap_tests[@]} -gt 0 ] || tap_tests=(--ext .pl t/)
