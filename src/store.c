@@ -16,6 +16,9 @@
  * the row is marked failed with the reason and the rest of the batch
  * goes on; any other error (a deadlock, a lock timeout, a cancel) is not
  * the row's fault and aborts the whole write, which the worker repeats.
+ * Neither is a price history row refused because its month's partition
+ * was attached meanwhile: store_write.c raises it as a serialization
+ * failure.
  *
  * Text from StockX is UTF-8 and is converted to the database encoding
  * here; a value that cannot be represented is such a data error.

@@ -10,6 +10,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -17,6 +19,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -670,8 +673,40 @@ is_row_data_error(int sqlerrcode)
 }
 
 /*
+ * Whether edata is PostgreSQL's refusal of a price history row because a
+ * partition of its month was attached meanwhile.  A row of a month that
+ * has no partition goes to the default one; the upkeep that makes that
+ * month (stockx_price_history_maintain) locks the default partition, moves
+ * the month's rows out and attaches the new partition, and a write routed
+ * to the default partition before that waits for the lock, then fails the
+ * default partition's new constraint (SQLSTATE 23514, raised with
+ * errtable() of the partition and, unlike a CHECK constraint, no
+ * constraint name).  Not the row's fault: repeated, the write goes to the
+ * new partition.
+ */
+static bool
+history_partition_changed(const ErrorData *edata)
+{
+	Oid history;
+	Oid nsp;
+	Oid rel;
+
+	if (edata->sqlerrcode != ERRCODE_CHECK_VIOLATION || edata->constraint_name != NULL ||
+	    edata->schema_name == NULL || edata->table_name == NULL)
+		return false;
+	history = stockx_extension_relid("stockx_price_history");
+	nsp = get_namespace_oid(edata->schema_name, true);
+	if (!OidIsValid(history) || !OidIsValid(nsp))
+		return false;
+	rel = get_relname_relid(edata->table_name, nsp);
+	return OidIsValid(rel) && list_member_oid(get_partition_ancestors(rel), history);
+}
+
+/*
  * Write one settled row in a subtransaction.  A data error of the row
- * marks it failed with the reason; any other error propagates.  The
+ * marks it failed with the reason; any other error propagates, and a
+ * price history row refused because its partitions changed meanwhile as a
+ * serialization failure, which the worker repeats the write for.  The
  * price moves found go into events (and out again when the row is not
  * written).
  */
@@ -721,6 +756,12 @@ stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim, Stoc
 
 	if (edata != NULL)
 	{
+		if (history_partition_changed(edata))
+			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			                errmsg("stockx_enrich: could not store SKU \"%s\": the partitions of the price "
+			                       "history changed during the write",
+			                       claim->sku),
+			                errdetail_internal("%s", edata->message)));
 		ereport(WARNING, (errmsg("stockx_enrich: could not store SKU \"%s\": %s", claim->sku,
 		                         edata->message)));
 		result->outcome = SX_OUTCOME_FAILED;

@@ -23,9 +23,12 @@
  *	   the session holds.  Returns the SKUs whose lease is still ours.
  *   stockx_isolation_write(sku, outcome)
  *	   worker_commit.c write_body(): stockx_store_write_row() of one row
- *	   settled as not_found, failed or retry_later.  Returns the row's
- *	   status afterwards, or 'lost the lease' when the write found the
- *	   row no longer ours (nothing written).
+ *	   settled as not_found, failed or retry_later, or as enriched: a new
+ *	   product (no variants stored yet) with one size priced in every
+ *	   currency of the settings, so that the write records its first
+ *	   price history rows.  Returns the row's status afterwards, or 'lost
+ *	   the lease' when the write found the row no longer ours (nothing
+ *	   written).
  *
  * Every call uses the session's own transaction (the specs open and
  * close it), so the locks a worker holds for its short transaction are
@@ -234,6 +237,38 @@ stockx_isolation_renew(PG_FUNCTION_ARGS)
 
 /* ---------------------------------------------------------------- write */
 
+/*
+ * What a worker holds for a new product once its search, variants and
+ * market data answered: one product (the ids are the test's own), one
+ * size, an ask of 100 in each currency of the settings.
+ */
+static void
+enriched_result(StockxResult *result, const char *sku, const StockxStoreConfig *config)
+{
+	SxVariant *v = palloc0(sizeof(SxVariant));
+	int c;
+
+	result->outcome = SX_OUTCOME_ENRICHED;
+	result->product.product_id = "00000000-0000-0000-0000-00000000a000";
+	result->product.style_id = pstrdup(sku);
+	result->product.title = "isolation test product";
+	result->product.json = "{}";
+	v->variant_id = "00000000-0000-0000-0000-00000000a001";
+	v->variant_value = "9";
+	result->variants = v;
+	result->nvariants = 1;
+	for (c = 0; c < config->currencies.n; c++)
+	{
+		SxMarket *m = palloc0(sizeof(SxMarket));
+
+		m->variant_id = v->variant_id;
+		m->currency_code = pstrdup(config->currencies.code[c]);
+		m->lowest_ask = "100";
+		result->market[c] = m;
+		result->nmarket[c] = 1;
+	}
+}
+
 Datum
 stockx_isolation_write(PG_FUNCTION_ARGS)
 {
@@ -257,12 +292,14 @@ stockx_isolation_write(PG_FUNCTION_ARGS)
 		result.outcome = SX_OUTCOME_RETRY_LATER;
 		result.retry_in_s = 60;
 	}
-	else
+	else if (strcmp(outcome, "enriched") != 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-		                errmsg("outcome must be not_found, failed or retry_later")));
+		                errmsg("outcome must be not_found, failed, retry_later or enriched")));
 	result.error = "settled by an isolation test";
 
 	begin_store(&config);
+	if (strcmp(outcome, "enriched") == 0)
+		enriched_result(&result, claim->sku, &config);
 	sx.events_init(&events, cxt);
 	sx.write_row(&config, claim, &result, &written, &events);
 	SPI_finish();
