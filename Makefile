@@ -90,3 +90,52 @@ format:
 EXTRA_CLEAN = test/unit/test_limiter test/unit/test_json test/unit/test_unicode_fold test/unit/test_checks tmp_check tmp_regress
 
 .PHONY: unit format
+
+# ---- supported majors, documentation, PGXN release ---------------------------
+
+# Which PostgreSQL is supported is said once: test/matrix/versions, a
+# "major release" line per tested major.  A server older than its oldest
+# major is refused; one it does not list (newer than the newest, or between
+# two) builds with a warning.  clean, dist, unit and format need no server.
+SUPPORTED_MAJORS := $(shell awk '$$1 ~ /^[0-9]+$$/ { print $$1 }' $(srcdir)/test/matrix/versions 2>/dev/null | sort -n)
+PG_MAJOR := $(shell $(PG_CONFIG) --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+ifeq ($(filter-out clean distclean maintainer-clean dist unit format,$(or $(MAKECMDGOALS),all)),)
+else ifeq ($(SUPPORTED_MAJORS),)
+$(warning test/matrix/versions is missing: the PostgreSQL major is not checked)
+else ifeq ($(PG_MAJOR),)
+$(error cannot read a PostgreSQL major from "$(PG_CONFIG) --version": set PG_CONFIG to the pg_config of the server to build for)
+else ifeq ($(shell test $(PG_MAJOR) -lt $(firstword $(SUPPORTED_MAJORS)) && echo older),older)
+$(error PostgreSQL $(PG_MAJOR) ($(PG_CONFIG)) is not supported: stockx_enrich needs PostgreSQL $(firstword $(SUPPORTED_MAJORS)) or later (tested: $(SUPPORTED_MAJORS), see test/matrix/versions). Set PG_CONFIG to the pg_config of a supported server)
+else ifeq ($(filter $(PG_MAJOR),$(SUPPORTED_MAJORS)),)
+$(warning PostgreSQL $(PG_MAJOR) is not one of the tested majors ($(SUPPORTED_MAJORS), test/matrix/versions): building it anyway, untested)
+endif
+
+# Documentation: the README and the SQL reference, installed into a
+# directory of their own, $(docdir)/extension/stockx_enrich/ (PGXS puts DOCS
+# straight into extension/, where another extension's README.md would
+# collide; and pgxs.mk reads DOCS as it is included, so this rule is ours).
+DOCS = README.md doc/stockx_enrich.md
+docs_dir = $(docdir)/$(docmoduledir)/$(EXTENSION)
+
+install: install-docs
+uninstall: uninstall-docs
+
+install-docs:
+	$(MKDIR_P) '$(DESTDIR)$(docs_dir)'
+	$(INSTALL_DATA) $(addprefix $(srcdir)/, $(DOCS)) '$(DESTDIR)$(docs_dir)/'
+
+uninstall-docs:
+	rm -f $(addprefix '$(DESTDIR)$(docs_dir)'/, $(notdir $(DOCS)))
+	-rmdir '$(DESTDIR)$(docs_dir)'
+
+# make dist: the PGXN release, $(EXTENSION)-<META.json version>.zip, from
+# `git archive` of DIST_REV (default HEAD: what is committed, not the
+# working tree).  DIST_ZIP names the file.
+DISTVERSION = $(shell perl -MJSON::PP -0777 -ne 'print decode_json($$_)->{version}' $(srcdir)/META.json)
+DIST_REV ?= HEAD
+DIST_ZIP ?= $(EXTENSION)-$(DISTVERSION).zip
+
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(DISTVERSION)/ -o $(DIST_ZIP) $(DIST_REV)
+
+.PHONY: install-docs uninstall-docs dist

@@ -130,5 +130,37 @@ is($node->safe_psql('v11', q{SELECT concat_ws(' ', sku, currency_code, lowest_as
 		observed_at AT TIME ZONE 'UTC') FROM stockx_price_history}),
 	'UP-0011 EUR 210 180 2026-03-04 05:06:07', 'and is the first row of the price history');
 
+# The reference (doc/stockx_enrich.md, installed beside the README) has an
+# entry for every function, view, table and sequence of a fresh install: a
+# "### name" heading, functions as "### name(".
+{
+	my $doc_file = "$ENV{TESTDIR}/../doc/stockx_enrich.md";
+	open my $fh, '<', $doc_file or die "$doc_file: $!";
+	my $doc = do { local $/; <$fh> };
+	close $fh;
+	my @objects = split /\n/, $node->safe_psql('new_install', q{
+		SELECT kind || ' ' || name FROM (
+			SELECT 'function' AS kind, p.proname::text AS name
+			  FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+			 WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+			   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stockx_enrich')
+			UNION
+			SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'S' THEN 'sequence' ELSE 'table' END,
+			       c.relname::text
+			  FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+			 WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+			   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stockx_enrich')
+			   AND c.relkind IN ('r', 'p', 'v', 'S') AND NOT c.relispartition) o
+		ORDER BY 1});
+	cmp_ok(scalar(@objects), '>', 40, 'the fresh install has its functions, views, tables and sequences');
+	my @missing = grep {
+		my ($kind, $name) = split / /;
+		$kind eq 'function' ? $doc !~ /^### \Q$name\E\(/m
+		  : $kind eq 'sequence' ? $doc !~ /`\Q$name\E`/
+		  : $doc !~ /^### \Q$name\E\s*$/m
+	} @objects;
+	is_deeply(\@missing, [], 'doc/stockx_enrich.md has an entry for each of them');
+}
+
 $node->stop;
 done_testing();
