@@ -68,7 +68,7 @@ esac
 
 major=$(pg_major)
 packages=(
-	make gcc pkg-config
+	make gcc pkgconf
 	"postgresql-$major" "postgresql-server-dev-$major" "postgresql-$major-cron"
 	libcurl4-openssl-dev libjson-c-dev
 	libipc-run-perl python3 python3-jsonschema openssl
