@@ -24,6 +24,7 @@ OBJS = \
 	src/store_claim.o \
 	src/store_write.o \
 	src/store_runs.o \
+	src/store_alerts.o \
 	src/quota.o \
 	src/worker_tx.o \
 	src/worker_token.o \

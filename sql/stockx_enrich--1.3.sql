@@ -1616,9 +1616,10 @@ DROP FUNCTION @extschema@.stockx_gtin_sync();
 
 -- One trigger function for what the foreign keys did and for keeping
 -- stockx_gtin in step:
---   stockx_product  DELETE    deletes the variants of the deleted SKUs
---                   TRUNCATE  empties stockx_variant
+--   stockx_product  DELETE    deletes the variants and price alerts of the deleted SKUs
+--                   TRUNCATE  empties stockx_variant and stockx_price_alert
 --                   UPDATE    (of sku, row by row) renames the SKU in its variants
+--                             and price alerts
 --   stockx_variant  DELETE    deletes the market rows and barcodes of the deleted variants
 --                   TRUNCATE  empties stockx_market and stockx_gtin
 --                   UPDATE    (of gtins, sku or variant_id, row by row) writes the
@@ -1665,10 +1666,14 @@ BEGIN
 		IF TG_OP = 'DELETE' THEN
 			EXECUTE pg_catalog.format(
 				'DELETE FROM %I.stockx_variant v USING old_rows o WHERE v.sku = o.sku', nsp);
+			EXECUTE pg_catalog.format(
+				'DELETE FROM %I.stockx_price_alert a USING old_rows o WHERE a.sku = o.sku', nsp);
 		ELSIF TG_OP = 'TRUNCATE' THEN
-			EXECUTE pg_catalog.format('TRUNCATE %I.stockx_variant', nsp);
+			EXECUTE pg_catalog.format('TRUNCATE %1$I.stockx_variant, %1$I.stockx_price_alert', nsp);
 		ELSIF TG_OP = 'UPDATE' THEN
 			EXECUTE pg_catalog.format('UPDATE %I.stockx_variant SET sku = $1 WHERE sku = $2', nsp)
+			  USING NEW.sku, OLD.sku;
+			EXECUTE pg_catalog.format('UPDATE %I.stockx_price_alert SET sku = $1 WHERE sku = $2', nsp)
 			  USING NEW.sku, OLD.sku;
 		END IF;
 	ELSIF TG_OP = 'DELETE' THEN
@@ -2048,3 +2053,135 @@ AS 'MODULE_PATHNAME', 'stockx_enrich_redeem_code'
 LANGUAGE C STRICT VOLATILE
 SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION @extschema@.stockx_enrich_redeem_code(text, text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------- price alerts
+
+-- A shop's price alerts: "tell me when the lowest ask of this SKU (one
+-- size, or the best of all sizes) in this currency falls to 180 or below",
+-- or when the highest bid reaches an amount.  The workers compare every
+-- alert on a product each time they write its market data
+-- (store_alerts.c) and queue one price_alert event per crossing: crossed
+-- says the line is crossed now, fired how many crossings there were.  A
+-- changed line (SKU, size, currency, condition, amount) is a new alert.
+-- The shop's business: no privilege for PUBLIC or pg_monitor.
+CREATE TABLE @extschema@.stockx_price_alert (
+	alert_id bigserial PRIMARY KEY,
+	sku text NOT NULL,
+	size text,
+	currency_code text NOT NULL DEFAULT 'USD',
+	condition text NOT NULL,
+	amount numeric NOT NULL,
+	note text,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	crossed boolean NOT NULL DEFAULT false,
+	crossed_at timestamptz,
+	crossed_price numeric,
+	crossed_variant_id uuid,
+	fired integer NOT NULL DEFAULT 0,
+	CONSTRAINT stockx_price_alert_condition_check
+		CHECK (condition IN ('ask_at_or_below', 'bid_at_or_above')),
+	CONSTRAINT stockx_price_alert_amount_check CHECK (amount > 0 AND amount < 'Infinity'),
+	CONSTRAINT stockx_price_alert_currency_code_check
+		CHECK (currency_code IN ('AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP',
+								 'HKD', 'HUF', 'IDR', 'ILS', 'JPY', 'KRW', 'KWD', 'MOP', 'MXN',
+								 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD', 'THB',
+								 'TWD', 'USD', 'VND'))
+);
+CREATE INDEX stockx_price_alert_sku_idx ON @extschema@.stockx_price_alert (sku);
+REVOKE ALL ON @extschema@.stockx_price_alert FROM PUBLIC;
+REVOKE ALL ON SEQUENCE @extschema@.stockx_price_alert_alert_id_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_price_alert', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_price_alert_alert_id_seq', '');
+
+-- Bad input gets a message and a hint before the constraints see it; an
+-- alert watches a SKU of stockx_product (23503 otherwise; COPY is not
+-- checked against stockx_product, so that a restore loads the tables in
+-- any order).  Runs only on
+-- stockx_price_alert of this extension (checked by OID, as
+-- stockx_cascade() does), with the rights of whoever writes the alert.
+CREATE FUNCTION @extschema@.stockx_price_alert_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	nsp name;
+	found_rows bigint;
+BEGIN
+	SELECT n.nspname INTO nsp
+	  FROM pg_catalog.pg_depend d
+	  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+	  JOIN pg_catalog.pg_class c ON c.oid = d.objid
+	  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+	   AND d.deptype = 'e'
+	   AND e.extname = 'stockx_enrich'
+	   AND c.oid = TG_RELID
+	   AND c.relname = 'stockx_price_alert';
+	IF nsp IS NULL THEN
+		RAISE EXCEPTION 'stockx_price_alert_check() fires only on the table stockx_price_alert of stockx_enrich'
+			USING ERRCODE = 'wrong_object_type',
+				  HINT = 'Drop that trigger; the function belongs to the extension stockx_enrich.';
+	END IF;
+	-- the workers' updates of crossed, crossed_at, ... leave the line alone
+	IF TG_OP = 'UPDATE'
+	   AND (NEW.sku, NEW.size, NEW.currency_code, NEW.condition, NEW.amount)
+		   IS NOT DISTINCT FROM (OLD.sku, OLD.size, OLD.currency_code, OLD.condition, OLD.amount) THEN
+		RETURN NEW;
+	END IF;
+
+	NEW.currency_code := pg_catalog.upper(pg_catalog.btrim(NEW.currency_code));
+	NEW.condition := pg_catalog.lower(pg_catalog.btrim(NEW.condition));
+	NEW.size := NULLIF(pg_catalog.btrim(NEW.size), '');
+	IF NEW.currency_code IS NULL OR NEW.currency_code NOT IN (
+		'AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP', 'HKD', 'HUF', 'IDR', 'ILS',
+		'JPY', 'KRW', 'KWD', 'MOP', 'MXN', 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD',
+		'THB', 'TWD', 'USD', 'VND') THEN
+		RAISE EXCEPTION 'unknown currency % for a price alert', COALESCE(pg_catalog.quote_literal(NEW.currency_code), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'StockX currencies are the 30 codes of its API (AUD, BRL, CAD, CHF, CLP, CNY, DKK, EUR, GBP, HKD, HUF, IDR, ILS, JPY, KRW, KWD, MOP, MXN, MYR, NOK, NZD, PEN, PHP, PLN, SEK, SGD, THB, TWD, USD, VND); the workers must fetch that currency (stockx_enrich.currency_code).';
+	END IF;
+	IF NEW.condition IS NULL OR NEW.condition NOT IN ('ask_at_or_below', 'bid_at_or_above') THEN
+		RAISE EXCEPTION 'unknown price alert condition %', COALESCE(pg_catalog.quote_literal(NEW.condition), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use ''ask_at_or_below'' (the lowest ask falls to the amount or below) or ''bid_at_or_above'' (the highest bid reaches the amount).';
+	END IF;
+	IF NEW.amount IS NULL OR NOT (NEW.amount > 0 AND NEW.amount < 'Infinity') THEN
+		RAISE EXCEPTION 'price alert amount % is not a positive amount', COALESCE(NEW.amount::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give an amount in the alert''s currency above 0, e.g. 180.';
+	END IF;
+	-- not under COPY, which is how pg_restore loads the table: a parallel
+	-- restore may load the alerts before (or while) it loads the products
+	IF pg_catalog.current_query() OPERATOR(pg_catalog.~*) '^\s*copy\M' THEN
+		found_rows := 1;
+	ELSE
+		EXECUTE pg_catalog.format('SELECT FROM %I.stockx_product WHERE sku = $1', nsp) USING NEW.sku;
+		GET DIAGNOSTICS found_rows = ROW_COUNT;
+	END IF;
+	IF found_rows = 0 THEN
+		RAISE EXCEPTION 'unknown SKU % for a price alert', COALESCE(pg_catalog.quote_literal(NEW.sku), 'NULL')
+			USING ERRCODE = 'foreign_key_violation',
+				  HINT = 'An alert watches a product of stockx_product: queue the SKU first with stockx_enrich_enqueue(ARRAY[''...'']).';
+	END IF;
+
+	-- a new line is a new alert: crossed when a write shows it crossed
+	NEW.crossed := false;
+	NEW.crossed_at := NULL;
+	NEW.crossed_price := NULL;
+	NEW.crossed_variant_id := NULL;
+	IF TG_OP = 'INSERT' THEN
+		NEW.fired := 0;
+	END IF;
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.stockx_price_alert_check() FROM PUBLIC;
+CREATE TRIGGER stockx_price_alert_check BEFORE INSERT OR UPDATE ON @extschema@.stockx_price_alert
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.stockx_price_alert_check();
+
+ALTER TABLE @extschema@.stockx_event
+	DROP CONSTRAINT stockx_event_kind_check,
+	ADD CONSTRAINT stockx_event_kind_check
+		CHECK (kind IN ('run_end', 'circuit_open', 'quota_spent', 'price_move', 'price_alert'));

@@ -10,6 +10,8 @@
 
 #include "executor/spi.h"
 
+#include "events.h"
+
 #define SX_MAX_PARAMS 24
 
 /*
@@ -47,5 +49,8 @@ extern void store_param_float8(Params *p, double v);
 extern void store_param_api_array(Params *p, char **strs, int n);
 extern void store_param_bool_array(Params *p, bool *vals, int n);
 extern Datum store_array_datum(Datum *elems, bool *nulls, int n, Oid elem_type);
+
+/* store_alerts.c */
+extern void stockx_store_check_alerts(const char *sku, StockxEventQueue *events);
 
 #endif /* STOCKX_STORE_INT_H */

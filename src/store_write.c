@@ -380,7 +380,7 @@ static Statement st_market_record = {
  * history (all of it when the product is first met); with update_variants
  * also the first currency's into
  * stockx_variant (a refresh without a variants answer), from the same
- * arrays.
+ * arrays; then the price alerts on the product (store_alerts.c).
  */
 static void
 record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r,
@@ -414,6 +414,7 @@ record_market(const StockxStoreConfig *config, const char *sku, StockxResult *r,
 			stockx_events_add(events, "price_move",
 			                  SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1));
 	}
+	stockx_store_check_alerts(sku, events);
 }
 
 /* the row that holds a product already (a barcode's joins it) */
@@ -757,11 +758,13 @@ stockx_store_write_row(const StockxStoreConfig *config, StockxClaim *claim, Stoc
 	if (edata != NULL)
 	{
 		if (history_partition_changed(edata))
-			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			                errmsg("stockx_enrich: could not store SKU \"%s\": the partitions of the price "
-			                       "history changed during the write",
-			                       claim->sku),
-			                errdetail_internal("%s", edata->message)));
+			ereport(
+			    ERROR,
+			    (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			     errmsg("stockx_enrich: could not store SKU \"%s\": the partitions of the price "
+			            "history changed during the write",
+			            claim->sku),
+			     errdetail_internal("%s", edata->message)));
 		ereport(WARNING, (errmsg("stockx_enrich: could not store SKU \"%s\": %s", claim->sku,
 		                         edata->message)));
 		result->outcome = SX_OUTCOME_FAILED;

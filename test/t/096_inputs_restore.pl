@@ -70,6 +70,10 @@ like(err(q{SELECT * FROM stockx_lookup_gtin('000000000000')}), qr/22023: invalid
 	'looking it up too');
 
 # ---------------------------------------------------------------- (13)
+# with the shop's price alerts, which name SKUs of stockx_product
+sql(q{INSERT INTO stockx_price_alert (sku, condition, amount)
+	SELECT sku, 'ask_at_or_below', 100 FROM stockx_product WHERE sku IN ('IN-0002', 'IN-0003')});
+is(sql('SELECT count(*) FROM stockx_price_alert'), 2, 'two price alerts');
 my @tables = split /\n/, sql(q{SELECT c.relname FROM pg_class c
 	WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND c.relname LIKE 'stockx%' ORDER BY 1});
 my $census = join(" || ' ' || ", map { "(SELECT count(*) FROM $_)" } @tables);
@@ -80,6 +84,21 @@ $node->command_ok([ 'pg_restore', '-j', '4', '--exit-on-error', '-d', $node->con
 	'pg_restore -j 4 --exit-on-error succeeds');
 is($node->safe_psql('restored', "SELECT $census"), sql("SELECT $census"),
 	'every table has every row: ' . join(', ', @tables));
+# the alerts loaded before the products they name (a parallel restore may)
+my ($list, $lerr) = ('', '');
+IPC::Run::run([ 'pg_restore', '-l', $dump ], '>', \$list, '2>', \$lerr) or die "pg_restore -l: $lerr";
+my @entries = split /\n/, $list;
+my ($alert_data) = grep { /TABLE DATA \S+ stockx_price_alert / } @entries;
+ok(defined $alert_data, 'the dump holds the data of stockx_price_alert');
+my @reordered = map { /TABLE DATA \S+ stockx_product / ? ($alert_data, $_) : $_ }
+  grep { $_ ne $alert_data } @entries;
+is(scalar(@reordered), scalar(@entries), 'the list puts them right before those of stockx_product');
+my $list_file = $node->basedir . '/alerts_first.list';
+PostgreSQL::Test::Utils::append_to_file($list_file, join("\n", @reordered) . "\n");
+sql('CREATE DATABASE alerts_first');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-L', $list_file, '-d', $node->connstr('alerts_first'), $dump ],
+	'a restore that loads the alerts before the products succeeds');
+is($node->safe_psql('alerts_first', "SELECT $census"), sql("SELECT $census"), 'with every row');
 is($node->safe_psql('restored', q{SELECT count(*) FROM stockx_variant v
 	WHERE NOT EXISTS (SELECT 1 FROM stockx_product p WHERE p.sku = v.sku)}), 0, 'no variant without its product');
 # what the foreign keys did, triggers do
@@ -92,6 +111,8 @@ sql(q{UPDATE stockx_product SET sku = 'IN-0003-R' WHERE sku = 'IN-0003'});
 is(sql(q{SELECT (SELECT count(*) FROM stockx_variant WHERE sku = 'IN-0003') || ' '
 	|| ((SELECT count(*) FROM stockx_variant WHERE sku = 'IN-0003-R') > 0)}), '0 true',
 	'a renamed SKU follows into its variants');
+is(sql(q{SELECT string_agg(sku, ' ' ORDER BY sku) FROM stockx_price_alert}), 'IN-0003-R',
+	'and its price alerts; the deleted product took its alert along');
 sql(q{TRUNCATE stockx_product});
 is(sql(q{SELECT (SELECT count(*) FROM stockx_variant) + (SELECT count(*) FROM stockx_market)
 	+ (SELECT count(*) FROM stockx_gtin)}), 0, 'emptying stockx_product empties the tables below it');
