@@ -679,6 +679,62 @@ sx_parse_string_member(const char *body, size_t len, const char *key, char *buf,
 	first_string_member(body, len, &key, 1, buf, buflen);
 }
 
+/*
+ * The envelope of one page of a selling list (GET /selling/listings,
+ * /selling/orders/active, /selling/orders/history): an object whose member
+ * key is an array of objects, each with a non-empty string id_key, and a
+ * boolean hasNextPage.  *nitems is the length of the array.  The elements
+ * themselves are read by SQL from the same body; this decides, before any
+ * transaction, whether the body is a page at all.
+ */
+SxParseResult
+sx_parse_page(const char *body, size_t len, const char *key, const char *id_key, int *nitems,
+              bool *has_next_page, char *errbuf)
+{
+	json_object *root = parse_body(body, len, errbuf);
+	json_object *items;
+	json_object *next;
+	SxParseResult result = SX_PARSE_MALFORMED;
+	size_t i, n;
+
+	*nitems = 0;
+	*has_next_page = false;
+	if (root == NULL)
+		return SX_PARSE_MALFORMED;
+	if (!json_object_is_type(root, json_type_object) ||
+	    !json_object_object_get_ex(root, key, &items) ||
+	    !json_object_is_type(items, json_type_array))
+		set_error(errbuf, "page has no array \"%s\"", key);
+	else if (!json_object_object_get_ex(root, "hasNextPage", &next) ||
+	         !json_object_is_type(next, json_type_boolean))
+		set_error(errbuf, "page has no boolean \"hasNextPage\"");
+	else
+	{
+		n = json_object_array_length(items);
+		for (i = 0; i < n; i++)
+		{
+			json_object *e = json_object_array_get_idx(items, i);
+			json_object *id;
+
+			if (!json_object_is_type(e, json_type_object) ||
+			    !json_object_object_get_ex(e, id_key, &id) ||
+			    !json_object_is_type(id, json_type_string) || json_object_get_string_len(id) == 0)
+			{
+				set_error(errbuf, "element %zu of \"%s\" has no string \"%s\"", i, key, id_key);
+				break;
+			}
+		}
+		if (i == n)
+		{
+			*nitems = (int) n;
+			*has_next_page = json_object_get_boolean(next);
+			result = SX_PARSE_OK;
+		}
+	}
+	json_object_put(root);
+	return result;
+}
+
 static void
 trim_bounds(const char *s, size_t len, size_t *start, size_t *end)
 {

@@ -117,6 +117,9 @@ extern void sx_parse_error_message(const char *body, size_t len, char *buf, size
 extern void sx_parse_string_member(const char *body, size_t len, const char *key, char *buf,
                                    size_t buflen);
 
+extern SxParseResult sx_parse_page(const char *body, size_t len, const char *key,
+                                   const char *id_key, int *nitems, bool *has_next_page,
+                                   char *errbuf);
 extern bool sx_style_id_matches(const char *style_id, const char *sku);
 extern bool sx_is_uuid(const char *s);
 extern bool sx_is_decimal(const char *s);

@@ -127,6 +127,11 @@ run_all(const char *body, size_t len, const char *sku, FuzzAlloc *f, const SxAll
 		sink += touch(t.access_token) + touch(t.refresh_token);
 	fuzz_release(f);
 
+	if (sx_parse_page(body, len, "listings", "listingId", &n, &next, errbuf) == SX_PARSE_OK)
+		sink += (size_t) n + next;
+	if (sx_parse_page(body, len, "orders", "orderNumber", &n, &next, errbuf) == SX_PARSE_OK)
+		sink += (size_t) n + next;
+
 	sx_parse_error_message(body, len, msg, sizeof(msg));
 	sink += touch(msg);
 	(void) sink;

@@ -1137,6 +1137,63 @@ test_string_member(void)
 	       "member: truncated to the buffer, NUL-terminated");
 }
 
+static SxParseResult
+page(const char *body, const char *key, const char *id_key, int *n, bool *next)
+{
+	size_t len = strlen(body);
+	char *copy = exact_copy(body, len);
+	char errbuf[SX_ERRBUF_SIZE];
+	SxParseResult r;
+
+	r = sx_parse_page(copy, len, key, id_key, n, next, errbuf);
+	free(copy);
+	return r;
+}
+
+/* The envelope of a selling page: the array, its ids, hasNextPage. */
+static void
+test_selling_page(void)
+{
+	int n = -1;
+	bool next = true;
+
+	ok(page("{\"count\":3,\"pageSize\":2,\"pageNumber\":1,\"hasNextPage\":true,"
+	        "\"listings\":[{\"listingId\":\"a\",\"amount\":\"10\"},{\"listingId\":\"b\"}]}",
+	        "listings", "listingId", &n, &next) == SX_PARSE_OK &&
+	       n == 2 && next,
+	   "page: two listings, another page");
+	ok(page("{\"hasNextPage\":false,\"orders\":[]}", "orders", "orderNumber", &n, &next) ==
+	           SX_PARSE_OK &&
+	       n == 0 && !next,
+	   "page: empty, the last");
+	ok(page("{\"hasNextPage\":false,\"orders\":[{\"orderNumber\":\"1-2\"}]}", "listings",
+	        "listingId", &n, &next) == SX_PARSE_MALFORMED &&
+	       n == 0 && !next,
+	   "page: another list's array -> malformed");
+	ok(page("{\"listings\":[]}", "listings", "listingId", &n, &next) == SX_PARSE_MALFORMED,
+	   "page: no hasNextPage -> malformed");
+	ok(page("{\"hasNextPage\":\"true\",\"listings\":[]}", "listings", "listingId", &n, &next) ==
+	       SX_PARSE_MALFORMED,
+	   "page: hasNextPage a string -> malformed");
+	ok(page("{\"hasNextPage\":false,\"listings\":{}}", "listings", "listingId", &n, &next) ==
+	       SX_PARSE_MALFORMED,
+	   "page: listings an object -> malformed");
+	ok(page("{\"hasNextPage\":false,\"listings\":[{\"listingId\":\"a\"},{\"listingId\":7}]}",
+	        "listings", "listingId", &n, &next) == SX_PARSE_MALFORMED &&
+	       n == 0,
+	   "page: an id that is a number -> malformed, nothing counted");
+	ok(page("{\"hasNextPage\":false,\"listings\":[{\"listingId\":\"\"}]}", "listings", "listingId",
+	        &n, &next) == SX_PARSE_MALFORMED,
+	   "page: an empty id -> malformed");
+	ok(page("{\"hasNextPage\":false,\"listings\":[null]}", "listings", "listingId", &n, &next) ==
+	       SX_PARSE_MALFORMED,
+	   "page: a null element -> malformed");
+	ok(page("[]", "listings", "listingId", &n, &next) == SX_PARSE_MALFORMED,
+	   "page: an array -> malformed");
+	ok(page("<html>", "listings", "listingId", &n, &next) == SX_PARSE_MALFORMED,
+	   "page: not JSON -> malformed");
+}
+
 /* ----------------------------------------------------------------------
  * Validators
  * ----------------------------------------------------------------------
@@ -1437,6 +1494,7 @@ main(void)
 	test_token();
 	test_error_message();
 	test_string_member();
+	test_selling_page();
 	test_validators();
 	test_failing_allocator();
 	track_destroy();
