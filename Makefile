@@ -25,6 +25,8 @@ OBJS = \
 	src/store_write.o \
 	src/store_runs.o \
 	src/store_alerts.o \
+	src/store_selling.o \
+	src/worker_sync.o \
 	src/quota.o \
 	src/worker_tx.o \
 	src/worker_token.o \

@@ -601,12 +601,40 @@ CREATE VIEW @extschema@.stockx_enrich_limiter AS
 		   l.requests_last_24h, l.next_request_allowed_at
 	  FROM @extschema@.stockx_enrich_limiter_state() l;
 
+-- Where the sync of the selling side stands, per feed (listings, active
+-- orders, order history): the page the next request asks for (a stop, the
+-- quota or the circuit leave a pass there, and the next sync goes on from
+-- it), the fromDate of the order history's pass, how many pages the last
+-- finished pass took and how many were asked today.  Written by the workers
+-- (worker_sync.c, store_selling.c); dumped, so that a restored database
+-- goes on where it was.
+CREATE TABLE @extschema@.stockx_sync_state (
+	feed text PRIMARY KEY
+		CHECK (feed IN ('listings', 'orders_active', 'orders_history')),
+	next_page int NOT NULL DEFAULT 1 CHECK (next_page >= 1),
+	pass_started_at timestamptz,
+	from_date date,
+	rows_this_pass bigint NOT NULL DEFAULT 0,
+	last_finished_at timestamptz,
+	last_pages int,
+	last_rows bigint,
+	pages_day date,
+	pages_today int NOT NULL DEFAULT 0,
+	last_error text,
+	last_error_at timestamptz,
+	last_run_id bigint
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_sync_state', '');
+GRANT SELECT ON @extschema@.stockx_sync_state TO pg_monitor;
+
 -- Today's requests: what the due work needs (a new product by style id 2 +
 -- one per currency, by barcode one more, a refresh one per currency, a
 -- not_found recheck one) against what the daily limit leaves, per UTC day
 -- and in the last 24 hours, and when the backlog is done at the configured
 -- rate; backlog_takes is how long that is (after an update from 1.1, every
--- enriched product is due for a refresh at once).
+-- enriched product is due for a refresh at once).  The selling side's sync
+-- (stockx_enrich_sync): the pages its last full pass took, the pages asked
+-- today.
 CREATE VIEW @extschema@.stockx_enrich_budget AS
 	WITH cfg AS (
 		SELECT pg_catalog.array_length(pg_catalog.string_to_array(
@@ -664,8 +692,13 @@ CREATE VIEW @extschema@.stockx_enrich_budget AS
 		   l.requests_last_24h,
 		   CASE WHEN l.daily_limit > 0 THEN l.left_24h END AS quota_left_24h,
 		   l.next_request_allowed_at,
-		   need.new_barcodes
-	  FROM need, l) d;
+		   need.new_barcodes,
+		   sync.sync_requests_last, sync.sync_requests_today
+	  FROM need, l,
+		   (SELECT pg_catalog.sum(ss.last_pages) AS sync_requests_last,
+				   coalesce(pg_catalog.sum(ss.pages_today) FILTER (
+					   WHERE ss.pages_day = (pg_catalog.now() AT TIME ZONE 'UTC')::date), 0) AS sync_requests_today
+			  FROM @extschema@.stockx_sync_state ss) sync) d;
 
 -- A month whose partition could not be made (the workers' upkeep failed,
 -- say for a relation in the way of its name) keeps its rows in the default
@@ -872,3 +905,324 @@ ALTER TABLE @extschema@.stockx_event
 	DROP CONSTRAINT stockx_event_kind_check,
 	ADD CONSTRAINT stockx_event_kind_check
 		CHECK (kind IN ('run_end', 'circuit_open', 'quota_spent', 'price_move', 'price_alert'));
+
+-- ---------------------------------------------------------------- the selling side
+
+-- The account's listings and orders as StockX's selling API lists them
+-- (GET /selling/listings, /selling/orders/active, /selling/orders/history),
+-- synced by stockx_enrich_sync() (or by every run, stockx_enrich.sync_selling)
+-- through the same limiter, quota and run as enrichment.  Nothing here is
+-- ever sent back to StockX.  data is the element as StockX sent it; the
+-- columns are read from it.  The shop's business: no privilege for PUBLIC
+-- or pg_monitor.
+CREATE TABLE @extschema@.stockx_listing (
+	listing_id text PRIMARY KEY,
+	status text NOT NULL,
+	amount numeric,
+	currency_code text,
+	inventory_type text,
+	product_id uuid,
+	style_id text,
+	product_name text,
+	variant_id uuid,
+	variant_value text,
+	ask_id text,
+	order_number text,
+	order_status text,
+	created_at timestamptz,
+	updated_at timestamptz,
+	data jsonb NOT NULL,
+	synced_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX stockx_listing_variant_idx ON @extschema@.stockx_listing (variant_id);
+CREATE INDEX stockx_listing_product_idx ON @extschema@.stockx_listing (product_id);
+
+-- active: the order was in the last pass of /selling/orders/active (false
+-- once it has left it, or when it came from the history); in_history: the
+-- order history has listed it (until then, the history's passes start no
+-- later than its creation, so that its final status is read).  payout_* are the
+-- payout StockX reports for the sale: the price, the adjustments (fees, as
+-- negative amounts) and what the seller is paid.
+CREATE TABLE @extschema@.stockx_order (
+	order_number text PRIMARY KEY,
+	listing_id text,
+	ask_id text,
+	status text NOT NULL,
+	active boolean NOT NULL,
+	in_history boolean NOT NULL DEFAULT false,
+	amount numeric,
+	currency_code text,
+	inventory_type text,
+	product_id uuid,
+	style_id text,
+	product_name text,
+	variant_id uuid,
+	variant_value text,
+	created_at timestamptz,
+	updated_at timestamptz,
+	sale_price numeric,
+	payout_adjustments numeric,
+	payout_total numeric,
+	payout_currency text,
+	payout jsonb,
+	data jsonb NOT NULL,
+	synced_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX stockx_order_listing_idx ON @extschema@.stockx_order (listing_id);
+CREATE INDEX stockx_order_created_idx ON @extschema@.stockx_order (created_at);
+
+-- What the shop paid: per listing, or per variant (every listing and order
+-- of that size), in a currency; a listing's own cost wins.
+CREATE TABLE @extschema@.stockx_cost (
+	cost_id bigserial PRIMARY KEY,
+	listing_id text UNIQUE,
+	variant_id uuid UNIQUE,
+	cost numeric NOT NULL,
+	currency_code text NOT NULL DEFAULT 'USD',
+	note text,
+	CONSTRAINT stockx_cost_one_key CHECK (pg_catalog.num_nonnulls(listing_id, variant_id) = 1),
+	CONSTRAINT stockx_cost_cost_check CHECK (cost >= 0 AND cost < 'Infinity'),
+	CONSTRAINT stockx_cost_currency_code_check
+		CHECK (currency_code IN ('AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP',
+								 'HKD', 'HUF', 'IDR', 'ILS', 'JPY', 'KRW', 'KWD', 'MOP', 'MXN',
+								 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD', 'THB',
+								 'TWD', 'USD', 'VND'))
+);
+
+REVOKE ALL ON @extschema@.stockx_listing, @extschema@.stockx_order, @extschema@.stockx_cost FROM PUBLIC;
+REVOKE ALL ON SEQUENCE @extschema@.stockx_cost_cost_id_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_listing', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_order', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_cost', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.stockx_cost_cost_id_seq', '');
+
+-- A cost gets a message and a hint: negative, NaN or infinite (22023), a
+-- currency not among StockX's 30 (22023).  Runs only on stockx_cost of
+-- this extension (checked by OID).
+CREATE FUNCTION @extschema@.stockx_cost_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (
+		SELECT FROM pg_catalog.pg_depend d
+		  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+		  JOIN pg_catalog.pg_class c ON c.oid = d.objid
+		 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+		   AND d.deptype = 'e' AND e.extname = 'stockx_enrich'
+		   AND c.oid = TG_RELID AND c.relname = 'stockx_cost') THEN
+		RAISE EXCEPTION 'stockx_cost_check() fires only on the table stockx_cost of stockx_enrich'
+			USING ERRCODE = 'wrong_object_type',
+				  HINT = 'Drop that trigger; the function belongs to the extension stockx_enrich.';
+	END IF;
+	NEW.currency_code := pg_catalog.upper(pg_catalog.btrim(NEW.currency_code));
+	IF NEW.currency_code IS NULL OR NEW.currency_code NOT IN (
+		'AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP', 'HKD', 'HUF', 'IDR', 'ILS',
+		'JPY', 'KRW', 'KWD', 'MOP', 'MXN', 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD',
+		'THB', 'TWD', 'USD', 'VND') THEN
+		RAISE EXCEPTION 'unknown currency % for a cost', COALESCE(pg_catalog.quote_literal(NEW.currency_code), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'StockX currencies are the 30 codes of its API (AUD, BRL, CAD, CHF, CLP, CNY, DKK, EUR, GBP, HKD, HUF, IDR, ILS, JPY, KRW, KWD, MOP, MXN, MYR, NOK, NZD, PEN, PHP, PLN, SEK, SGD, THB, TWD, USD, VND); give the cost in the currency of the listing.';
+	END IF;
+	IF NEW.cost IS NULL OR NOT (NEW.cost >= 0 AND NEW.cost < 'Infinity') THEN
+		RAISE EXCEPTION 'cost % is not an amount of 0 or more', COALESCE(NEW.cost::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give what the item cost the shop, 0 or more, e.g. 80.';
+	END IF;
+	IF pg_catalog.num_nonnulls(NEW.listing_id, NEW.variant_id) <> 1 THEN
+		RAISE EXCEPTION 'a cost belongs to one listing or one variant'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Set listing_id (one listing) or variant_id (every listing of that size), not both.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@.stockx_cost_check() FROM PUBLIC;
+CREATE TRIGGER stockx_cost_check BEFORE INSERT OR UPDATE ON @extschema@.stockx_cost
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.stockx_cost_check();
+
+-- Start a sync of the selling side: a run of one worker that asks for the
+-- listings, the active orders and the order history (from where the last
+-- pass got to), page by page, and writes them; returns the run id (the
+-- active run's when one is running in this database, which then syncs
+-- nothing more).  Same privileges as stockx_enrich_start().
+CREATE FUNCTION @extschema@.stockx_enrich_sync()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'stockx_enrich_sync'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION @extschema@.stockx_enrich_sync() FROM PUBLIC;
+
+-- ---------------------------------------------------------------- selling: views
+
+-- Real payouts against the fee schedule: per order with a payout, what
+-- StockX paid, what stockx_payout() computes for the shop's seller level
+-- (stockx_enrich.seller_level) from stockx_fee_schedule, and the drift.
+CREATE VIEW @extschema@.stockx_payout_drift AS
+	SELECT o.order_number, o.created_at, o.style_id, o.variant_value AS size,
+		   o.currency_code, o.amount, o.payout_total AS actual_payout,
+		   o.amount - o.payout_total AS actual_fees,
+		   lvl.seller_level, e.expected_payout,
+		   o.payout_total - e.expected_payout AS drift,
+		   pg_catalog.round(100 * (o.payout_total - e.expected_payout) / NULLIF(o.amount, 0), 2) AS drift_pct
+	  FROM @extschema@.stockx_order o
+	 CROSS JOIN (SELECT coalesce(NULLIF(pg_catalog.btrim(
+					pg_catalog.current_setting('stockx_enrich.seller_level', true)), ''),
+					'1')::int AS seller_level) lvl
+	 CROSS JOIN LATERAL (
+		SELECT CASE WHEN EXISTS (SELECT FROM @extschema@.stockx_fee_schedule f
+								  WHERE f.seller_level = lvl.seller_level
+									AND f.currency_code = o.currency_code
+									AND f.valid_from <= (o.created_at AT TIME ZONE 'UTC')::date)
+					THEN @extschema@.stockx_payout(o.amount, lvl.seller_level, o.currency_code, o.created_at,
+						 (SELECT p.product_type FROM @extschema@.stockx_product p
+						   WHERE p.stockx_product_id = o.product_id AND p.status = 'enriched'
+						   ORDER BY p.enriched_at LIMIT 1))
+			   END AS expected_payout) e
+	 WHERE o.payout_total IS NOT NULL AND o.amount IS NOT NULL AND o.currency_code IS NOT NULL;
+
+-- The same per seller level 1 to 5: how far the fee schedule is from what
+-- StockX paid, over every order with a payout.  The level whose drift is
+-- near 0 is the one the account is on; when none is, the fee rows are out
+-- of date.
+CREATE VIEW @extschema@.stockx_payout_drift_by_level AS
+	SELECT lvl.seller_level,
+		   pg_catalog.count(*) AS orders,
+		   pg_catalog.count(x.expected) AS orders_with_fees,
+		   pg_catalog.round(pg_catalog.avg(o.payout_total - x.expected), 2) AS mean_drift,
+		   pg_catalog.max(pg_catalog.abs(o.payout_total - x.expected)) AS max_abs_drift,
+		   pg_catalog.count(*) FILTER (WHERE pg_catalog.abs(o.payout_total - x.expected) <= 0.01 * o.amount) AS orders_within_1pct,
+		   lvl.seller_level = coalesce(NULLIF(pg_catalog.btrim(
+				pg_catalog.current_setting('stockx_enrich.seller_level', true)), ''), '1')::int AS configured
+	  FROM pg_catalog.generate_series(1, 5) AS lvl(seller_level)
+	 CROSS JOIN @extschema@.stockx_order o
+	 CROSS JOIN LATERAL (
+		SELECT CASE WHEN EXISTS (SELECT FROM @extschema@.stockx_fee_schedule f
+								  WHERE f.seller_level = lvl.seller_level
+									AND f.currency_code = o.currency_code
+									AND f.valid_from <= (o.created_at AT TIME ZONE 'UTC')::date)
+					THEN @extschema@.stockx_payout(o.amount, lvl.seller_level, o.currency_code, o.created_at,
+						 (SELECT p.product_type FROM @extschema@.stockx_product p
+						   WHERE p.stockx_product_id = o.product_id AND p.status = 'enriched'
+						   ORDER BY p.enriched_at LIMIT 1))
+			   END AS expected) x
+	 WHERE o.payout_total IS NOT NULL AND o.amount IS NOT NULL AND o.currency_code IS NOT NULL
+	 GROUP BY lvl.seller_level
+	 ORDER BY lvl.seller_level;
+
+-- The cost of a listing: its own row of stockx_cost, else its variant's.
+CREATE VIEW @extschema@.stockx_listing_cost AS
+	SELECT l.listing_id, l.variant_id, c.cost, c.currency_code AS cost_currency,
+		   CASE WHEN c.listing_id IS NOT NULL THEN 'listing' WHEN c.variant_id IS NOT NULL THEN 'variant' END AS cost_from
+	  FROM @extschema@.stockx_listing l
+	  LEFT JOIN LATERAL (
+		SELECT * FROM @extschema@.stockx_cost c
+		 WHERE c.listing_id = l.listing_id OR c.variant_id = l.variant_id
+		 ORDER BY c.listing_id IS NULL LIMIT 1) c ON true;
+
+-- Each order's profit: what StockX paid (or, before the payout is known,
+-- what the fee schedule says it will) minus the cost, in the order's
+-- currency; NULL where the cost is missing or in another currency.
+CREATE VIEW @extschema@.stockx_order_profit AS
+	SELECT o.order_number, o.created_at, o.status, o.style_id, o.variant_value AS size,
+		   o.currency_code, o.amount,
+		   coalesce(o.payout_total, d.expected_payout) AS payout,
+		   o.payout_total IS NOT NULL AS payout_actual,
+		   c.cost, c.cost_currency,
+		   CASE WHEN c.cost_currency = o.currency_code
+				THEN coalesce(o.payout_total, d.expected_payout) - c.cost END AS profit,
+		   CASE WHEN c.cost_currency = o.currency_code AND c.cost > 0
+				THEN pg_catalog.round(100 * (coalesce(o.payout_total, d.expected_payout) - c.cost) / c.cost, 1) END AS profit_pct
+	  FROM @extschema@.stockx_order o
+	  LEFT JOIN LATERAL (
+		SELECT x.cost, x.currency_code AS cost_currency FROM @extschema@.stockx_cost x
+		 WHERE x.listing_id = o.listing_id OR x.variant_id = o.variant_id
+		 ORDER BY x.listing_id IS NULL LIMIT 1) c ON true
+	  LEFT JOIN LATERAL (
+		SELECT CASE WHEN o.payout_total IS NULL AND o.amount IS NOT NULL
+					 AND EXISTS (SELECT FROM @extschema@.stockx_fee_schedule f
+								  WHERE f.seller_level = s.lvl AND f.currency_code = o.currency_code)
+					THEN @extschema@.stockx_payout(o.amount, s.lvl, o.currency_code,
+						 coalesce(o.created_at, pg_catalog.now()), NULL) END AS expected_payout
+		  FROM (SELECT coalesce(NULLIF(pg_catalog.btrim(
+					pg_catalog.current_setting('stockx_enrich.seller_level', true)), ''), '1')::int AS lvl) s) d ON true;
+
+-- The reprice plan: for each active listing with an amount, the size's
+-- lowest ask and highest bid in the listing's currency (stockx_market),
+-- whether the listing is the lowest ask, and a suggested amount: the
+-- lowest ask minus stockx_enrich.reprice_step, never below floor_amount,
+-- the smallest whole amount whose payout covers the cost plus
+-- stockx_enrich.reprice_min_profit (no cost: no floor); the payout at the
+-- amount and at the suggestion.  A plan only: nothing is sent to StockX.
+CREATE VIEW @extschema@.stockx_reprice_plan AS
+	WITH cfg AS (
+		SELECT coalesce(NULLIF(pg_catalog.btrim(
+					pg_catalog.current_setting('stockx_enrich.seller_level', true)), ''), '1')::int AS lvl,
+			   pg_catalog.current_setting('stockx_enrich.reprice_step')::numeric AS step,
+			   pg_catalog.current_setting('stockx_enrich.reprice_min_profit')::numeric AS min_profit
+	), l AS (
+		SELECT l.listing_id, l.style_id, l.variant_value AS size, l.variant_id, l.currency_code, l.amount,
+			   m.lowest_ask, m.highest_bid, c.cost, c.cost_currency, pt.product_type,
+			   f.transaction_fee_pct, f.payment_fee_pct, f.minimum_fee, f.shipping,
+			   cfg.lvl, cfg.step, cfg.min_profit
+		  FROM @extschema@.stockx_listing l
+		  CROSS JOIN cfg
+		  LEFT JOIN @extschema@.stockx_market m
+			ON m.variant_id = l.variant_id AND m.currency_code = l.currency_code
+		  LEFT JOIN @extschema@.stockx_listing_cost c ON c.listing_id = l.listing_id
+		  LEFT JOIN LATERAL (
+			SELECT p.product_type FROM @extschema@.stockx_product p
+			 WHERE p.stockx_product_id = l.product_id AND p.status = 'enriched'
+			 ORDER BY p.enriched_at LIMIT 1) pt ON true
+		  -- the fee row stockx_payout() picks
+		  LEFT JOIN LATERAL (
+			SELECT f.* FROM @extschema@.stockx_fee_schedule f
+			 WHERE f.seller_level = cfg.lvl AND f.currency_code = l.currency_code
+			   AND f.valid_from <= (pg_catalog.now() AT TIME ZONE 'UTC')::date
+			   AND (f.product_type IS NULL OR f.product_type = pt.product_type)
+			 ORDER BY f.product_type IS NULL, f.valid_from DESC LIMIT 1) f ON true
+		 WHERE l.status = 'ACTIVE' AND l.amount IS NOT NULL AND l.currency_code IS NOT NULL
+	), floor AS (
+		-- the payout is the amount less max(percentage fees, minimum fee) less
+		-- shipping: the floor is the larger of what each branch needs, in
+		-- whole units, raised by one unit while rounding leaves it short
+		SELECT l.*,
+			   CASE WHEN l.cost IS NULL OR l.cost_currency IS DISTINCT FROM l.currency_code
+						 OR l.transaction_fee_pct IS NULL THEN NULL
+					ELSE GREATEST(
+						pg_catalog.ceil((l.cost + l.min_profit + l.shipping)
+										/ (1 - (l.transaction_fee_pct + l.payment_fee_pct) / 100)),
+						pg_catalog.ceil(l.cost + l.min_profit + l.minimum_fee + l.shipping))
+			   END AS floor0
+		  FROM l
+	), plan AS (
+		SELECT f.*,
+			   CASE WHEN f.floor0 IS NULL THEN NULL
+					WHEN @extschema@.stockx_payout(f.floor0, f.lvl, f.currency_code, pg_catalog.now(), f.product_type)
+						 >= f.cost + f.min_profit THEN f.floor0
+					ELSE f.floor0 + 1 END AS floor_amount
+		  FROM floor f
+	)
+	SELECT p.listing_id, p.style_id, p.size, p.currency_code, p.amount, p.lowest_ask, p.highest_bid,
+		   p.lowest_ask IS NOT NULL AND p.amount <= p.lowest_ask AS is_lowest_ask,
+		   p.cost, p.floor_amount, s.suggested_amount,
+		   CASE WHEN s.suggested_amount = p.amount THEN 'keep'
+				WHEN s.suggested_amount < p.amount THEN 'lower'
+				ELSE 'raise' END AS action,
+		   p.floor_amount IS NOT NULL AND p.lowest_ask IS NOT NULL
+			 AND p.lowest_ask - p.step < p.floor_amount AS held_by_cost,
+		   CASE WHEN p.transaction_fee_pct IS NOT NULL
+				THEN @extschema@.stockx_payout(p.amount, p.lvl, p.currency_code, pg_catalog.now(), p.product_type) END AS payout_at_amount,
+		   CASE WHEN p.transaction_fee_pct IS NOT NULL
+				THEN @extschema@.stockx_payout(s.suggested_amount, p.lvl, p.currency_code, pg_catalog.now(), p.product_type) END AS payout_at_suggested
+	  FROM plan p
+	 CROSS JOIN LATERAL (
+		SELECT GREATEST(CASE WHEN p.lowest_ask IS NULL OR p.amount <= p.lowest_ask THEN p.amount
+							 ELSE p.lowest_ask - p.step END,
+						p.floor_amount) AS suggested_amount) s;
+
+REVOKE ALL ON @extschema@.stockx_payout_drift, @extschema@.stockx_payout_drift_by_level,
+	@extschema@.stockx_listing_cost, @extschema@.stockx_order_profit,
+	@extschema@.stockx_reprice_plan FROM PUBLIC;

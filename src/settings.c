@@ -66,6 +66,9 @@ static int memory_alert_bytes = 64 * 1024 * 1024;
 static int client_send_slack_ms = 50;
 static int event_retention_s = 7 * 86400;
 static double notify_change_pct = 10.0;
+static bool sync_selling = false;
+static double reprice_step = 1.0;
+static double reprice_min_profit = 0.0;
 
 /* the GUC variables of the secrets only ever hold the mask */
 static char *secret_masks[SX_SECRET_COUNT];
@@ -287,6 +290,19 @@ stockx_settings_define(void)
 	define_int("stockx_enrich.seller_level",
 	           "Seller level (1 to 5) whose fees stockx_variant_payout deducts.", &seller_level, 1,
 	           1, 5, PGC_USERSET, 0);
+	DefineCustomBoolVariable("stockx_enrich.sync_selling",
+	                         "Whether every run also syncs the account's listings and orders.",
+	                         "Off: only stockx_enrich_sync() does.", &sync_selling, false,
+	                         PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("stockx_enrich.reprice_step",
+	                         "How far under the lowest ask stockx_reprice_plan suggests to list.",
+	                         NULL, &reprice_step, 1.0, 0.0, 1000000.0, PGC_USERSET, 0, NULL, NULL,
+	                         NULL);
+	DefineCustomRealVariable("stockx_enrich.reprice_min_profit",
+	                         "Profit over cost that a suggestion of stockx_reprice_plan keeps.",
+	                         "In the listing's currency; 0 = the payout covers the cost.",
+	                         &reprice_min_profit, 0.0, 0.0, 1000000000.0, PGC_USERSET, 0, NULL,
+	                         NULL, NULL);
 	define_int("stockx_enrich.lease_timeout",
 	           "How long a claimed product stays leased to its worker without renewal.",
 	           &lease_timeout_s, 3600, 1, 7 * 86400, PGC_SIGHUP, GUC_UNIT_S);
@@ -417,4 +433,11 @@ const char *
 stockx_settings_credentials_file(void)
 {
 	return (credentials_file != NULL && credentials_file[0] != '\0') ? credentials_file : NULL;
+}
+
+/* Does every run also sync the selling side (stockx_enrich.sync_selling)? */
+bool
+stockx_settings_sync_selling(void)
+{
+	return sync_selling;
 }

@@ -23,6 +23,7 @@ extern PGDLLEXPORT void stockx_settings_store(StockxStoreConfig *config);
 extern void stockx_settings_worker(StockxWorkerConfig *config);
 
 extern int stockx_settings_max_workers(void);
+extern bool stockx_settings_sync_selling(void);
 extern const char *stockx_settings_secret(StockxSecret which);
 extern const char *stockx_settings_credentials_file(void);
 extern const char *stockx_settings_authorize_url(void);

@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * sql_runs.c
  *	  The SQL functions that control runs: stockx_enrich_start(),
+ *	  stockx_enrich_sync() (a run that syncs the selling side only),
  *	  stockx_enrich_stop() and stockx_enrich_wait().
  *
  * start reserves a run slot and its worker slots, then registers the
@@ -48,6 +49,7 @@
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(stockx_enrich_start);
+PG_FUNCTION_INFO_V1(stockx_enrich_sync);
 PG_FUNCTION_INFO_V1(stockx_enrich_stop);
 PG_FUNCTION_INFO_V1(stockx_enrich_wait);
 
@@ -128,11 +130,14 @@ start_cleanup(int code, Datum arg)
 	stockx_slots_release_unattached(pending->run_id, pending->run_index);
 }
 
-Datum
-stockx_enrich_start(PG_FUNCTION_ARGS)
+/*
+ * Start a run of workers (sync_only: one worker that syncs the selling
+ * side and nothing else); the run id, the active run's, or NULL when
+ * nothing is due.
+ */
+static Datum
+start_run(FunctionCallInfo fcinfo, volatile int workers, int64 max_products, bool sync_only)
 {
-	volatile int workers = PG_ARGISNULL(0) ? 1 : PG_GETARG_INT32(0);
-	int64 max_products = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
 	int max_workers = stockx_settings_max_workers();
 	const char *missing;
 	int64 run_id;
@@ -156,10 +161,6 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 		         errmsg("workers must be between 1 and %d", max_workers),
 		         errhint("stockx_enrich.max_workers sets the upper bound; changing it needs a "
 		                 "restart.")));
-	if (!PG_ARGISNULL(1) && max_products < 1)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-		                errmsg("max_products must be at least 1"),
-		                errhint("Pass NULL to process every due product.")));
 
 	/* a run already active in this database: hand back its id */
 	stockx_slots_reclaim();
@@ -177,9 +178,12 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	stockx_store_init();
-	/* nothing due: no workers, no run row (pg_cron may fire every minute) */
+	/*
+	 * nothing due: no workers, no run row (pg_cron may fire every minute);
+	 * a sync always has something to ask
+	 */
 	stockx_settings_store(&store_config);
-	if (!stockx_store_anything_due(&store_config))
+	if (!sync_only && !stockx_settings_sync_selling() && !stockx_store_anything_due(&store_config))
 	{
 		SPI_finish();
 		PG_RETURN_NULL();
@@ -213,6 +217,7 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 	args.workers = workers;
 	args.max_products = max_products;
 	args.started_at = GetCurrentTimestamp();
+	args.sync_only = sync_only;
 
 	PG_ENSURE_ERROR_CLEANUP(start_cleanup, PointerGetDatum(pending));
 	{
@@ -223,6 +228,8 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 			pid_t pid;
 
 			args.slot = slots[i];
+			/* the first worker syncs the selling side (the others enrich meanwhile) */
+			args.sync_selling = i == 0 && (sync_only || stockx_settings_sync_selling());
 			if (!register_worker(&args, &handle))
 				break;
 			pending->handles[pending->nhandles++] = handle;
@@ -253,6 +260,25 @@ stockx_enrich_start(PG_FUNCTION_ARGS)
 		                  errmsg("started %d of %d stockx_enrich workers", launched, workers),
 		                  errhint("Raise max_worker_processes (needs a restart).")));
 	PG_RETURN_INT64(run_id);
+}
+
+Datum
+stockx_enrich_start(PG_FUNCTION_ARGS)
+{
+	int workers = PG_ARGISNULL(0) ? 1 : PG_GETARG_INT32(0);
+	int64 max_products = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
+
+	if (!PG_ARGISNULL(1) && max_products < 1)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+		                errmsg("max_products must be at least 1"),
+		                errhint("Pass NULL to process every due product.")));
+	return start_run(fcinfo, workers, max_products, false);
+}
+
+Datum
+stockx_enrich_sync(PG_FUNCTION_ARGS)
+{
+	return start_run(fcinfo, 1, 0, true);
 }
 
 Datum

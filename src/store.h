@@ -66,4 +66,10 @@ extern void stockx_store_analyze_queue(void);
 extern void stockx_store_load_quota(int64 day, SxPersisted *out);
 extern void stockx_store_save_quota(const SxPersisted *in);
 
+/* store_selling.c: the selling side's sync */
+extern void stockx_store_sync_begin(const char *feed, int64 run_id, int *page, char **from_date);
+extern int64 stockx_store_sync_page(const char *feed, const char *body, int page, bool has_next,
+                                    int nitems, int64 run_id, int64 *queued);
+extern void stockx_store_sync_failed(const char *feed, const char *error, int64 run_id);
+
 #endif /* STOCKX_STORE_H */

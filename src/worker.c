@@ -125,8 +125,9 @@ worker_set_state(Worker *w, StockxWorkerState state, const char *sku)
 		worker_publish(w, false);
 }
 
-static bool
-stop_requested(Worker *w)
+/* Has the run been asked to stop (stockx_enrich_stop, a shutdown)? */
+bool
+worker_stop_requested(Worker *w)
 {
 	return ShutdownRequestPending || stockx_slots_stop_requested(w->args.run_index, w->args.run_id);
 }
@@ -159,7 +160,7 @@ worker_nap(Worker *w, long ms)
 	                 stockx_wait_event(SX_WAIT_BACKOFF));
 	ResetLatch(MyLatch);
 	worker_check_interrupts(w);
-	return !stop_requested(w);
+	return !worker_stop_requested(w);
 }
 
 /* ---------------------------------------------------------------- rows */
@@ -203,8 +204,6 @@ worker_job_done(Worker *w, StockxJob *j)
 	}
 }
 
-static void report_sends(Worker *w);
-
 /* Abandon a row's request in flight (its slot may never have been used). */
 static void
 cancel_request(Worker *w, StockxJob *j)
@@ -212,7 +211,7 @@ cancel_request(Worker *w, StockxJob *j)
 	if (!j->in_flight)
 		return;
 	/* a request that left must be counted as sent before it is dropped */
-	report_sends(w);
+	worker_report_sends(w);
 	if (!stockx_transfer_was_sent(j->transfer))
 		stockx_limiter_unsent();
 	stockx_http_cancel(w->http, j->transfer);
@@ -358,8 +357,8 @@ send_request(Worker *w, StockxJob *j)
 }
 
 /* Report to the limiter when granted requests really left. */
-static void
-report_sends(Worker *w)
+void
+worker_report_sends(Worker *w)
 {
 	StockxTransfer *t;
 	int64 sent_at;
@@ -461,7 +460,7 @@ start_requests(Worker *w, long *timeout_ms)
 			{
 				case SX_GO:
 					send_request(w, j);
-					report_sends(w);
+					worker_report_sends(w);
 					now = stockx_mono_now();
 					naps = 0;
 					break;
@@ -566,7 +565,7 @@ take_answers(Worker *w)
 {
 	StockxTransfer *t;
 
-	report_sends(w);
+	worker_report_sends(w);
 	while ((t = stockx_http_next_done(w->http)) != NULL)
 	{
 		void *owner = stockx_transfer_owner(t);
@@ -738,7 +737,7 @@ worker_loop(Worker *w)
 		MemoryContextReset(w->loop_cxt);
 		MemoryContextSwitchTo(w->loop_cxt);
 		worker_check_interrupts(w);
-		if (w->stop == SX_STOP_NONE && stop_requested(w))
+		if (w->stop == SX_STOP_NONE && worker_stop_requested(w))
 			worker_begin_stop(w, SX_STOP_STOPPED);
 
 		maybe_claim(w);

@@ -21,6 +21,8 @@ typedef struct StockxWorkerArgs
 	int workers;   /* of the run */
 	int64 max_products;
 	TimestampTz started_at;
+	bool sync_selling; /* this worker syncs the listings and orders first */
+	bool sync_only;    /* and does nothing else (stockx_enrich_sync) */
 } StockxWorkerArgs;
 
 StaticAssertDecl(sizeof(StockxWorkerArgs) <= BGW_EXTRALEN,

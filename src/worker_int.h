@@ -9,6 +9,7 @@
  *	    worker_token.c   the access token this worker sends
  *	    worker_tx.c      transactions of the worker, events notified after them
  *	    worker_run.c     the worker's life: its start, its end, the run's row
+ *	    worker_sync.c    the selling side's sync: listings and orders, page by page
  *-------------------------------------------------------------------------
  */
 #ifndef STOCKX_WORKER_INT_H
@@ -95,6 +96,8 @@ extern void worker_load_config(Worker *w, bool first);
 extern void worker_publish(Worker *w, bool checkpoint);
 extern void worker_set_state(Worker *w, StockxWorkerState state, const char *sku);
 extern void worker_check_interrupts(Worker *w);
+extern bool worker_stop_requested(Worker *w);
+extern void worker_report_sends(Worker *w);
 extern bool worker_nap(Worker *w, long ms);
 extern int worker_held_jobs(Worker *w, bool unsettled_only);
 extern void worker_job_done(Worker *w, StockxJob *j);
@@ -123,5 +126,8 @@ extern bool worker_ends(int sqlerrcode);
 
 /* worker_run.c */
 extern void worker_maintain_history(Worker *w);
+
+/* worker_sync.c */
+extern void worker_sync_selling(Worker *w);
 
 #endif /* STOCKX_WORKER_INT_H */

@@ -323,7 +323,12 @@ stockx_enrich_worker_main(Datum main_arg)
 		/* starting: show the worker's memory from the first moment */
 		worker_publish(w, false);
 		prepare_run(w);
-		reason = worker_loop(w);
+		if (w->args.sync_selling)
+			worker_sync_selling(w);
+		if (w->args.sync_only)
+			reason = w->stop != SX_STOP_NONE ? w->stop : SX_STOP_DONE;
+		else
+			reason = worker_loop(w);
 	}
 	PG_CATCH();
 	{

@@ -16,9 +16,9 @@ import sys
 LAYERS = """
 1 entry:      stockx_enrich.c
 1 sql:        sql_runs.c sql_budget.c sql_views.c sql_oauth.c
-2 worker:     worker.c worker.h worker_int.h worker_commit.c worker_run.c worker_token.c worker_tx.c
+2 worker:     worker.c worker.h worker_int.h worker_commit.c worker_run.c worker_token.c worker_tx.c worker_sync.c
 3 enrich:     enrich.c enrich.h
-3 store:      store.c store.h store_int.h store_claim.c store_write.c store_runs.c store_alerts.c
+3 store:      store.c store.h store_int.h store_claim.c store_write.c store_runs.c store_alerts.c store_selling.c
 3 events:     events.c events.h
 3 quota:      quota.c quota.h
 3 extension:  extension.c extension.h
