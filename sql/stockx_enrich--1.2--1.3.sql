@@ -913,7 +913,9 @@ ALTER TABLE @extschema@.stockx_event
 -- synced by stockx_enrich_sync() (or by every run, stockx_enrich.sync_selling)
 -- through the same limiter, quota and run as enrichment.  Nothing here is
 -- ever sent back to StockX.  data is the element as StockX sent it; the
--- columns are read from it.  The shop's business: no privilege for PUBLIC
+-- columns are read from it.  A listing a finished pass did not list (its
+-- ask expired, say: StockX leaves those out) is missing_since then, until a
+-- pass lists it again.  The shop's business: no privilege for PUBLIC
 -- or pg_monitor.
 CREATE TABLE @extschema@.stockx_listing (
 	listing_id text PRIMARY KEY,
@@ -932,7 +934,8 @@ CREATE TABLE @extschema@.stockx_listing (
 	created_at timestamptz,
 	updated_at timestamptz,
 	data jsonb NOT NULL,
-	synced_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+	synced_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	missing_since timestamptz
 );
 CREATE INDEX stockx_listing_variant_idx ON @extschema@.stockx_listing (variant_id);
 CREATE INDEX stockx_listing_product_idx ON @extschema@.stockx_listing (product_id);
@@ -1149,7 +1152,8 @@ CREATE VIEW @extschema@.stockx_order_profit AS
 		  FROM (SELECT coalesce(NULLIF(pg_catalog.btrim(
 					pg_catalog.current_setting('stockx_enrich.seller_level', true)), ''), '1')::int AS lvl) s) d ON true;
 
--- The reprice plan: for each active listing with an amount, the size's
+-- The reprice plan: for each active listing with an amount (that the last
+-- pass listed), the size's
 -- lowest ask and highest bid in the listing's currency (stockx_market),
 -- whether the listing is the lowest ask, and a suggested amount: the
 -- lowest ask minus stockx_enrich.reprice_step, never below floor_amount,
@@ -1183,7 +1187,8 @@ CREATE VIEW @extschema@.stockx_reprice_plan AS
 			   AND f.valid_from <= (pg_catalog.now() AT TIME ZONE 'UTC')::date
 			   AND (f.product_type IS NULL OR f.product_type = pt.product_type)
 			 ORDER BY f.product_type IS NULL, f.valid_from DESC LIMIT 1) f ON true
-		 WHERE l.status = 'ACTIVE' AND l.amount IS NOT NULL AND l.currency_code IS NOT NULL
+		 WHERE l.status = 'ACTIVE' AND l.missing_since IS NULL
+		   AND l.amount IS NOT NULL AND l.currency_code IS NOT NULL
 	), floor AS (
 		-- the payout is the amount less max(percentage fees, minimum fee) less
 		-- shipping: the floor is the larger of what each branch needs, in

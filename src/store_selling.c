@@ -20,10 +20,14 @@
 #include "store.h"
 #include "store_int.h"
 
-/* text to uuid where it is one, else NULL (odd ids stay in data) */
-#define UUID_OR_NULL(x)                                                                            \
-	"CASE WHEN (" x ") ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' "       \
-	"THEN (" x ")::uuid END"
+/* the product's and the variant's id as uuid where they are one (odd ids stay in data) */
+#define UUID_PATTERN "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"
+#define PRODUCT_UUID                                                                               \
+	"CASE WHEN e->'product'->>'productId' ~* " UUID_PATTERN                                        \
+	" THEN (e->'product'->>'productId')::uuid END"
+#define VARIANT_UUID                                                                               \
+	"CASE WHEN e->'variant'->>'variantId' ~* " UUID_PATTERN                                        \
+	" THEN (e->'variant'->>'variantId')::uuid END"
 
 /*
  * Begin (or go on with) a pass of feed $1 for run $2: the page to ask, and
@@ -103,6 +107,11 @@ stockx_store_sync_begin(const char *feed, int64 run_id, int *page, char **from_d
 	"          WHERE p.stockx_product_id = u.product_id)) "                                        \
 	"  ON CONFLICT (sku) DO NOTHING RETURNING sku) "
 
+/*
+ * A listing that no page of a finished pass listed (deleted long ago, or
+ * its ask expired: StockX leaves those out) is missing_since then, until a
+ * pass lists it again.
+ */
 static Statement st_listings_page = {
 	"WITH e AS (SELECT x AS e FROM pg_catalog.jsonb_array_elements(($1::jsonb) -> 'listings') x), "
 	"up AS ( "
@@ -110,32 +119,39 @@ static Statement st_listings_page = {
 	"         inventory_type, product_id, style_id, product_name, variant_id, variant_value, "
 	"         ask_id, order_number, order_status, created_at, updated_at, data, synced_at) "
 	"  SELECT e->>'listingId', e->>'status', (e->>'amount')::numeric, e->>'currencyCode', "
-	"         e->>'inventoryType', " UUID_OR_NULL(
-	    "e->'product'->>'productId'") ", "
-	                                  "         e->'product'->>'styleId', e->'product'->>'productName', " UUID_OR_NULL(
-	                                      "e->'variant'->>'variantId'") ", e->'variant'->>'variantValue', "
-	                                                                    "         e->'ask'->>'askId', e->'order'->>'orderNumber', e->'order'->>'orderStatus', "
-	                                                                    "         (e->>'createdAt')::timestamptz, (e->>'updatedAt')::timestamptz, e, pg_catalog.now() "
-	                                                                    "    FROM e "
-	                                                                    "  ON CONFLICT (listing_id) DO UPDATE SET status = EXCLUDED.status, "
-	                                                                    "    amount = EXCLUDED.amount, currency_code = EXCLUDED.currency_code, "
-	                                                                    "    inventory_type = EXCLUDED.inventory_type, product_id = EXCLUDED.product_id, "
-	                                                                    "    style_id = EXCLUDED.style_id, product_name = EXCLUDED.product_name, "
-	                                                                    "    variant_id = EXCLUDED.variant_id, variant_value = EXCLUDED.variant_value, "
-	                                                                    "    ask_id = EXCLUDED.ask_id, order_number = EXCLUDED.order_number, "
-	                                                                    "    order_status = EXCLUDED.order_status, created_at = EXCLUDED.created_at, "
-	                                                                    "    updated_at = EXCLUDED.updated_at, data = EXCLUDED.data, synced_at = EXCLUDED.synced_at "
-	                                                                    "  RETURNING l.product_id, l.style_id), " SYNC_QUEUE_UNKNOWN
-	                                                                    ", " SYNC_STATE_AFTER_PAGE
-	                                                                    "SELECT (SELECT pg_catalog.count(*) FROM up), (SELECT pg_catalog.count(*) FROM q)",
+	"         e->>'inventoryType', " PRODUCT_UUID
+	", e->'product'->>'styleId', e->'product'->>'productName', " VARIANT_UUID
+	", e->'variant'->>'variantValue', "
+	"         e->'ask'->>'askId', e->'order'->>'orderNumber', e->'order'->>'orderStatus', "
+	"         (e->>'createdAt')::timestamptz, (e->>'updatedAt')::timestamptz, e, "
+	"         pg_catalog.now() "
+	"    FROM e "
+	"  ON CONFLICT (listing_id) DO UPDATE SET status = EXCLUDED.status, "
+	"    amount = EXCLUDED.amount, currency_code = EXCLUDED.currency_code, "
+	"    inventory_type = EXCLUDED.inventory_type, product_id = EXCLUDED.product_id, "
+	"    style_id = EXCLUDED.style_id, product_name = EXCLUDED.product_name, "
+	"    variant_id = EXCLUDED.variant_id, variant_value = EXCLUDED.variant_value, "
+	"    ask_id = EXCLUDED.ask_id, order_number = EXCLUDED.order_number, "
+	"    order_status = EXCLUDED.order_status, created_at = EXCLUDED.created_at, "
+	"    updated_at = EXCLUDED.updated_at, data = EXCLUDED.data, "
+	"    synced_at = EXCLUDED.synced_at, missing_since = NULL "
+	"  RETURNING l.product_id, l.style_id), " SYNC_QUEUE_UNKNOWN ", " SYNC_STATE_AFTER_PAGE ", "
+	"gone AS ( "
+	"  UPDATE @extschema@.stockx_listing l SET missing_since = pg_catalog.now() "
+	"   WHERE NOT $4 AND l.missing_since IS NULL "
+	"     AND l.synced_at < (SELECT s.pass_started_at FROM @extschema@.stockx_sync_state s "
+	"                         WHERE s.feed = $3) "
+	"     AND l.listing_id NOT IN (SELECT e->>'listingId' FROM e)) "
+	"SELECT (SELECT pg_catalog.count(*) FROM up), (SELECT pg_catalog.count(*) FROM q)",
 	6,
 	{ TEXTOID, INT4OID, TEXTOID, BOOLOID, INT4OID, INT8OID }
 };
 
 /*
  * $7: the page is of the active orders.  An order of the history is
- * in_history for good; an active order that the last page of a pass of
- * the active orders did not list has left them (active false).
+ * in_history for good; an active order that no page of a finished pass of
+ * the active orders listed has left them (active false).  A payout the
+ * list does not give (null) leaves the one known.
  */
 static Statement st_orders_page = {
 	"WITH e AS (SELECT x AS e FROM pg_catalog.jsonb_array_elements(($1::jsonb) -> 'orders') x), "
@@ -145,41 +161,38 @@ static Statement st_orders_page = {
 	"         product_name, variant_id, variant_value, created_at, updated_at, sale_price, "
 	"         payout_adjustments, payout_total, payout_currency, payout, data, synced_at) "
 	"  SELECT e->>'orderNumber', e->>'listingId', e->>'askId', e->>'status', $7, NOT $7, "
-	"         (e->>'amount')::numeric, e->>'currencyCode', e->>'inventoryType', " UUID_OR_NULL(
-	    "e->'product'->>'productId'") ", e->'product'->>'styleId', "
-	                                  "         e->'product'->>'productName', " UUID_OR_NULL(
-	                                      "e->'variant'->>'variantId'") ", "
-	                                                                    "         e->'variant'->>'variantValue', (e->>'createdAt')::timestamptz, "
-	                                                                    "         (e->>'updatedAt')::timestamptz, (e->'payout'->>'salePrice')::numeric, "
-	                                                                    "         (e->'payout'->>'totalAdjustments')::numeric, "
-	                                                                    "         (e->'payout'->>'totalPayout')::numeric, e->'payout'->>'currencyCode', "
-	                                                                    "         CASE WHEN pg_catalog.jsonb_typeof(e->'payout') = 'object' THEN e->'payout' END, "
-	                                                                    "         e, pg_catalog.now() "
-	                                                                    "    FROM e "
-	                                                                    "  ON CONFLICT (order_number) DO UPDATE SET listing_id = EXCLUDED.listing_id, "
-	                                                                    "    ask_id = EXCLUDED.ask_id, status = EXCLUDED.status, active = EXCLUDED.active, "
-	                                                                    "    in_history = o.in_history OR EXCLUDED.in_history, amount = EXCLUDED.amount, "
-	                                                                    "    currency_code = EXCLUDED.currency_code, inventory_type = EXCLUDED.inventory_type, "
-	                                                                    "    product_id = EXCLUDED.product_id, style_id = EXCLUDED.style_id, "
-	                                                                    "    product_name = EXCLUDED.product_name, variant_id = EXCLUDED.variant_id, "
-	                                                                    "    variant_value = EXCLUDED.variant_value, created_at = EXCLUDED.created_at, "
-	                                                                    "    updated_at = EXCLUDED.updated_at, "
-	                                                                    "    sale_price = COALESCE(EXCLUDED.sale_price, o.sale_price), "
-	                                                                    "    payout_adjustments = COALESCE(EXCLUDED.payout_adjustments, o.payout_adjustments), "
-	                                                                    "    payout_total = COALESCE(EXCLUDED.payout_total, o.payout_total), "
-	                                                                    "    payout_currency = COALESCE(EXCLUDED.payout_currency, o.payout_currency), "
-	                                                                    "    payout = COALESCE(EXCLUDED.payout, o.payout), data = EXCLUDED.data, "
-	                                                                    "    synced_at = EXCLUDED.synced_at "
-	                                                                    "  RETURNING o.product_id, o.style_id), " SYNC_QUEUE_UNKNOWN
-	                                                                    ", " SYNC_STATE_AFTER_PAGE
-	                                                                    ", "
-	                                                                    "gone AS ( "
-	                                                                    "  UPDATE @extschema@.stockx_order o SET active = false "
-	                                                                    "   WHERE $7 AND NOT $4 AND o.active "
-	                                                                    "     AND o.synced_at < (SELECT s.pass_started_at FROM @extschema@.stockx_sync_state s "
-	                                                                    "                         WHERE s.feed = $3) "
-	                                                                    "     AND o.order_number NOT IN (SELECT e->>'orderNumber' FROM e)) "
-	                                                                    "SELECT (SELECT pg_catalog.count(*) FROM up), (SELECT pg_catalog.count(*) FROM q)",
+	"         (e->>'amount')::numeric, e->>'currencyCode', e->>'inventoryType', " PRODUCT_UUID
+	", e->'product'->>'styleId', e->'product'->>'productName', " VARIANT_UUID
+	", e->'variant'->>'variantValue', "
+	"         (e->>'createdAt')::timestamptz, (e->>'updatedAt')::timestamptz, "
+	"         (e->'payout'->>'salePrice')::numeric, "
+	"         (e->'payout'->>'totalAdjustments')::numeric, "
+	"         (e->'payout'->>'totalPayout')::numeric, e->'payout'->>'currencyCode', "
+	"         CASE WHEN pg_catalog.jsonb_typeof(e->'payout') = 'object' THEN e->'payout' END, "
+	"         e, pg_catalog.now() "
+	"    FROM e "
+	"  ON CONFLICT (order_number) DO UPDATE SET listing_id = EXCLUDED.listing_id, "
+	"    ask_id = EXCLUDED.ask_id, status = EXCLUDED.status, active = EXCLUDED.active, "
+	"    in_history = o.in_history OR EXCLUDED.in_history, amount = EXCLUDED.amount, "
+	"    currency_code = EXCLUDED.currency_code, inventory_type = EXCLUDED.inventory_type, "
+	"    product_id = EXCLUDED.product_id, style_id = EXCLUDED.style_id, "
+	"    product_name = EXCLUDED.product_name, variant_id = EXCLUDED.variant_id, "
+	"    variant_value = EXCLUDED.variant_value, created_at = EXCLUDED.created_at, "
+	"    updated_at = EXCLUDED.updated_at, "
+	"    sale_price = COALESCE(EXCLUDED.sale_price, o.sale_price), "
+	"    payout_adjustments = COALESCE(EXCLUDED.payout_adjustments, o.payout_adjustments), "
+	"    payout_total = COALESCE(EXCLUDED.payout_total, o.payout_total), "
+	"    payout_currency = COALESCE(EXCLUDED.payout_currency, o.payout_currency), "
+	"    payout = COALESCE(EXCLUDED.payout, o.payout), data = EXCLUDED.data, "
+	"    synced_at = EXCLUDED.synced_at "
+	"  RETURNING o.product_id, o.style_id), " SYNC_QUEUE_UNKNOWN ", " SYNC_STATE_AFTER_PAGE ", "
+	"gone AS ( "
+	"  UPDATE @extschema@.stockx_order o SET active = false "
+	"   WHERE $7 AND NOT $4 AND o.active "
+	"     AND o.synced_at < (SELECT s.pass_started_at FROM @extschema@.stockx_sync_state s "
+	"                         WHERE s.feed = $3) "
+	"     AND o.order_number NOT IN (SELECT e->>'orderNumber' FROM e)) "
+	"SELECT (SELECT pg_catalog.count(*) FROM up), (SELECT pg_catalog.count(*) FROM q)",
 	7,
 	{ TEXTOID, INT4OID, TEXTOID, BOOLOID, INT4OID, INT8OID, BOOLOID }
 };
