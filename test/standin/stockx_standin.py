@@ -812,6 +812,10 @@ HISTORICAL_ORDER_STATUSES = ("AUTHFAILED", "DIDNOTSHIP", "CANCELED", "COMPLETED"
 INVENTORY_TYPES = ("STANDARD", "FLEX", "DFS", "DIRECT")
 INVENTORY_TYPE_FILTER = ("STANDARD", "FLEX", "DIRECT")
 SORT_ORDERS = ("CREATEDAT", "SHIPBYDATE")
+# orders the lists (and the single listing) give "payout": null: nothing is
+# paid out yet, or ever will be; the single-order call always gives it (the
+# document requires it there): what the sale pays, or would have paid
+UNPAID_ORDER_STATUSES = ("CREATED", "CANCELED")
 # pageSize: 1-100 on every selling list; the default: listings 1 ("By default
 # the page size starts at 1"), history 10 ("By default the number is 10"),
 # active orders 10 (the document says nothing)
@@ -897,16 +901,12 @@ SEED_LISTINGS = [
          ask=("2026-10-15T13:00:00.000Z", "2026-10-15T13:00:00.000Z", FAR_EXPIRY)),
 ]
 # The seeded orders.  listing: the key of its listing (None: an order whose
-# listing is gone, listingId null).  list_payout False: the list calls (and
-# the single listing) give "payout": null, nothing being paid out (not yet,
-# or never: a canceled sale); the single-order call always gives it (the
-# document requires it there): what the sale pays, or would have paid.
-# shipment: (shipByDate, carrierCode, trackingNumber) or None.
+# listing is gone, listingId null).  shipment: (shipByDate, carrierCode,
+# trackingNumber) or None.
 SEED_ORDERS = [
     dict(key="O1", number="412093871-411987552", listing="L08", status="CREATED",
          created="2026-12-01T09:12:00.000Z", updated="2026-12-01T09:12:00.000Z",
-         fees=[TXN_9, PROC_3], list_payout=False,
-         shipment=("2026-12-04T09:12:00.000Z", None, None)),
+         fees=[TXN_9, PROC_3], shipment=("2026-12-04T09:12:00.000Z", None, None)),
     dict(key="O2", number="412001236-411902417", listing="L09", status="SHIPPED",
          created="2026-11-25T15:40:00.000Z", updated="2026-11-27T10:02:00.000Z",
          fees=[TXN_9, PROC_3, SHIP("4.00")],
@@ -929,7 +929,7 @@ SEED_ORDERS = [
          shipment=("2026-10-01T10:00:00.000Z", "DHL", "JD014600003828301122")),
     dict(key="O7", number="410334219-410241976", listing="L14", status="CANCELED",
          created="2026-10-20T11:00:00.000Z", updated="2026-10-23T09:00:00.000Z",
-         fees=[TXN_9, PROC_3], list_payout=False, shipment=None),
+         fees=[TXN_9, PROC_3], shipment=None),
     dict(key="O8", number="404218550-404127733", listing=None, status="COMPLETED",
          sku=3, variant=2, amount="120", currency="GBP", inventory="STANDARD",
          created="2026-08-14T17:25:00.000Z", updated="2026-08-29T08:00:00.000Z",
@@ -1022,7 +1022,6 @@ def selling_rows(cfg):
     orders = []
     for o in SEED_ORDERS:
         row = dict(o, id=o["number"])
-        row.setdefault("list_payout", True)
         lrow = by_key.get(o["listing"]) if o["listing"] else None
         if o["listing"] and lrow is None:
             # selling_listing_count dropped its listing: the order keeps the id
@@ -1047,7 +1046,7 @@ def selling_rows(cfg):
                    variant=spec["variant"], amount=spec["amount"],
                    currency=spec["currencyCode"], inventory=spec["inventoryType"],
                    status=spec["status"], created=spec["createdAt"], updated=spec["createdAt"],
-                   fees=added_fees(spec), list_payout=True,
+                   fees=added_fees(spec),
                    shipment=(iso_plus(spec["createdAt"], 3 * 24 * 60), None, None)
                    if spec["status"] in ACTIVE_ORDER_STATUSES else None)
         orders.append(row)
@@ -1117,7 +1116,8 @@ def selling_account(cfg):
                                              "orderCreatedAt": o["created"],
                                              "orderStatus": o["status"]},
             "product": product, "variant": variant, "authenticationDetails": None,
-            "payout": payouts[o["id"]] if o is not None and o["list_payout"] else None,
+            "payout": payouts[o["id"]] if o is not None
+            and o["status"] not in UNPAID_ORDER_STATUSES else None,
             "lastOperation": None,
             "initiatedShipments": {"inbound": {"displayId": r["shipment_display"]}}
             if r["shipment_display"] else None,
@@ -1141,7 +1141,8 @@ def selling_account(cfg):
                 "amount": o["amount"], "currencyCode": o["currency"], "status": o["status"],
                 "createdAt": o["created"], "updatedAt": o["updated"], "product": product,
                 "variant": variant, "authenticationDetails": None,
-                "payout": payout if o["list_payout"] else None, "initiatedShipments": None,
+                "payout": None if o["status"] in UNPAID_ORDER_STATUSES else payout,
+                "initiatedShipments": None,
                 "inventoryType": o["inventory"], "condition": None,
                 "conditionDescription": None}
         detail = {"askId": o["askId"], "orderNumber": o["number"],

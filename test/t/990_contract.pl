@@ -595,8 +595,10 @@ admin_config({ selling_listing_count => undef,
 my $added = $b->{orders}[0];
 is("$b->{count} $added->{orderNumber} $added->{status} $added->{amount} $added->{currencyCode}",
 	'5 777000001-777000002 CREATED 199 EUR', 'selling_add_orders: a new active order, the newest');
-is(join(' ', map { $_->{amount} } @{ $added->{payout}{adjustments} }) . " -> $added->{payout}{totalPayout}",
-	'-17.91 -5.97 -7.00 -> 168.12', 'with its payout lines (9 %, 3 %, shipping)');
+ok(!defined $added->{payout}, 'CREATED: no payout in the list yet');
+($st, $b) = sell('/orders/777000001-777000002');
+is(join(' ', map { $_->{amount} } @{ $b->{payout}{adjustments} }) . " -> $b->{payout}{totalPayout}",
+	'-17.91 -5.97 -7.00 -> 168.12', 'the order has its payout lines (9 %, 3 %, shipping)');
 ($st, $b) = sell("/listings/$added->{listingId}");
 is("$st $b->{status} $b->{order}{orderNumber}", '200 MATCHED 777000001-777000002', 'and its listing');
 my ($bad_st) = admin_config_raw({ selling_add_orders => [ { sku => 'NF-SELL-1', amount => '10' } ] });
