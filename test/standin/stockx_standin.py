@@ -35,8 +35,25 @@ fail_next) in brackets:
                                                                     [variant_market]
          200 one MarketData; 400 the variant is not one of that product's,
          also when the product is unknown (the document lists 400 and no 404)
+    GET  /v2/selling/listings?pageNumber=&pageSize=&listingStatuses=&productIds=
+         &variantIds=&batchIds=&inventoryTypes=&initiatedShipmentDisplayIds=
+         &fromDate=&toDate=&isExpired=                              [listings]
+         200 Listings {count, pageSize, pageNumber, hasNextPage, listings:
+         [ListListings]}; 400 a bad parameter (see Selling below)
+    GET  /v2/selling/listings/{listingId}                           [listing]
+         200 ListingResponse; 400 not a UUID; 404 unknown
+    GET  /v2/selling/orders/active?pageNumber=&pageSize=&orderStatus=&productId=
+         &variantId=&sortOrder=&inventoryTypes=&initiatedShipmentDisplayIds=
+                                                                    [orders_active]
+    GET  /v2/selling/orders/history?fromDate=&toDate=&pageNumber=&pageSize=
+         &orderStatus=&productId=&variantId=&inventoryTypes=
+         &initiatedShipmentDisplayIds=                              [orders_history]
+         200 Orders {count, pageSize, pageNumber, hasNextPage, orders:
+         [ListOrders]}; 400 a bad parameter
+    GET  /v2/selling/orders/{orderNumber}                           [order]
+         200 DetailedOrder; 404 unknown (the document lists no 404 here)
     anything else under /v2: 404 [other]; a method other than GET on a
-    catalogue route: 405.
+    catalogue or selling route: 405 (the stand-in makes no listings).
 Every /v2 call needs `x-api-key` (else 403) and `Authorization: Bearer <tok>`
 with the static token or an issued, unexpired token (else 401).  Every error
 body of a /v2 call is {"statusCode": <the HTTP status>, "message": "..."}.
@@ -124,6 +141,68 @@ each candidate's variants to find the one that carries the GTIN.
 one) and adds "gtin_match": {"sku", "variantId", "type"}; unmatched digits
 give {"found": false, ...}.  Queries that are not 8-14 digits are SKUs.
 
+Selling (the read side of a seller's account): a seeded, deterministic
+account of 14 listings and 8 orders (SEED_LISTINGS, SEED_ORDERS; the
+README has the table) of the products of SX-SELL-1, SX-SELL-2, SX-SELL-3,
+CMP-SX-SELL-4 (meant to be queued by the tests) and SX-SELL-NEW-5 (meant
+NOT to be); those five products are registered from the start.  Product
+and variant objects come from the catalogue as it is now (uppercase_ids,
+odd_ids and alias_skus reach them).  As the document has them:
+  - A listing (ListingResponse, the single-listing call): listingId, status
+    (INACTIVE ACTIVE DELETED CANCELED MATCHED COMPLETED), amount and
+    currencyCode (decimal string / code, or null), inventoryType, createdAt,
+    updatedAt, batch, ask {askId, askCreatedAt, askUpdatedAt, askExpiresAt}
+    or null, order {orderNumber, orderCreatedAt, orderStatus} or null,
+    product {productId, productName, styleId}, variant {variantId,
+    variantName, variantValue}, authenticationDetails, payout, lastOperation,
+    initiatedShipments, condition, conditionDescription.  A list item
+    (ListListings) is the same without payout and lastOperation.
+  - An order in a list (ListOrders): orderNumber, listingId (or null),
+    askId, amount, currencyCode, status, createdAt, updatedAt, product,
+    variant, authenticationDetails, payout (or null), initiatedShipments,
+    inventoryType, condition, conditionDescription.  The single order
+    (DetailedOrder): askId, orderNumber, listingId, amount, currencyCode,
+    createdAt, updatedAt, variant, product, status, shipment {shipByDate,
+    trackingNumber, trackingUrl, carrierCode, shippingLabelUrl,
+    shippingDocumentUrl} or null, initiatedShipments, inventoryType,
+    authenticationDetails and a payout that is never null; no condition keys.
+  - Payout: {totalPayout, salePrice, totalAdjustments, currencyCode,
+    adjustments: [{adjustmentType, amount, percentage}]}, every figure a
+    decimal string in the currency's minor units (JPY whole); fees are
+    negative lines, a bonus positive; a rate line's amount is the rate of
+    the sale price rounded half away from zero, percentage the rate
+    ("0.085"), a flat line's percentage "0"; totalAdjustments is the sum of
+    the lines and totalPayout salePrice + totalAdjustments.  The lists (and
+    the single listing) give payout null for an order nothing is paid for
+    (CREATED, CANCELED); the single order always gives it.
+Paging: pageNumber an integer >= 1 (at most 2^31-1), pageSize an integer
+1-100; defaults: pageNumber 1, pageSize 1 for listings ("By default the page
+size starts at 1"), 10 for the history ("By default the number is 10") and
+for active orders (the document is silent).  count: all matching items;
+pageSize and pageNumber as asked; hasNextPage: pageNumber * pageSize <
+count; a page past the end is empty.  Listings are newest first (createdAt,
+then listingId), orders newest first (createdAt); sortOrder=SHIPBYDATE
+(active orders) puts the soonest shipment.shipByDate first.
+Filters: listingStatuses (INACTIVE ACTIVE CANCELED MATCHED COMPLETED: the
+filter's list, which lacks DELETED), inventoryTypes (STANDARD FLEX DIRECT),
+productIds, variantIds, batchIds and initiatedShipmentDisplayIds are
+comma-separated (blanks around items ignored; ids in any case); fromDate /
+toDate are YYYY-MM-DD, both included, on the UTC day of createdAt (listings
+and the history; active orders take no dates); isExpired true | false
+(default false: listings whose ask expired, askExpiresAt <= now, are left
+out; true includes them); orderStatus one value of ActiveOrderStatus
+(active) or HistoricalOrderStatus (history); productId, variantId one id;
+sortOrder CREATEDAT (default) | SHIPBYDATE.  400 {statusCode, message}:
+pageNumber / pageSize not an integer or out of range (also empty),
+brackets, quotation marks or an empty item in a list, a value outside its
+list (case matters), a date that is not YYYY-MM-DD or not a real day,
+fromDate after toDate, isExpired other than true / false.  Parameters the
+document does not give a call are ignored.  Active orders: the account's
+orders with an ActiveOrderStatus; the history: those with a
+HistoricalOrderStatus.  GET /selling/listings/{id}: 400 when the id is not a
+UUID, 404 when no listing has it (DELETED and expired ones are found).
+GET /selling/orders/{n}: any order, its number in any case; 404 unknown.
+
 Login (OAuth authorization-code flow, as Auth0 plays it for StockX): GET
 /authorize (not logged, not gated) stands for the login page after a
 successful login.  An unknown client_id, or a redirect_uri that is missing
@@ -205,6 +284,27 @@ Config keys that change the catalogue's answers (POST /_admin/config):
                        hash, i the variant's index), in every answer (variants,
                        variant, gtin, market, variant_market, /_admin/expect);
                        routes accept them.  productIds stay UUIDs.
+    selling_listing_count  null (default: the 14 seeded listings) or N, 0-10000:
+                       N < 14 keeps the first N of the seed (orders keep the
+                       listingIds of dropped ones); N > 14 adds N-14 ACTIVE
+                       USD STANDARD listings of the four catalogue SKUs (ids
+                       from "G<j>", created 2026-01-01 plus j minutes, asks
+                       that never expire), so the lists run over many pages.
+    selling_add_orders [{sku, amount, variant?, currencyCode?, status?,
+                       inventoryType?, createdAt?, orderNumber?, shippingFee?}],
+                       default []: one more order each (and its listing:
+                       MATCHED for an active status, COMPLETED, else CANCELED).
+                       Defaults: variant 0, USD, CREATED, STANDARD, createdAt
+                       the time of the POST, orderNumber "<700000001+i>-
+                       <699900001+i>".  Payout: Transaction Fee (9%), Payment
+                       Processing (3%), and "Shipping Fee" -shippingFee when
+                       given.  The SKU is registered.  A known orderNumber, an
+                       NF- SKU or a variant it lacks is refused (400).
+    selling_listing_changes {listingId: {status?, amount?, currencyCode?}},
+                       default {}: the listing changes (updatedAt: the time of
+                       the POST); INACTIVE or DELETED drops its ask, another
+                       status gives one if it had none; a new amount or
+                       currency updates askUpdatedAt.  An unknown id is refused.
 
 Admin (no auth, not logged, no latency):
     GET  /_admin/expect?sku=X[&currencyCode=USD]
@@ -217,6 +317,10 @@ Admin (no auth, not logged, no latency):
          "by_endpoint", "by_endpoint_status", "min_gap_ms", "count_429",
          "blocked", "blocks", "block_started_t", "block_until_t",
          "tokens_issued", "codes_issued", "codes_redeemed", "now_t"}
+    GET  /_admin/selling -> {"now", "listings" (every ListingResponse, list order,
+         expired included), "expired" (their listingIds), "orders" (every
+         DetailedOrder, newest first), "order_items" (the same as ListOrders),
+         "skus" [{"sku", "role", "productId"}]}: the account as it stands
     GET  /_admin/config -> current config
     POST /_admin/config JSON object merged (top-level keys replaced) into config;
          keys: see DEFAULT_CONFIG below, plus the actions "expire_tokens": true
@@ -224,7 +328,7 @@ Admin (no auth, not logged, no latency):
     POST /_admin/reset  clears log, counters, block state, config, the codes
          and the refresh tokens issued (--refresh-token is good again).
 Endpoint names: token search gtin product variants variant market
-variant_market other.
+variant_market listings listing orders_active orders_history order other.
 
 Market data: every MarketData has productId, variantId and currencyCode.
 Where its prices are depends on the shape of the currency (market_shape):
@@ -271,6 +375,7 @@ rules without "endpoint" never match token requests.
 import argparse, copy, datetime, email.utils, hashlib, json, os, re, secrets
 import random, signal, socket, sys, threading, time, unicodedata, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import parse_qs, unquote, urlencode
 
 # The 30 codes of the document's CurrencyCode enum, each with a fixed rate
@@ -318,8 +423,9 @@ BAD_MARK = "\ue000\ue001"
 BAD_MARK_BYTES = BAD_MARK.encode("utf-8")
 BAD_RAW = b"\xff\xfe"
 VARIANTS_ORDERS = ("as_is", "reverse", "shuffle")
+SELLING_ENDPOINTS = {"listings", "listing", "orders_active", "orders_history", "order"}
 ENDPOINTS = {"token", "search", "product", "variants", "variant", "gtin", "market",
-             "variant_market", "other"}
+             "variant_market", "other"} | SELLING_ENDPOINTS
 MESSAGES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
             502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -349,6 +455,9 @@ DEFAULT_CONFIG = {
     "search_extra_hits": {},     # {"SKU": n}: n more near-misses before the product
     "market_shape": {},          # {"CUR": "top" | "nested" | "both"}
     "odd_ids": [],               # SKUs whose variantIds are not UUIDs ("v-<n>-<i>")
+    "selling_listing_count": None,   # null: the 14 seeded listings; N: the first N / more
+    "selling_add_orders": [],    # [{sku, amount, ...}]: orders (and their listings) added
+    "selling_listing_changes": {},   # {listingId: {status?, amount?, currencyCode?}}
 }
 ROUTES = [
     (re.compile(r"^/v2/catalog/search$"), "search"),
@@ -358,6 +467,11 @@ ROUTES = [
     (re.compile(r"^/v2/catalog/products/([^/]+)/variants/([^/]+)$"), "variant"),
     (re.compile(r"^/v2/catalog/products/([^/]+)/market-data$"), "market"),
     (re.compile(r"^/v2/catalog/products/([^/]+)/variants/([^/]+)/market-data$"), "variant_market"),
+    (re.compile(r"^/v2/selling/listings$"), "listings"),
+    (re.compile(r"^/v2/selling/listings/([^/]+)$"), "listing"),
+    (re.compile(r"^/v2/selling/orders/active$"), "orders_active"),
+    (re.compile(r"^/v2/selling/orders/history$"), "orders_history"),
+    (re.compile(r"^/v2/selling/orders/([^/]+)$"), "order"),
 ]
 PAD_BYTES = 10 * 1024 * 1024
 MAX_EXTRA_HITS = 1000            # search_extra_hits per SKU
@@ -669,6 +783,645 @@ def upper_ids(obj):
     return obj
 
 
+# ---------------------------------------------------------------- selling (read side)
+#
+# The seller's account behind /v2/selling/...: listings and orders, a pure
+# function of the config (the seed below, selling_listing_count,
+# selling_add_orders, selling_listing_changes), of the catalogue (products
+# and variants come from make_product / make_variants, so uppercase_ids,
+# odd_ids and alias_skus reach them) and, for expiry only, of the clock.
+
+SELL_NS = "SELL"            # namespace of the hashes behind the selling ids
+# The products of the account: (sku, role).  "catalogue": a product the
+# tests are meant to queue in the extension; "unqueued": one they are meant
+# NOT to queue (a listing and an order of it exist), so that a listing of an
+# unknown product can be seen to queue it.  All are registered from the
+# start: /catalog/products/{id} knows them without a search.
+SELL_SKUS = (("SX-SELL-1", "catalogue"), ("SX-SELL-2", "catalogue"),
+             ("SX-SELL-3", "catalogue"), ("CMP-SX-SELL-4", "catalogue"),
+             ("SX-SELL-NEW-5", "unqueued"))
+SELL_CATALOGUE_SKUS = tuple(s for s, role in SELL_SKUS if role == "catalogue")
+# the document's values (ListListings.status, the listingStatuses filter,
+# ActiveOrderStatus, HistoricalOrderStatus, InventoryType, sortOrder)
+LISTING_STATUSES = ("INACTIVE", "ACTIVE", "DELETED", "CANCELED", "MATCHED", "COMPLETED")
+LISTING_STATUS_FILTER = ("INACTIVE", "ACTIVE", "CANCELED", "MATCHED", "COMPLETED")
+ACTIVE_ORDER_STATUSES = ("CREATED", "CCAUTHORIZATIONFAILED", "SHIPPED", "RECEIVED",
+                         "AUTHENTICATING", "AUTHENTICATED", "PAYOUTPENDING", "PAYOUTCOMPLETED",
+                         "SYSTEMFULFILLED", "PAYOUTFAILED", "SUSPENDED", "PENDING", "DONOTSHIP")
+HISTORICAL_ORDER_STATUSES = ("AUTHFAILED", "DIDNOTSHIP", "CANCELED", "COMPLETED", "RETURNED")
+INVENTORY_TYPES = ("STANDARD", "FLEX", "DFS", "DIRECT")
+INVENTORY_TYPE_FILTER = ("STANDARD", "FLEX", "DIRECT")
+SORT_ORDERS = ("CREATEDAT", "SHIPBYDATE")
+# orders the lists (and the single listing) give "payout": null: nothing is
+# paid out yet, or ever will be; the single-order call always gives it (the
+# document requires it there): what the sale pays, or would have paid
+UNPAID_ORDER_STATUSES = ("CREATED", "CANCELED")
+# pageSize: 1-100 on every selling list; the default: listings 1 ("By default
+# the page size starts at 1"), history 10 ("By default the number is 10"),
+# active orders 10 (the document says nothing)
+PAGE_DEFAULTS = {"listings": 1, "orders_active": 10, "orders_history": 10}
+SELL_PAGE_MAX = 100
+INT32_MAX = 2 ** 31 - 1
+FAR_EXPIRY = "2099-12-31T23:59:59.000Z"     # asks of the seed that never expire
+MAX_LISTING_COUNT = 10000
+ISO_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+DATE_RX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+UUID_RX = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+DECIMAL_RX = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
+
+# Payout lines: (adjustmentType, signed rate of the sale price or None,
+# signed flat amount or None).  Fees are negative, a bonus positive.
+TXN_9 = ("Transaction Fee (9%)", "-0.09", None)
+TXN_85 = ("Transaction Fee (8.5%)", "-0.085", None)
+TXN_8 = ("Transaction Fee (8%)", "-0.08", None)
+PROC_3 = ("Payment Processing (3%)", "-0.03", None)
+SHIP_BONUS_1 = ("Successful Ship Bonus (1%)", "0.01", None)
+
+
+def SHIP(flat):
+    return ("Shipping Fee", None, "-" + flat)
+
+
+# The seeded listings, in seed order (selling_listing_count N < 14 keeps the
+# first N).  ask: (askCreatedAt, askUpdatedAt, askExpiresAt) or None.
+SEED_LISTINGS = [
+    dict(key="L01", sku=0, variant=0, status="ACTIVE", amount="180", currency="USD",
+         inventory="STANDARD", created="2026-11-20T10:00:00.000Z",
+         updated="2026-11-20T10:00:00.000Z",
+         ask=("2026-11-20T10:00:00.000Z", "2026-11-20T10:00:00.000Z", FAR_EXPIRY)),
+    dict(key="L02", sku=1, variant=1, status="ACTIVE", amount="156", currency="EUR",
+         inventory="STANDARD", created="2026-11-18T08:30:00.000Z",
+         updated="2026-11-19T12:00:00.000Z", batch=True,
+         ask=("2026-11-18T08:30:00.000Z", "2026-11-19T12:00:00.000Z", FAR_EXPIRY)),
+    dict(key="L03", sku=3, variant=0, status="ACTIVE", amount="140", currency="GBP",
+         inventory="FLEX", created="2026-11-15T16:45:00.000Z",
+         updated="2026-11-15T16:45:00.000Z", shipment_display="IB-SXS-0003",
+         ask=("2026-11-15T16:45:00.000Z", "2026-11-15T16:45:00.000Z", FAR_EXPIRY)),
+    dict(key="L04", sku=2, variant=0, status="INACTIVE", amount="210", currency="USD",
+         inventory="STANDARD", created="2026-10-30T09:00:00.000Z",
+         updated="2026-11-02T11:20:00.000Z", ask=None),
+    dict(key="L05", sku=0, variant=1, status="INACTIVE", amount="199", currency="USD",
+         inventory="STANDARD", created="2026-03-02T14:00:00.000Z",
+         updated="2026-06-30T00:00:00.000Z",
+         ask=("2026-03-02T14:00:00.000Z", "2026-03-02T14:00:00.000Z",
+              "2026-06-30T00:00:00.000Z")),
+    dict(key="L06", sku=1, variant=0, status="DELETED", amount=None, currency=None,
+         inventory="STANDARD", created="2026-09-12T07:10:00.000Z",
+         updated="2026-09-20T18:00:00.000Z", ask=None),
+    dict(key="L07", sku=2, variant=1, status="DELETED", amount="32000", currency="JPY",
+         inventory="STANDARD", created="2026-09-05T03:00:00.000Z",
+         updated="2026-10-01T03:00:00.000Z", ask=None),
+    dict(key="L08", sku=0, variant=2, status="MATCHED", amount="220", currency="USD",
+         inventory="STANDARD", created="2026-11-10T10:00:00.000Z",
+         updated="2026-12-01T09:12:00.000Z",
+         ask=("2026-11-10T10:00:00.000Z", "2026-11-10T10:00:00.000Z", FAR_EXPIRY)),
+    dict(key="L09", sku=4, variant=0, status="MATCHED", amount="130", currency="USD",
+         inventory="STANDARD", created="2026-11-01T12:00:00.000Z",
+         updated="2026-11-25T15:40:00.000Z",
+         ask=("2026-11-01T12:00:00.000Z", "2026-11-01T12:00:00.000Z", FAR_EXPIRY)),
+    dict(key="L10", sku=1, variant=2, status="MATCHED", amount="175", currency="EUR",
+         inventory="STANDARD", created="2026-10-20T08:00:00.000Z",
+         updated="2026-11-22T07:05:00.000Z",
+         ask=("2026-10-20T08:00:00.000Z", "2026-10-28T08:00:00.000Z", FAR_EXPIRY)),
+    dict(key="L11", sku=3, variant=1, status="MATCHED", amount="95", currency="USD",
+         inventory="DIRECT", created="2026-10-11T19:30:00.000Z",
+         updated="2026-11-16T10:00:00.000Z",
+         ask=("2026-10-11T19:30:00.000Z", "2026-10-11T19:30:00.000Z", FAR_EXPIRY)),
+    dict(key="L12", sku=2, variant=2, status="COMPLETED", amount="36000", currency="JPY",
+         inventory="STANDARD", created="2026-09-20T01:00:00.000Z",
+         updated="2026-10-24T05:00:00.000Z",
+         ask=("2026-09-20T01:00:00.000Z", "2026-09-20T01:00:00.000Z", FAR_EXPIRY)),
+    dict(key="L13", sku=0, variant=3, status="COMPLETED", amount="160", currency="EUR",
+         inventory="STANDARD", created="2026-09-01T10:00:00.000Z",
+         updated="2026-10-12T10:00:00.000Z",
+         ask=("2026-09-01T10:00:00.000Z", "2026-09-01T10:00:00.000Z", FAR_EXPIRY)),
+    dict(key="L14", sku=1, variant=3, status="CANCELED", amount="140", currency="USD",
+         inventory="STANDARD", created="2026-10-15T13:00:00.000Z",
+         updated="2026-10-23T09:00:00.000Z",
+         ask=("2026-10-15T13:00:00.000Z", "2026-10-15T13:00:00.000Z", FAR_EXPIRY)),
+]
+# The seeded orders.  listing: the key of its listing (None: an order whose
+# listing is gone, listingId null).  shipment: (shipByDate, carrierCode,
+# trackingNumber) or None.
+SEED_ORDERS = [
+    dict(key="O1", number="412093871-411987552", listing="L08", status="CREATED",
+         created="2026-12-01T09:12:00.000Z", updated="2026-12-01T09:12:00.000Z",
+         fees=[TXN_9, PROC_3], shipment=("2026-12-04T09:12:00.000Z", None, None)),
+    dict(key="O2", number="412001236-411902417", listing="L09", status="SHIPPED",
+         created="2026-11-25T15:40:00.000Z", updated="2026-11-27T10:02:00.000Z",
+         fees=[TXN_9, PROC_3, SHIP("4.00")],
+         shipment=("2026-11-28T15:40:00.000Z", "UPS", "1Z999AA10123456784")),
+    dict(key="O3", number="411870350-411778061", listing="L10", status="AUTHENTICATING",
+         created="2026-11-22T07:05:00.000Z", updated="2026-11-26T13:30:00.000Z",
+         fees=[TXN_85, PROC_3, SHIP("7.00")],
+         shipment=("2026-11-25T07:05:00.000Z", "DHL", "JD014600003828304657")),
+    dict(key="O4", number="06-SXK4D7Q2MN", listing="L11", status="PAYOUTPENDING",
+         created="2026-11-16T10:00:00.000Z", updated="2026-11-20T16:00:00.000Z",
+         fees=[TXN_8, PROC_3, SHIP_BONUS_1],
+         shipment=("2026-11-19T10:00:00.000Z", "UPS", "1Z999AA10123456795")),
+    dict(key="O5", number="409115847-409020913", listing="L12", status="COMPLETED",
+         created="2026-10-10T05:00:00.000Z", updated="2026-10-24T05:00:00.000Z",
+         fees=[TXN_9, PROC_3, SHIP("1100")],
+         shipment=("2026-10-13T05:00:00.000Z", "YAMATO", "4873-2210-9936")),
+    dict(key="O6", number="408662031-408570288", listing="L13", status="COMPLETED",
+         created="2026-09-28T10:00:00.000Z", updated="2026-10-12T10:00:00.000Z",
+         fees=[TXN_9, PROC_3, SHIP("7.00")],
+         shipment=("2026-10-01T10:00:00.000Z", "DHL", "JD014600003828301122")),
+    dict(key="O7", number="410334219-410241976", listing="L14", status="CANCELED",
+         created="2026-10-20T11:00:00.000Z", updated="2026-10-23T09:00:00.000Z",
+         fees=[TXN_9, PROC_3], shipment=None),
+    dict(key="O8", number="404218550-404127733", listing=None, status="COMPLETED",
+         sku=3, variant=2, amount="120", currency="GBP", inventory="STANDARD",
+         created="2026-08-14T17:25:00.000Z", updated="2026-08-29T08:00:00.000Z",
+         fees=[TXN_9, PROC_3, SHIP("4.50")], shipment=None),
+]
+
+
+class BadParam(Exception):
+    """A query parameter the document's validation refuses: 400."""
+
+
+def sell_ask_id(key):
+    """A numeric askId of 20 digits, like the document's example."""
+    return str(10 ** 19 + hnum(SELL_NS, f"ask|{key}") % (9 * 10 ** 19))
+
+
+def iso_now():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
+
+
+def iso_plus(ts, minutes):
+    t = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+    t += datetime.timedelta(minutes=minutes)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (t.microsecond // 1000)
+
+
+def money_str(x, currency):
+    """x (a Decimal) in the currency's ISO 4217 minor units (half away from 0)."""
+    q = Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))
+    return str(x.quantize(q, rounding=ROUND_HALF_UP))
+
+
+def make_payout(amount, currency, fees):
+    """The Payout of a sale: one adjustment per fee line (a rate of the sale
+    price, or a flat amount), totalAdjustments their sum and totalPayout the
+    sale price plus it; every figure a decimal string in the currency's
+    minor units."""
+    sale = Decimal(amount)
+    adjustments, total = [], Decimal(0)
+    for label, rate, flat in fees:
+        value = Decimal(money_str(sale * Decimal(rate) if rate is not None else Decimal(flat),
+                                  currency))
+        total += value
+        adjustments.append({"adjustmentType": label, "amount": money_str(value, currency),
+                            "percentage": str(abs(Decimal(rate))) if rate is not None else "0"})
+    return {"totalPayout": money_str(sale + total, currency),
+            "salePrice": money_str(sale, currency),
+            "totalAdjustments": money_str(total, currency),
+            "currencyCode": currency, "adjustments": adjustments}
+
+
+def added_fees(spec):
+    fees = [TXN_9, PROC_3]
+    if spec.get("shippingFee") is not None:
+        fees.append(SHIP(spec["shippingFee"]))
+    return fees
+
+
+def listing_status_of_order(status):
+    """The status a listing takes from its order's."""
+    if status in ACTIVE_ORDER_STATUSES:
+        return "MATCHED"
+    return "COMPLETED" if status == "COMPLETED" else "CANCELED"
+
+
+def selling_rows(cfg):
+    """(listing rows, order rows) of the account the config describes, before
+    the catalogue is applied.  Rows are plain dicts (see selling_account)."""
+    count = cfg.get("selling_listing_count")
+    seed = SEED_LISTINGS if count is None else SEED_LISTINGS[:count]
+    listings = []
+    for s in seed:
+        row = dict(s, id=huuid(SELL_NS, f"listing|{s['key']}"), sku=SELL_SKUS[s["sku"]][0],
+                   askId=sell_ask_id(s["key"]), order=None)
+        row.setdefault("batch", False)
+        row.setdefault("shipment_display", None)
+        listings.append(row)
+    for j in range(len(SEED_LISTINGS), count or 0):
+        sku = SELL_CATALOGUE_SKUS[j % len(SELL_CATALOGUE_SKUS)]
+        created = iso_plus("2026-01-01T00:00:00.000Z", j)
+        key = f"G{j + 1:05d}"
+        listings.append(dict(
+            key=key, id=huuid(SELL_NS, f"listing|{key}"), sku=sku,
+            variant=j % variant_count(sku, kind_of(sku)), status="ACTIVE",
+            amount=str(100 + j % 300), currency="USD", inventory="STANDARD",
+            created=created, updated=created, ask=(created, created, FAR_EXPIRY),
+            askId=sell_ask_id(key), batch=False, shipment_display=None, order=None))
+    by_key = {row["key"]: row for row in listings}
+    orders = []
+    for o in SEED_ORDERS:
+        row = dict(o, id=o["number"])
+        lrow = by_key.get(o["listing"]) if o["listing"] else None
+        if o["listing"] and lrow is None:
+            # selling_listing_count dropped its listing: the order keeps the id
+            lrow = dict(SEED_LISTINGS[int(o["listing"][1:]) - 1])
+            lrow.update(id=huuid(SELL_NS, f"listing|{lrow['key']}"),
+                        sku=SELL_SKUS[lrow["sku"]][0], askId=sell_ask_id(lrow["key"]))
+        if lrow is not None:
+            row.update(listing_id=lrow["id"], askId=lrow["askId"], sku=lrow["sku"],
+                       variant=lrow["variant"], amount=lrow["amount"],
+                       currency=lrow["currency"], inventory=lrow["inventory"])
+            if lrow["key"] in by_key:
+                by_key[lrow["key"]]["order"] = row
+        else:
+            row.update(listing_id=None, askId=sell_ask_id(o["key"]),
+                       sku=SELL_SKUS[o["sku"]][0])
+        orders.append(row)
+    for spec in cfg.get("selling_add_orders", []):
+        number = spec["orderNumber"]
+        lid = huuid(SELL_NS, f"added|{number}")
+        row = dict(key=number, number=number, id=number, listing_id=lid,
+                   askId=sell_ask_id("added|" + number), sku=spec["sku"],
+                   variant=spec["variant"], amount=spec["amount"],
+                   currency=spec["currencyCode"], inventory=spec["inventoryType"],
+                   status=spec["status"], created=spec["createdAt"], updated=spec["createdAt"],
+                   fees=added_fees(spec),
+                   shipment=(iso_plus(spec["createdAt"], 3 * 24 * 60), None, None)
+                   if spec["status"] in ACTIVE_ORDER_STATUSES else None)
+        orders.append(row)
+        listings.append(dict(
+            key=number, id=lid, sku=spec["sku"], variant=spec["variant"],
+            status=listing_status_of_order(spec["status"]), amount=spec["amount"],
+            currency=spec["currencyCode"], inventory=spec["inventoryType"],
+            created=spec["createdAt"], updated=spec["createdAt"],
+            ask=(spec["createdAt"], spec["createdAt"], FAR_EXPIRY), askId=row["askId"],
+            batch=False, shipment_display=None, order=row))
+    changes = cfg.get("selling_listing_changes", {})
+    for row in listings:
+        change = changes.get(row["id"])
+        if not change:
+            continue
+        row.update(updated=change["updatedAt"])
+        if "amount" in change:
+            row["amount"] = change["amount"]
+        if "currencyCode" in change:
+            row["currency"] = change["currencyCode"]
+        if "status" in change:
+            row["status"] = change["status"]
+            if row["status"] in ("INACTIVE", "DELETED"):
+                row["ask"] = None
+            elif row["ask"] is None:
+                row["ask"] = (change["updatedAt"], change["updatedAt"], FAR_EXPIRY)
+        if row["ask"] is not None and ("amount" in change or "currencyCode" in change):
+            row["ask"] = (row["ask"][0], change["updatedAt"], row["ask"][2])
+    return listings, orders
+
+
+def selling_account(cfg):
+    """The account as the API shows it: {"listings": [(ListingResponse,
+    expires)], "orders": [(ListOrders item, DetailedOrder)]}, listings newest
+    first (createdAt, then listingId), orders newest first.  expires: the
+    ask's askExpiresAt, or None without an ask."""
+    listings, orders = selling_rows(cfg)
+    cache = {}
+
+    def catalogue(sku, i):
+        if sku not in cache:
+            kind = kind_of(sku)
+            cache[sku] = (make_product(sku, kind, cfg), make_variants(sku, kind, cfg))
+        product, variants = cache[sku]
+        v = variants[i]
+        return ({"productId": product["productId"], "productName": product["title"],
+                 "styleId": product["styleId"]},
+                {"variantId": v["variantId"], "variantName": v["variantName"],
+                 "variantValue": v["variantValue"]})
+
+    payouts = {o["id"]: make_payout(o["amount"], o["currency"], o["fees"]) for o in orders}
+    out_l = []
+    for r in listings:
+        product, variant = catalogue(r["sku"], r["variant"])
+        o = r["order"]
+        ask = None if r["ask"] is None else {
+            "askId": r["askId"], "askCreatedAt": r["ask"][0], "askUpdatedAt": r["ask"][1],
+            "askExpiresAt": r["ask"][2]}
+        out_l.append(({
+            "listingId": r["id"], "status": r["status"], "amount": r["amount"],
+            "currencyCode": r["currency"], "inventoryType": r["inventory"],
+            "createdAt": r["created"], "updatedAt": r["updated"],
+            "batch": {"batchId": huuid(SELL_NS, f"batch|{r['key']}"),
+                      "taskId": huuid(SELL_NS, f"task|{r['key']}")} if r["batch"] else None,
+            "ask": ask,
+            "order": None if o is None else {"orderNumber": o["number"],
+                                             "orderCreatedAt": o["created"],
+                                             "orderStatus": o["status"]},
+            "product": product, "variant": variant, "authenticationDetails": None,
+            "payout": payouts[o["id"]] if o is not None
+            and o["status"] not in UNPAID_ORDER_STATUSES else None,
+            "lastOperation": None,
+            "initiatedShipments": {"inbound": {"displayId": r["shipment_display"]}}
+            if r["shipment_display"] else None,
+            "condition": None, "conditionDescription": None},
+            None if ask is None else ask["askExpiresAt"]))
+    out_l.sort(key=lambda x: x[0]["listingId"])
+    out_l.sort(key=lambda x: x[0]["createdAt"], reverse=True)
+    out_o = []
+    for o in orders:
+        product, variant = catalogue(o["sku"], o["variant"])
+        payout = payouts[o["id"]]
+        shipment = None
+        if o["shipment"] is not None:
+            ship_by, carrier, tracking = o["shipment"]
+            shipment = {"shipByDate": ship_by, "trackingNumber": tracking,
+                        "trackingUrl": f"https://tracking.stockx-standin.invalid/"
+                                       f"{carrier.lower()}/{tracking}" if tracking else None,
+                        "carrierCode": carrier, "shippingLabelUrl": None,
+                        "shippingDocumentUrl": None}
+        item = {"orderNumber": o["number"], "listingId": o["listing_id"], "askId": o["askId"],
+                "amount": o["amount"], "currencyCode": o["currency"], "status": o["status"],
+                "createdAt": o["created"], "updatedAt": o["updated"], "product": product,
+                "variant": variant, "authenticationDetails": None,
+                "payout": None if o["status"] in UNPAID_ORDER_STATUSES else payout,
+                "initiatedShipments": None,
+                "inventoryType": o["inventory"], "condition": None,
+                "conditionDescription": None}
+        detail = {"askId": o["askId"], "orderNumber": o["number"],
+                  "listingId": o["listing_id"], "amount": o["amount"],
+                  "currencyCode": o["currency"], "createdAt": o["created"],
+                  "updatedAt": o["updated"], "variant": variant, "product": product,
+                  "status": o["status"], "shipment": shipment, "initiatedShipments": None,
+                  "inventoryType": o["inventory"], "authenticationDetails": None,
+                  "payout": payout}
+        out_o.append((item, detail))
+    out_o.sort(key=lambda x: x[0]["orderNumber"])
+    out_o.sort(key=lambda x: x[0]["createdAt"], reverse=True)
+    return {"listings": out_l, "orders": out_o}
+
+
+# -- the query parameters of the selling calls (BadParam: 400)
+
+def strict_int(params, key, default, lo, hi):
+    """An integer parameter that must lie in lo .. hi (the document's int32
+    minimum / maximum); missing: the default."""
+    raw = first(params, key)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,10}", raw) or not lo <= int(raw) <= hi:
+        raise BadParam(f"{key} must be an integer from {lo} to {hi}")
+    return int(raw)
+
+
+def csv_param(params, key, allowed=None, lower=False):
+    """A comma-separated list (blanks around items ignored) as a set, or None
+    when the parameter is missing.  Brackets, quotation marks and empty
+    items are refused, and with allowed, any value not in it."""
+    raw = first(params, key)
+    if raw is None:
+        return None
+    if any(c in raw for c in "[]\"'"):
+        raise BadParam(f"{key} must not include array brackets or quotation marks")
+    items = [x.strip() for x in raw.split(",")]
+    if not all(items):
+        raise BadParam(f"{key} must be a comma separated list without empty items")
+    if allowed is not None:
+        bad = [x for x in items if x not in allowed]
+        if bad:
+            raise BadParam(f"{key}: invalid value {bad[0]!r}; available values: "
+                           + ", ".join(allowed))
+    return {x.lower() for x in items} if lower else set(items)
+
+
+def date_param(params, key):
+    """A YYYY-MM-DD date (a real one), or None when missing."""
+    raw = first(params, key)
+    if raw is None:
+        return None
+    try:
+        if not DATE_RX.fullmatch(raw):
+            raise ValueError
+        datetime.date.fromisoformat(raw)
+    except ValueError:
+        raise BadParam(f"{key} must be a date in the format YYYY-MM-DD") from None
+    return raw
+
+
+def date_range(params):
+    lo, hi = date_param(params, "fromDate"), date_param(params, "toDate")
+    if lo is not None and hi is not None and lo > hi:
+        raise BadParam("fromDate must not be after toDate")
+    return lo, hi
+
+
+def in_range(ts, lo, hi):
+    """Whether the UTC date of the timestamp ts lies in lo .. hi (inclusive)."""
+    day = ts[:10]
+    return (lo is None or day >= lo) and (hi is None or day <= hi)
+
+
+def one_of(params, key, allowed):
+    raw = first(params, key)
+    if raw is not None and raw not in allowed:
+        raise BadParam(f"{key}: invalid value {raw!r}; available values: " + ", ".join(allowed))
+    return raw
+
+
+def page(items, params, endpoint, key):
+    size = strict_int(params, "pageSize", PAGE_DEFAULTS[endpoint], 1, SELL_PAGE_MAX)
+    number = strict_int(params, "pageNumber", 1, 1, INT32_MAX)
+    start = (number - 1) * size
+    return {"count": len(items), "pageSize": size, "pageNumber": number,
+            "hasNextPage": number * size < len(items), key: items[start:start + size]}
+
+
+def listing_item(listing):
+    """A ListingResponse cut down to a ListListings item (no payout, no
+    lastOperation)."""
+    return {k: v for k, v in listing.items() if k not in ("payout", "lastOperation")}
+
+
+def serve_listings(params, cfg, now):
+    """GET /selling/listings: 200 Listings, or BadParam."""
+    statuses = csv_param(params, "listingStatuses", LISTING_STATUS_FILTER)
+    products = csv_param(params, "productIds", lower=True)
+    variants = csv_param(params, "variantIds", lower=True)
+    batches = csv_param(params, "batchIds", lower=True)
+    kinds = csv_param(params, "inventoryTypes", INVENTORY_TYPE_FILTER)
+    shipments = csv_param(params, "initiatedShipmentDisplayIds", lower=True)
+    expired = first(params, "isExpired")
+    if expired not in (None, "true", "false"):
+        raise BadParam("isExpired must be true or false")
+    lo, hi = date_range(params)
+    out = []
+    for listing, expires in selling_account(cfg)["listings"]:
+        if expired != "true" and expires is not None and expires <= now:
+            continue
+        if statuses is not None and listing["status"] not in statuses:
+            continue
+        if products is not None and listing["product"]["productId"].lower() not in products:
+            continue
+        if variants is not None and listing["variant"]["variantId"].lower() not in variants:
+            continue
+        if batches is not None and (listing["batch"] is None
+                                    or listing["batch"]["batchId"] not in batches):
+            continue
+        if kinds is not None and listing["inventoryType"] not in kinds:
+            continue
+        if shipments is not None and (
+                listing["initiatedShipments"] is None
+                or listing["initiatedShipments"]["inbound"]["displayId"].lower() not in shipments):
+            continue
+        if not in_range(listing["createdAt"], lo, hi):
+            continue
+        out.append(listing_item(listing))
+    return page(out, params, "listings", "listings")
+
+
+def serve_orders(endpoint, params, cfg):
+    """GET /selling/orders/active and /selling/orders/history: 200 Orders, or
+    BadParam."""
+    active = endpoint == "orders_active"
+    statuses = ACTIVE_ORDER_STATUSES if active else HISTORICAL_ORDER_STATUSES
+    status = one_of(params, "orderStatus", statuses)
+    product, variant = first(params, "productId"), first(params, "variantId")
+    kinds = csv_param(params, "inventoryTypes", INVENTORY_TYPE_FILTER)
+    shipments = csv_param(params, "initiatedShipmentDisplayIds", lower=True)
+    sort = one_of(params, "sortOrder", SORT_ORDERS) if active else None
+    lo, hi = (None, None) if active else date_range(params)
+    out = []
+    for item, detail in selling_account(cfg)["orders"]:
+        if item["status"] not in statuses or (status is not None and item["status"] != status):
+            continue
+        if product is not None and item["product"]["productId"].lower() != product.lower():
+            continue
+        if variant is not None and item["variant"]["variantId"].lower() != variant.lower():
+            continue
+        if kinds is not None and item["inventoryType"] not in kinds:
+            continue
+        if shipments is not None and (
+                item["initiatedShipments"] is None
+                or item["initiatedShipments"]["inbound"]["displayId"].lower() not in shipments):
+            continue
+        if not in_range(item["createdAt"], lo, hi):
+            continue
+        out.append((item, detail))
+    if sort == "SHIPBYDATE":
+        # soonest ship-by date first; orders without one last (a stable sort
+        # keeps them newest first among equals)
+        out.sort(key=lambda x: ((x[1]["shipment"] or {}).get("shipByDate") is None,
+                                (x[1]["shipment"] or {}).get("shipByDate") or ""))
+    return page([item for item, _ in out], params, endpoint, "orders")
+
+
+def serve_listing(listing_id, cfg):
+    """GET /selling/listings/{listingId}: (status, body)."""
+    if not UUID_RX.fullmatch(listing_id):
+        return 400, error_body(400, "listingId must be a UUID")
+    for listing, _ in selling_account(cfg)["listings"]:
+        if listing["listingId"] == listing_id:
+            return 200, listing
+    return 404, error_body(404, "Listing not found")
+
+
+def serve_order(number, cfg):
+    """GET /selling/orders/{orderNumber}: (status, body).  The document lists
+    no 404 for this call; an unknown order number gets one all the same."""
+    for _, detail in selling_account(cfg)["orders"]:
+        if detail["orderNumber"].lower() == number:
+            return 200, detail
+    return 404, error_body(404, "Order not found")
+
+
+# -- config keys of the selling account
+
+def _added_order(spec, i):
+    keys = {"sku", "variant", "amount", "currencyCode", "status", "inventoryType",
+            "createdAt", "orderNumber", "shippingFee"}
+    if not isinstance(spec, dict) or set(spec) - keys:
+        raise ValueError(f"selling_add_orders: bad order {spec!r} (keys: {sorted(keys)})")
+    sku = spec.get("sku")
+    if not isinstance(sku, str) or not norm(sku) or kind_of(sku) == "nf":
+        raise ValueError("selling_add_orders: sku must be a SKU the catalogue has (not NF-)")
+    out = {"sku": sku.strip(), "variant": spec.get("variant", 0),
+           "amount": spec.get("amount"), "currencyCode": spec.get("currencyCode", "USD"),
+           "status": spec.get("status", "CREATED"),
+           "inventoryType": spec.get("inventoryType", "STANDARD"),
+           "createdAt": spec.get("createdAt") or iso_now(),
+           "orderNumber": spec.get("orderNumber") or f"{700000001 + i}-{699900001 + i}",
+           "shippingFee": spec.get("shippingFee")}
+    v = out["variant"]
+    if not isinstance(v, int) or isinstance(v, bool) \
+            or not 0 <= v < variant_count(sku, kind_of(sku)):
+        raise ValueError(f"selling_add_orders: {sku} has no variant {v!r}")
+    for key in ("amount", "shippingFee"):
+        if (out[key] is not None or key == "amount") and not (
+                isinstance(out[key], str) and DECIMAL_RX.fullmatch(out[key])):
+            raise ValueError(f"selling_add_orders: {key} must be a decimal string")
+    if out["currencyCode"] not in RATES:
+        raise ValueError("selling_add_orders: currencyCode must be one of the CurrencyCode enum")
+    if out["status"] not in ACTIVE_ORDER_STATUSES + HISTORICAL_ORDER_STATUSES:
+        raise ValueError("selling_add_orders: status must be an ActiveOrderStatus or a "
+                         "HistoricalOrderStatus")
+    if out["inventoryType"] not in INVENTORY_TYPES:
+        raise ValueError("selling_add_orders: inventoryType must be one of "
+                         + ", ".join(INVENTORY_TYPES))
+    if not isinstance(out["createdAt"], str) or not ISO_TS.fullmatch(out["createdAt"]):
+        raise ValueError("selling_add_orders: createdAt must be like 2026-12-01T09:12:00.000Z")
+    if not isinstance(out["orderNumber"], str) \
+            or not re.fullmatch(r"[A-Za-z0-9-]{1,40}", out["orderNumber"]):
+        raise ValueError("selling_add_orders: orderNumber must be letters, digits and -")
+    return out
+
+
+def _listing_changes(v):
+    if not isinstance(v, dict):
+        raise ValueError("selling_listing_changes must be an object {listingId: change}")
+    now, out = iso_now(), {}
+    for lid, change in v.items():
+        if not isinstance(change, dict) or not change \
+                or set(change) - {"status", "amount", "currencyCode"}:
+            raise ValueError(f"selling_listing_changes: bad change {change!r} "
+                             "(keys: status, amount, currencyCode)")
+        if "status" in change and change["status"] not in LISTING_STATUSES:
+            raise ValueError("selling_listing_changes: status must be one of "
+                             + ", ".join(LISTING_STATUSES))
+        if "amount" in change and change["amount"] is not None and not (
+                isinstance(change["amount"], str) and DECIMAL_RX.fullmatch(change["amount"])):
+            raise ValueError("selling_listing_changes: amount must be a decimal string or null")
+        if "currencyCode" in change and change["currencyCode"] is not None \
+                and change["currencyCode"] not in RATES:
+            raise ValueError("selling_listing_changes: currencyCode must be one of the "
+                             "CurrencyCode enum, or null")
+        out[str(lid).lower()] = dict(change, updatedAt=now)
+    return out
+
+
+def check_selling(cfg):
+    """Cross-checks of the selling keys once merged: order numbers are
+    unique, every changed listing exists."""
+    listings, orders = selling_rows(dict(cfg, selling_listing_changes={}))
+    numbers = [o["number"].lower() for o in orders]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError("selling_add_orders: an orderNumber is taken")
+    unknown = set(cfg["selling_listing_changes"]) - {r["id"] for r in listings}
+    if unknown:
+        raise ValueError(f"selling_listing_changes: no listing {sorted(unknown)[0]}")
+
+
+def selling_view(cfg):
+    """GET /_admin/selling: the whole account as the API would show it now."""
+    account, now = selling_account(cfg), iso_now()
+    answer = {
+        "now": now,
+        "listings": [listing for listing, _ in account["listings"]],
+        "expired": [listing["listingId"] for listing, expires in account["listings"]
+                    if expires is not None and expires <= now],
+        "orders": [detail for _, detail in account["orders"]],
+        "order_items": [item for item, _ in account["orders"]],
+        "skus": [{"sku": sku, "role": role, "productId": huuid(norm(sku), "product")}
+                 for sku, role in SELL_SKUS]}
+    return upper_ids(answer) if cfg["uppercase_ids"] else answer
+
+
 # ---------------------------------------------------------------- state
 
 def _num(v, key, lo=0, hi=None, integer=False):
@@ -729,6 +1482,12 @@ def validate_config(cfg, patch):
             raise ValueError(f"{key} must be a list")
         if key == "fail_next":
             v = [_rule(r) for r in v]
+        elif key == "selling_add_orders":
+            v = [_added_order(spec, i) for i, spec in enumerate(v)]
+        elif key == "selling_listing_count":
+            v = None if v is None else _num(v, key, 0, MAX_LISTING_COUNT, True)
+        elif key == "selling_listing_changes":
+            v = _listing_changes(v)
         elif isinstance(default, list):
             if not all(isinstance(x, str) for x in v):
                 raise ValueError(f"{key} must be a list of strings")
@@ -775,6 +1534,8 @@ def validate_config(cfg, patch):
         elif key != "block":
             v = _num(v, key, 0, 1 if key == "error_429_ratio" else None)
         new[key] = v
+    if {"selling_listing_count", "selling_add_orders", "selling_listing_changes"} & set(patch):
+        check_selling(new)
     return new
 
 
@@ -822,6 +1583,8 @@ class State:
         self.gtin_indexed = set()   # productIds whose GTINs are in gtin_index
         self.tokens = {}        # access token -> monotonic expiry
         self.answers = AnswerLog(os.environ.get("STOCKX_STANDIN_ANSWERS"))
+        # the products of the selling account are known by id from the start
+        self.register([(sku, kind_of(sku)) for sku, _ in SELL_SKUS])
         self.reset()
 
     def reset(self):
@@ -1221,6 +1984,8 @@ class Handler(BaseHTTPRequestHandler):
             status, headers, payload = self.serve_search(params, cfg)
         elif endpoint == "gtin":
             status, headers, payload = self.serve_gtin(ids[0], cfg)
+        elif endpoint in SELLING_ENDPOINTS:
+            status, headers, payload = self.serve_selling(endpoint, ids, params, cfg)
         else:
             status, headers, payload = self.serve_catalog(endpoint, ids, params, cfg)
         if status == 200 and cfg["uppercase_ids"] and not isinstance(payload, bytes):
@@ -1262,6 +2027,21 @@ class Handler(BaseHTTPRequestHandler):
             if md["variantId"].lower() == ids[1]:
                 return 200, {}, md
         return 400, {}, error_body(400, "The variant does not belong to the product")
+
+    def serve_selling(self, endpoint, ids, params, cfg):
+        """The selling read side (see Selling in the docstring)."""
+        try:
+            if endpoint == "listings":
+                return 200, {}, serve_listings(params, cfg, iso_now())
+            if endpoint in ("orders_active", "orders_history"):
+                return 200, {}, serve_orders(endpoint, params, cfg)
+        except BadParam as exc:
+            return 400, {}, error_body(400, str(exc))
+        if endpoint == "listing":
+            status, payload = serve_listing(ids[0], cfg)
+        else:
+            status, payload = serve_order(ids[0], cfg)
+        return status, {}, payload
 
     def serve_gtin(self, gtin, cfg):
         if not gtin_valid(gtin):
@@ -1351,6 +2131,10 @@ class Handler(BaseHTTPRequestHandler):
             if cfg["uppercase_ids"]:
                 answer = upper_ids(answer)
             return self.respond(200, answer)
+        if route == ("GET", "/_admin/selling"):
+            with st.lock:
+                cfg = copy.deepcopy(st.config)
+            return self.respond(200, selling_view(cfg))
         with st.lock:
             if route == ("GET", "/_admin/log"):
                 answer = {"requests": sorted((dict(e) for e in st.log), key=lambda e: e["t"])}
@@ -1367,6 +2151,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.config = validate_config(st.config, patch)
                 except (ValueError, UnicodeDecodeError) as exc:
                     return self.respond(400, {"error": str(exc)})
+                st.register([(o["sku"], kind_of(o["sku"]))
+                             for o in st.config["selling_add_orders"]])
                 if patch.get("expire_tokens"):
                     now = time.monotonic()
                     st.tokens = {k: min(exp, now) for k, exp in st.tokens.items()}
