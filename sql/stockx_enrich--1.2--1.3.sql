@@ -1087,15 +1087,16 @@ CREATE VIEW @extschema@.stockx_payout_drift AS
 	 WHERE o.payout_total IS NOT NULL AND o.amount IS NOT NULL AND o.currency_code IS NOT NULL;
 
 -- The same per seller level 1 to 5: how far the fee schedule is from what
--- StockX paid, over every order with a payout.  The level whose drift is
+-- StockX paid, over every order with a payout, in percent of the amount
+-- (orders in several currencies).  The level whose drift is
 -- near 0 is the one the account is on; when none is, the fee rows are out
 -- of date.
 CREATE VIEW @extschema@.stockx_payout_drift_by_level AS
 	SELECT lvl.seller_level,
 		   pg_catalog.count(*) AS orders,
 		   pg_catalog.count(x.expected) AS orders_with_fees,
-		   pg_catalog.round(pg_catalog.avg(o.payout_total - x.expected), 2) AS mean_drift,
-		   pg_catalog.max(pg_catalog.abs(o.payout_total - x.expected)) AS max_abs_drift,
+		   pg_catalog.round(pg_catalog.avg(100 * (o.payout_total - x.expected) / NULLIF(o.amount, 0)), 2) AS mean_drift_pct,
+		   pg_catalog.round(pg_catalog.max(pg_catalog.abs(100 * (o.payout_total - x.expected) / NULLIF(o.amount, 0))), 2) AS max_abs_drift_pct,
 		   pg_catalog.count(*) FILTER (WHERE pg_catalog.abs(o.payout_total - x.expected) <= 0.01 * o.amount) AS orders_within_1pct,
 		   lvl.seller_level = coalesce(NULLIF(pg_catalog.btrim(
 				pg_catalog.current_setting('stockx_enrich.seller_level', true)), ''), '1')::int AS configured
@@ -1125,9 +1126,10 @@ CREATE VIEW @extschema@.stockx_listing_cost AS
 		 WHERE c.listing_id = l.listing_id OR c.variant_id = l.variant_id
 		 ORDER BY c.listing_id IS NULL LIMIT 1) c ON true;
 
--- Each order's profit: what StockX paid (or, before the payout is known,
--- what the fee schedule says it will) minus the cost, in the order's
--- currency; NULL where the cost is missing or in another currency.
+-- Each order's profit: what StockX paid (or, for an active order whose
+-- payout is not known yet, what the fee schedule says it will) minus the
+-- cost, in the order's currency; NULL where the cost is missing or in
+-- another currency, or for a past order nothing was paid for (canceled).
 CREATE VIEW @extschema@.stockx_order_profit AS
 	SELECT o.order_number, o.created_at, o.status, o.style_id, o.variant_value AS size,
 		   o.currency_code, o.amount,
@@ -1144,7 +1146,7 @@ CREATE VIEW @extschema@.stockx_order_profit AS
 		 WHERE x.listing_id = o.listing_id OR x.variant_id = o.variant_id
 		 ORDER BY x.listing_id IS NULL LIMIT 1) c ON true
 	  LEFT JOIN LATERAL (
-		SELECT CASE WHEN o.payout_total IS NULL AND o.amount IS NOT NULL
+		SELECT CASE WHEN o.payout_total IS NULL AND o.amount IS NOT NULL AND o.active
 					 AND EXISTS (SELECT FROM @extschema@.stockx_fee_schedule f
 								  WHERE f.seller_level = s.lvl AND f.currency_code = o.currency_code)
 					THEN @extschema@.stockx_payout(o.amount, s.lvl, o.currency_code,

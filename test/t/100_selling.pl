@@ -38,6 +38,13 @@ sub selling_requests
 
 sub now_t { return admin_stats()->{now_t}; }
 
+# what a person sees in psql, for the README (in the test's log)
+sub show
+{
+	my ($q, $set) = @_;
+	note("$q\n" . $node->safe_psql('postgres', ($set // '') . $q, extra_params => [ '-P', 'format=aligned', '-P', 'tuples_only=off', '-P', 'footer=off' ]));
+}
+
 # ---- the catalogue the shop holds: three products enriched (USD)
 enqueue_skus($node, 'SX-SELL-1', 'SX-SELL-2', 'SX-SELL-3');
 is(wait_run($node, sql('SELECT stockx_enrich_start()'), 120), 'done', 'the shop\'s products are enriched');
@@ -79,6 +86,7 @@ is(sql(q{SELECT string_agg(sku, ' ' ORDER BY sku COLLATE "C") FROM stockx_produc
 is(sql(q{SELECT string_agg(feed || ':' || next_page || ':' || last_pages || ':' || (pass_started_at IS NULL), ' ' ORDER BY feed)
 	FROM stockx_sync_state}),
 	'listings:1:1:true orders_active:1:1:true orders_history:1:1:true', 'every feed finished its pass in one page');
+show(q{SELECT feed, next_page, last_pages, last_rows, pages_today, last_error FROM stockx_sync_state ORDER BY feed});
 is(sql(q{SELECT sync_requests_last || ' ' || sync_requests_today FROM stockx_enrich_budget}), '3 3',
 	'stockx_enrich_budget: a full sync takes 3 requests, 3 asked today');
 
@@ -166,6 +174,8 @@ ok(defined $late && sql(qq{SELECT abs(drift_pct) > 3 FROM stockx_payout_drift WH
 is(sql(q{SELECT string_agg(seller_level || ':' || orders, ' ' ORDER BY seller_level) FROM stockx_payout_drift_by_level}),
 	join(' ', map { "$_:" . scalar(grep { $_->{payout} } @{ $account->{order_items} }) } 1 .. 5),
 	'stockx_payout_drift_by_level compares every paid order at each of the 5 levels');
+show(q{SELECT order_number, currency_code AS cur, amount, actual_payout, expected_payout, drift, drift_pct FROM stockx_payout_drift ORDER BY created_at DESC});
+show(q{SELECT seller_level, orders, orders_with_fees, mean_drift_pct, max_abs_drift_pct, orders_within_1pct, configured FROM stockx_payout_drift_by_level});
 sql(q{DELETE FROM stockx_fee_schedule WHERE source = 'typed wrong'});
 
 # ---- cost and profit
@@ -182,6 +192,11 @@ sql(qq{INSERT INTO stockx_cost (listing_id, cost, currency_code) VALUES ('$paid-
 is(sql(qq{SELECT concat_ws(' ', payout, payout_actual, cost, profit) FROM stockx_order_profit WHERE order_number = '$paid->{orderNumber}'}),
 	join(' ', $paid->{payout}{totalPayout}, 't', 60, sprintf('%.2f', $paid->{payout}{totalPayout} - 60)),
 	"order $paid->{orderNumber}: profit = what StockX paid - what it cost");
+my ($created) = grep { $_->{status} eq 'CREATED' } @{ $account->{order_items} };
+is(sql(qq{SELECT payout || ' ' || payout_actual FROM stockx_order_profit WHERE order_number = '$created->{orderNumber}'}),
+	sprintf('%.2f false', payout_at($created->{amount})), 'an active order not paid yet: the payout the fee schedule gives');
+is(sql(q{SELECT count(*) FROM stockx_order_profit WHERE status = 'CANCELED' AND payout IS NULL}),
+	scalar(grep { $_->{status} eq 'CANCELED' } @{ $account->{order_items} }), 'a canceled sale pays nothing');
 
 # ---- the reprice plan, against figures computed here
 admin_config({ selling_listing_count => 18 });
@@ -229,6 +244,9 @@ for my $id (@plan_ids)
 	is($have, $want, "listing $id at $amount (lowest ask $ask" . (defined $cost{$id} ? ", cost $cost{$id}" : '') . "): $action to $suggested");
 }
 is($held, 1, 'one listing is held above the lowest ask by its cost');
+show(q{SELECT style_id, size, amount, lowest_ask, is_lowest_ask AS lowest, cost, floor_amount AS floor, suggested_amount AS suggested, action, held_by_cost AS held, payout_at_amount, payout_at_suggested FROM stockx_reprice_plan WHERE currency_code = 'USD' ORDER BY style_id, size},
+	'SET stockx_enrich.reprice_step = 2; SET stockx_enrich.reprice_min_profit = 5; ');
+show(q{SELECT order_number, status, currency_code AS cur, amount, payout, payout_actual AS actual, cost, profit, profit_pct FROM stockx_order_profit ORDER BY created_at DESC});
 
 # ---- whose business it is
 sql(q{CREATE ROLE nobody LOGIN; CREATE ROLE watcher LOGIN IN ROLE pg_monitor});
