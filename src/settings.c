@@ -67,6 +67,7 @@ static int client_send_slack_ms = 50;
 static int event_retention_s = 7 * 86400;
 static double notify_change_pct = 10.0;
 static bool sync_selling = false;
+static int sync_every_s = 3600;
 static double reprice_step = 1.0;
 static double reprice_min_profit = 0.0;
 
@@ -294,6 +295,10 @@ stockx_settings_define(void)
 	                         "Whether every run also syncs the account's listings and orders.",
 	                         "Off: only stockx_enrich_sync() does.", &sync_selling, false,
 	                         PGC_SIGHUP, 0, NULL, NULL, NULL);
+	define_int_zero("stockx_enrich.sync_every",
+	                "With sync_selling, how old a list's last sync must be before a run syncs it "
+	                "again.",
+	                "0 = at every run.", &sync_every_s, 3600, INT_MAX, PGC_SIGHUP, GUC_UNIT_S);
 	DefineCustomRealVariable("stockx_enrich.reprice_step",
 	                         "How far under the lowest ask stockx_reprice_plan suggests to list.",
 	                         NULL, &reprice_step, 1.0, 0.0, 1000000.0, PGC_USERSET, 0, NULL, NULL,
@@ -440,4 +445,11 @@ bool
 stockx_settings_sync_selling(void)
 {
 	return sync_selling;
+}
+
+/* How old a list's last sync must be before a run syncs it again. */
+int
+stockx_settings_sync_every(void)
+{
+	return sync_every_s;
 }

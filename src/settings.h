@@ -24,6 +24,7 @@ extern void stockx_settings_worker(StockxWorkerConfig *config);
 
 extern int stockx_settings_max_workers(void);
 extern bool stockx_settings_sync_selling(void);
+extern int stockx_settings_sync_every(void);
 extern const char *stockx_settings_secret(StockxSecret which);
 extern const char *stockx_settings_credentials_file(void);
 extern const char *stockx_settings_authorize_url(void);

@@ -149,6 +149,7 @@ start_run(FunctionCallInfo fcinfo, volatile int workers, int64 max_products, boo
 	StockxWorkerArgs args;
 	StockxStoreConfig store_config;
 	PendingStart *pending;
+	bool sync;
 
 	stockx_check_shared();
 	if (RecoveryInProgress())
@@ -183,7 +184,9 @@ start_run(FunctionCallInfo fcinfo, volatile int workers, int64 max_products, boo
 	 * a sync always has something to ask
 	 */
 	stockx_settings_store(&store_config);
-	if (!sync_only && !stockx_settings_sync_selling() && !stockx_store_anything_due(&store_config))
+	sync = sync_only || (stockx_settings_sync_selling() &&
+	                     stockx_store_sync_due(NULL, stockx_settings_sync_every()));
+	if (!sync && !stockx_store_anything_due(&store_config))
 	{
 		SPI_finish();
 		PG_RETURN_NULL();
@@ -218,6 +221,7 @@ start_run(FunctionCallInfo fcinfo, volatile int workers, int64 max_products, boo
 	args.max_products = max_products;
 	args.started_at = GetCurrentTimestamp();
 	args.sync_only = sync_only;
+	args.sync_every_s = sync_only ? 0 : stockx_settings_sync_every();
 
 	PG_ENSURE_ERROR_CLEANUP(start_cleanup, PointerGetDatum(pending));
 	{
@@ -229,7 +233,7 @@ start_run(FunctionCallInfo fcinfo, volatile int workers, int64 max_products, boo
 
 			args.slot = slots[i];
 			/* the first worker syncs the selling side (the others enrich meanwhile) */
-			args.sync_selling = i == 0 && (sync_only || stockx_settings_sync_selling());
+			args.sync_selling = i == 0 && sync;
 			if (!register_worker(&args, &handle))
 				break;
 			pending->handles[pending->nhandles++] = handle;

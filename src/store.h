@@ -71,5 +71,6 @@ extern void stockx_store_sync_begin(const char *feed, int64 run_id, int *page, c
 extern int64 stockx_store_sync_page(const char *feed, const char *body, int page, bool has_next,
                                     int nitems, int64 run_id, int64 *queued);
 extern void stockx_store_sync_failed(const char *feed, const char *error, int64 run_id);
+extern bool stockx_store_sync_due(const char *feed, int every_s);
 
 #endif /* STOCKX_STORE_H */

@@ -224,6 +224,33 @@ stockx_store_sync_page(const char *feed, const char *body, int page, bool has_ne
 	return rows;
 }
 
+/*
+ * Is a sync of feed $1 (NULL: of any list) due: never finished, a pass in
+ * progress, or the last pass finished $2 seconds ago or longer?
+ */
+static Statement st_sync_due = {
+	"SELECT EXISTS (SELECT FROM pg_catalog.unnest(ARRAY['listings', 'orders_active', "
+	"       'orders_history']) AS f(feed) "
+	"  LEFT JOIN @extschema@.stockx_sync_state s ON s.feed = f.feed "
+	" WHERE ($1 IS NULL OR f.feed = $1) "
+	"   AND (s.feed IS NULL OR s.pass_started_at IS NOT NULL OR s.last_finished_at IS NULL "
+	"        OR s.last_finished_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $2)))",
+	2,
+	{ TEXTOID, FLOAT8OID }
+};
+
+bool
+stockx_store_sync_due(const char *feed, int every_s)
+{
+	Params p = { 0 };
+	bool isnull;
+
+	store_param_text(&p, feed);
+	store_param_float8(&p, (double) every_s);
+	store_run(&st_sync_due, &p, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 static Statement st_sync_failed = {
 	"UPDATE @extschema@.stockx_sync_state SET last_error = $2, "
 	"  last_error_at = pg_catalog.now(), last_run_id = $3 WHERE feed = $1",

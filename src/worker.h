@@ -21,8 +21,9 @@ typedef struct StockxWorkerArgs
 	int workers;   /* of the run */
 	int64 max_products;
 	TimestampTz started_at;
-	bool sync_selling; /* this worker syncs the listings and orders first */
-	bool sync_only;    /* and does nothing else (stockx_enrich_sync) */
+	bool sync_selling;  /* this worker syncs the listings and orders first */
+	bool sync_only;     /* and does nothing else (stockx_enrich_sync) */
+	int32 sync_every_s; /* sync a list only when its last pass is older (0: always) */
 } StockxWorkerArgs;
 
 StaticAssertDecl(sizeof(StockxWorkerArgs) <= BGW_EXTRALEN,

@@ -372,6 +372,38 @@ failed_body(Worker *w, void *arg)
 	stockx_store_sync_failed(pass->feed->name, pass->error, w->args.run_id);
 }
 
+typedef struct DueArgs
+{
+	const SyncFeed *feed;
+	bool due;
+} DueArgs;
+
+static void
+due_body(Worker *w, void *arg)
+{
+	DueArgs *a = (DueArgs *) arg;
+
+	a->due = stockx_store_sync_due(a->feed->name, w->args.sync_every_s);
+}
+
+/*
+ * Is the feed due (a run of stockx_enrich_start syncs a list only when its
+ * last pass is stockx_enrich.sync_every old; stockx_enrich_sync always)?
+ */
+static bool
+feed_due(Worker *w, const SyncFeed *feed)
+{
+	DueArgs a = { feed, true };
+	ErrorData *edata;
+
+	if (w->args.sync_every_s <= 0)
+		return true;
+	edata = worker_in_transaction(w, due_body, &a);
+	if (edata != NULL)
+		ReThrowError(edata);
+	return a.due;
+}
+
 /* The pass of one feed, from where it stands to its last page or a stop. */
 static void
 sync_feed(Worker *w, const SyncFeed *feed, MemoryContext cxt)
@@ -436,7 +468,8 @@ worker_sync_selling(Worker *w)
 
 	for (f = 0; f < (int) lengthof(feeds) && w->stop == SX_STOP_NONE; f++)
 	{
-		sync_feed(w, &feeds[f], cxt);
+		if (feed_due(w, &feeds[f]))
+			sync_feed(w, &feeds[f], cxt);
 		MemoryContextReset(cxt);
 	}
 	MemoryContextSwitchTo(old);

@@ -266,10 +266,15 @@ $node->append_conf('postgresql.conf', "stockx_enrich.sync_selling = on\n");
 $node->reload;
 poll_until(10, sub { sql('SHOW stockx_enrich.sync_selling') eq 'on' });
 $t0 = now_t();
+is(sql('SELECT stockx_enrich_start() IS NULL'), 't',
+	'no product due and every list synced less than sync_every (1 h) ago: no run');
+$node->append_conf('postgresql.conf', "stockx_enrich.sync_every = 0\n");
+$node->reload;
+poll_until(10, sub { sql('SHOW stockx_enrich.sync_every') eq '0' });
 my $start = sql('SELECT stockx_enrich_start()');
-ok($start > 0, 'with nothing due, a run starts all the same: it has a sync to do');
+ok($start > 0, 'with sync_every 0, a run starts with no product due: it has a sync to do');
 is(wait_run($node, $start, 120), 'done', 'and ends done');
-is(scalar(@{ selling_requests($t0) }), 3, 'having synced the three feeds');
+is(scalar(@{ selling_requests($t0) }), 3, 'having synced the three lists (and nothing before)');
 
 $node->stop;
 done_testing();
