@@ -121,6 +121,24 @@ like(sql(qq{SELECT from_date FROM stockx_sync_state WHERE feed = 'orders_history
 	'the history asks from a date after the first pass');
 
 
+# ---- a sync stopped mid-pass goes on from its page
+admin_config({ selling_listing_count => 1000, latency_ms => 200 });
+$t0 = now_t();
+my $stopped = sql('SELECT stockx_enrich_sync()');
+ok(poll_until(30, sub { sql(q{SELECT next_page FROM stockx_sync_state WHERE feed = 'listings'}) >= 3 }),
+	'a sync of 1000 listings is under way');
+sql('SELECT stockx_enrich_stop()');
+is(wait_run($node, $stopped, 60), 'stopped', 'stockx_enrich_stop() ends it: stopped');
+my ($at) = split / /, sql(q{SELECT next_page || ' ' || (pass_started_at IS NOT NULL) FROM stockx_sync_state WHERE feed = 'listings'});
+ok($at > 1 && $at < 10, "the listings stand at page $at of 10");
+admin_config({ latency_ms => 0 });
+$t0 = now_t();
+run_sync('the sync after the stop');
+my @pages = map { ($_->{query} =~ /pageNumber=(\d+)/)[0] } grep { $_->{endpoint} eq 'listings' } @{ selling_requests($t0) };
+is("@pages", join(' ', $at .. 10), "it asks pages $at to 10 of the listings, none before");
+admin_config({ selling_listing_count => 250 });
+run_sync('back to 250 listings');
+
 # ---- a 429, a server error, a refusal
 $t0 = now_t();
 admin_config({ fail_next => [ { endpoint => 'listings', status => 429, count => 1, retry_after => '1' },
