@@ -191,9 +191,11 @@ request_page(Worker *w, SyncPass *pass, MemoryContext body_cxt)
 		pump(w, 1000, SX_WAIT_HTTP_ANSWER, &answer);
 		if (answer == NULL && w->stop == SX_STOP_STOPPED)
 		{
-			stockx_http_cancel(w->http, t);
+			/* a request that left must be counted as sent before it is dropped */
+			worker_report_sends(w);
 			if (!stockx_transfer_was_sent(t))
 				stockx_limiter_unsent();
+			stockx_http_cancel(w->http, t);
 			return NULL;
 		}
 	}
