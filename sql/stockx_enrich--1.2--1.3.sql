@@ -10,6 +10,21 @@
 -- worker waits for; no lock the workers serialize on can be taken by a role
 -- without grants.
 
+-- ---------------------------------------------------------------- currencies
+
+-- The 30 codes of StockX's CurrencyCode enum (its prose lists 12), in one
+-- place: the CHECK constraints and the functions that check a currency
+-- read them from here.
+CREATE FUNCTION @extschema@.stockx_currency_codes()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT ARRAY['AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP', 'HKD',
+				 'HUF', 'IDR', 'ILS', 'JPY', 'KRW', 'KWD', 'MOP', 'MXN', 'MYR', 'NOK',
+				 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD', 'THB', 'TWD', 'USD', 'VND']::text[]
+$$;
+
 -- ---------------------------------------------------------------- events
 
 -- Events are written by the code that knows of them (the workers, the
@@ -487,12 +502,11 @@ BEGIN
 			USING ERRCODE = 'null_value_not_allowed',
 				  HINT = 'Pass the time of the sale, e.g. now().';
 	END IF;
-	IF cur NOT IN ('AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP', 'HKD',
-				   'HUF', 'IDR', 'ILS', 'JPY', 'KRW', 'KWD', 'MOP', 'MXN', 'MYR', 'NOK',
-				   'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD', 'THB', 'TWD', 'USD', 'VND') THEN
+	IF NOT cur = ANY (@extschema@.stockx_currency_codes()) THEN
 		RAISE EXCEPTION 'unknown currency %', pg_catalog.quote_literal(stockx_payout.currency)
 			USING ERRCODE = 'no_data_found',
-				  HINT = 'StockX currencies are the 30 codes of its API (AUD, BRL, CAD, CHF, CLP, CNY, DKK, EUR, GBP, HKD, HUF, IDR, ILS, JPY, KRW, KWD, MOP, MXN, MYR, NOK, NZD, PEN, PHP, PLN, SEK, SGD, THB, TWD, USD, VND).';
+				  HINT = pg_catalog.format('StockX currencies are the 30 codes of its API (%s).',
+										   pg_catalog.array_to_string(@extschema@.stockx_currency_codes(), ', '));
 	END IF;
 
 	on_day := (stockx_payout.at AT TIME ZONE 'UTC')::date;
@@ -554,14 +568,11 @@ ALTER TABLE @extschema@.stockx_quota
 	ADD COLUMN window_counts int[],
 	ADD COLUMN pacing_margin_us bigint NOT NULL DEFAULT 0;
 
--- The 30 currencies of StockX's CurrencyCode enum (the prose lists 12).
+-- The 30 currencies of StockX's CurrencyCode enum.
 ALTER TABLE @extschema@.stockx_fee_schedule
 	DROP CONSTRAINT stockx_fee_schedule_currency_code_check,
 	ADD CONSTRAINT stockx_fee_schedule_currency_code_check
-		CHECK (currency_code IN ('AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP',
-								 'HKD', 'HUF', 'IDR', 'ILS', 'JPY', 'KRW', 'KWD', 'MOP', 'MXN',
-								 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD', 'THB',
-								 'TWD', 'USD', 'VND'));
+		CHECK (currency_code OPERATOR(pg_catalog.=) ANY (@extschema@.stockx_currency_codes()));
 
 -- ---------------------------------------------------------------- limiter, budget, alerts
 
@@ -802,10 +813,7 @@ CREATE TABLE @extschema@.stockx_price_alert (
 		CHECK (condition IN ('ask_at_or_below', 'bid_at_or_above')),
 	CONSTRAINT stockx_price_alert_amount_check CHECK (amount > 0 AND amount < 'Infinity'),
 	CONSTRAINT stockx_price_alert_currency_code_check
-		CHECK (currency_code IN ('AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP',
-								 'HKD', 'HUF', 'IDR', 'ILS', 'JPY', 'KRW', 'KWD', 'MOP', 'MXN',
-								 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD', 'THB',
-								 'TWD', 'USD', 'VND'))
+		CHECK (currency_code OPERATOR(pg_catalog.=) ANY (@extschema@.stockx_currency_codes()))
 );
 CREATE INDEX stockx_price_alert_sku_idx ON @extschema@.stockx_price_alert (sku);
 REVOKE ALL ON @extschema@.stockx_price_alert FROM PUBLIC;
@@ -827,6 +835,7 @@ AS $$
 DECLARE
 	nsp name;
 	found_rows bigint;
+	codes text[];
 BEGIN
 	SELECT n.nspname INTO nsp
 	  FROM pg_catalog.pg_depend d
@@ -854,13 +863,12 @@ BEGIN
 	NEW.currency_code := pg_catalog.upper(pg_catalog.btrim(NEW.currency_code));
 	NEW.condition := pg_catalog.lower(pg_catalog.btrim(NEW.condition));
 	NEW.size := NULLIF(pg_catalog.btrim(NEW.size), '');
-	IF NEW.currency_code IS NULL OR NEW.currency_code NOT IN (
-		'AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP', 'HKD', 'HUF', 'IDR', 'ILS',
-		'JPY', 'KRW', 'KWD', 'MOP', 'MXN', 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD',
-		'THB', 'TWD', 'USD', 'VND') THEN
+	EXECUTE pg_catalog.format('SELECT %I.stockx_currency_codes()', nsp) INTO codes;
+	IF NEW.currency_code IS NULL OR NOT NEW.currency_code = ANY (codes) THEN
 		RAISE EXCEPTION 'unknown currency % for a price alert', COALESCE(pg_catalog.quote_literal(NEW.currency_code), 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'StockX currencies are the 30 codes of its API (AUD, BRL, CAD, CHF, CLP, CNY, DKK, EUR, GBP, HKD, HUF, IDR, ILS, JPY, KRW, KWD, MOP, MXN, MYR, NOK, NZD, PEN, PHP, PLN, SEK, SGD, THB, TWD, USD, VND); the workers must fetch that currency (stockx_enrich.currency_code).';
+				  HINT = pg_catalog.format('StockX currencies are the 30 codes of its API (%s); the workers must fetch that currency (stockx_enrich.currency_code).',
+										   pg_catalog.array_to_string(codes, ', '));
 	END IF;
 	IF NEW.condition IS NULL OR NEW.condition NOT IN ('ask_at_or_below', 'bid_at_or_above') THEN
 		RAISE EXCEPTION 'unknown price alert condition %', COALESCE(pg_catalog.quote_literal(NEW.condition), 'NULL')
@@ -986,10 +994,7 @@ CREATE TABLE @extschema@.stockx_cost (
 	CONSTRAINT stockx_cost_one_key CHECK (pg_catalog.num_nonnulls(listing_id, variant_id) = 1),
 	CONSTRAINT stockx_cost_cost_check CHECK (cost >= 0 AND cost < 'Infinity'),
 	CONSTRAINT stockx_cost_currency_code_check
-		CHECK (currency_code IN ('AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP',
-								 'HKD', 'HUF', 'IDR', 'ILS', 'JPY', 'KRW', 'KWD', 'MOP', 'MXN',
-								 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD', 'THB',
-								 'TWD', 'USD', 'VND'))
+		CHECK (currency_code OPERATOR(pg_catalog.=) ANY (@extschema@.stockx_currency_codes()))
 );
 
 REVOKE ALL ON @extschema@.stockx_listing, @extschema@.stockx_order, @extschema@.stockx_cost FROM PUBLIC;
@@ -1007,27 +1012,33 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	nsp name;
+	codes text[];
 BEGIN
-	IF NOT EXISTS (
-		SELECT FROM pg_catalog.pg_depend d
-		  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-		  JOIN pg_catalog.pg_class c ON c.oid = d.objid
-		 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-		   AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-		   AND d.deptype = 'e' AND e.extname = 'stockx_enrich'
-		   AND c.oid = TG_RELID AND c.relname = 'stockx_cost') THEN
+	SELECT n.nspname INTO nsp
+	  FROM pg_catalog.pg_depend d
+	  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+	  JOIN pg_catalog.pg_class c ON c.oid = d.objid
+	  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+	   AND d.deptype = 'e'
+	   AND e.extname = 'stockx_enrich'
+	   AND c.oid = TG_RELID
+	   AND c.relname = 'stockx_cost';
+	IF nsp IS NULL THEN
 		RAISE EXCEPTION 'stockx_cost_check() fires only on the table stockx_cost of stockx_enrich'
 			USING ERRCODE = 'wrong_object_type',
 				  HINT = 'Drop that trigger; the function belongs to the extension stockx_enrich.';
 	END IF;
 	NEW.currency_code := pg_catalog.upper(pg_catalog.btrim(NEW.currency_code));
-	IF NEW.currency_code IS NULL OR NEW.currency_code NOT IN (
-		'AUD', 'BRL', 'CAD', 'CHF', 'CLP', 'CNY', 'DKK', 'EUR', 'GBP', 'HKD', 'HUF', 'IDR', 'ILS',
-		'JPY', 'KRW', 'KWD', 'MOP', 'MXN', 'MYR', 'NOK', 'NZD', 'PEN', 'PHP', 'PLN', 'SEK', 'SGD',
-		'THB', 'TWD', 'USD', 'VND') THEN
+	EXECUTE pg_catalog.format('SELECT %I.stockx_currency_codes()', nsp) INTO codes;
+	IF NEW.currency_code IS NULL OR NOT NEW.currency_code = ANY (codes) THEN
 		RAISE EXCEPTION 'unknown currency % for a cost', COALESCE(pg_catalog.quote_literal(NEW.currency_code), 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'StockX currencies are the 30 codes of its API (AUD, BRL, CAD, CHF, CLP, CNY, DKK, EUR, GBP, HKD, HUF, IDR, ILS, JPY, KRW, KWD, MOP, MXN, MYR, NOK, NZD, PEN, PHP, PLN, SEK, SGD, THB, TWD, USD, VND); give the cost in the currency of the listing.';
+				  HINT = pg_catalog.format('StockX currencies are the 30 codes of its API (%s); give the cost in the currency of the listing.',
+										   pg_catalog.array_to_string(codes, ', '));
 	END IF;
 	IF NEW.cost IS NULL OR NOT (NEW.cost >= 0 AND NEW.cost < 'Infinity') THEN
 		RAISE EXCEPTION 'cost % is not an amount of 0 or more', COALESCE(NEW.cost::text, 'NULL')
