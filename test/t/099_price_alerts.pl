@@ -79,6 +79,11 @@ my ($rc, $out, $err) = $node->psql('postgres',
 like($err, qr/permission denied for function stockx_price_alert_check/,
 	'nobody can attach the check to a table of its own');
 
+like(sql_error($node, q{CREATE TABLE other_alert (LIKE stockx_price_alert);
+	CREATE TRIGGER a BEFORE INSERT ON other_alert FOR EACH ROW EXECUTE FUNCTION stockx_price_alert_check();
+	INSERT INTO other_alert (alert_id, sku, currency_code, condition, amount) VALUES (1, 'AL-0001', 'USD', 'ask_at_or_below', 1)}),
+	qr/^42809 Drop that trigger/, 'stockx_price_alert_check() attached to another table refuses to run (42809)');
+
 # ---- alerts on products queued but not yet enriched
 my $p1 = expect_product('AL-0001');
 my $p2 = expect_product('AL-0002');

@@ -279,6 +279,11 @@ for my $role (qw(nobody watcher))
 	like($err, qr/permission denied for function stockx_enrich_sync/, "nor start a sync");
 }
 
+like(sql_error($node, q{CREATE TABLE other_cost (LIKE stockx_cost);
+	CREATE TRIGGER c BEFORE INSERT ON other_cost FOR EACH ROW EXECUTE FUNCTION stockx_cost_check();
+	INSERT INTO other_cost (cost_id, variant_id, cost, currency_code) VALUES (1, gen_random_uuid(), 1, 'USD')}),
+	qr/^42809 Drop that trigger/, 'stockx_cost_check() attached to another table refuses to run (42809)');
+
 # ---- every run syncs too, with stockx_enrich.sync_selling
 $node->append_conf('postgresql.conf', "stockx_enrich.sync_selling = on\n");
 $node->reload;
