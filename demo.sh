@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Demo: install and build stockx_enrich, start a scratch PostgreSQL
 # cluster that preloads it, queue a sample catalogue, run
-# SELECT stockx_enrich_start(2), and print the enriched products and the run.
+# SELECT stockx_enrich_start(2), and print the enriched products and the run;
+# then sync the account's listings and orders (stockx_enrich_sync(), read
+# only) and print the reprice plan.
 #
 # Without credentials it talks to the bundled StockX stand-in on 127.0.0.1.
 # With STOCKX_API_KEY, STOCKX_CLIENT_ID, STOCKX_CLIENT_SECRET and
@@ -116,5 +118,19 @@ psql_ -x -c "SELECT run_id, workers, processed, enriched, not_found, failed, req
                FROM stockx_run WHERE run_id = $run"
 psql_ -c "SELECT requests_per_second, effective_rate, requests_today, daily_limit, circuit_state
             FROM stockx_enrich_limiter"
+
+# the selling side: the account's listings and orders (read only), the
+# products they name enriched, then the reprice plan
+sync=$(psql_ -At -c "SELECT stockx_enrich_sync()")
+psql_ -At -c "SELECT 'sync run ' || $sync || ' ended: ' || stockx_enrich_wait($sync, 600000)"
+psql_ -At -c "SELECT 'its requests: ' || requests FROM stockx_run WHERE run_id = $sync"
+psql_ -c "SELECT feed, last_pages AS pages, last_rows AS rows, last_error FROM stockx_sync_state ORDER BY feed"
+more=$(psql_ -At -c "SELECT stockx_enrich_start(2)")
+if [ -n "$more" ]; then
+	psql_ -At -c "SELECT 'run ' || $more || ' (the products of the listings) ended: ' || stockx_enrich_wait($more, 600000)"
+fi
+psql_ -c "SELECT style_id, size, currency_code AS cur, amount, lowest_ask, suggested_amount, action,
+                 payout_at_amount, payout_at_suggested
+            FROM stockx_reprice_plan ORDER BY style_id, size"
 echo "checkpoint lines from the server log:"
 grep "stockx_enrich: checkpoint" "$dir/server.log" | sed 's/^.*LOG: */  /'
