@@ -210,11 +210,7 @@ cancel_request(Worker *w, StockxJob *j)
 {
 	if (!j->in_flight)
 		return;
-	/* a request that left must be counted as sent before it is dropped */
-	worker_report_sends(w);
-	if (!stockx_transfer_was_sent(j->transfer))
-		stockx_limiter_unsent();
-	stockx_http_cancel(w->http, j->transfer);
+	worker_cancel_transfer(w, j->transfer);
 	j->transfer = NULL;
 	j->in_flight = false;
 }
@@ -354,6 +350,19 @@ send_request(Worker *w, StockxJob *j)
 	j->token_generation = w->token_generation;
 	w->counters.requests++;
 	worker_set_state(w, SX_STATE_REQUESTING, j->claim->sku);
+}
+
+/*
+ * Abandon a request in flight; a request that left is counted as sent
+ * before it is dropped, one that never left gives its slot back.
+ */
+void
+worker_cancel_transfer(Worker *w, StockxTransfer *t)
+{
+	worker_report_sends(w);
+	if (!stockx_transfer_was_sent(t))
+		stockx_limiter_unsent();
+	stockx_http_cancel(w->http, t);
 }
 
 /* Report to the limiter when granted requests really left. */
@@ -543,15 +552,7 @@ take_answer(Worker *w, StockxJob *j, StockxTransfer *t)
 			worker_settle_job(w, j);
 			break;
 		case SX_JOB_NEED_TOKEN:
-			/* the token it carried is refused: nobody should send it again */
-			if (w->token != NULL && w->token_generation == j->token_generation)
-			{
-				if (w->token_configured)
-					stockx_token_refuse_static(w->token);
-				else
-					stockx_token_invalidate(w->token_generation);
-				worker_drop_token(w);
-			}
+			worker_token_refused(w, j->token_generation);
 			break;
 		case SX_JOB_BAD_CREDENTIALS:
 			strlcpy(w->credentials_error, info.credentials_error, sizeof(w->credentials_error));

@@ -98,6 +98,7 @@ extern void worker_set_state(Worker *w, StockxWorkerState state, const char *sku
 extern void worker_check_interrupts(Worker *w);
 extern bool worker_stop_requested(Worker *w);
 extern void worker_report_sends(Worker *w);
+extern void worker_cancel_transfer(Worker *w, StockxTransfer *t);
 extern bool worker_nap(Worker *w, long ms);
 extern int worker_held_jobs(Worker *w, bool unsettled_only);
 extern void worker_job_done(Worker *w, StockxJob *j);
@@ -113,6 +114,7 @@ extern bool worker_commit_settled(Worker *w);
 extern bool worker_have_token(Worker *w, int64 now);
 extern void worker_take_token_answer(Worker *w, StockxTransfer *t);
 extern void worker_drop_token(Worker *w);
+extern void worker_token_refused(Worker *w, uint64 generation);
 
 /* worker_tx.c */
 extern void worker_tx_begin(void);

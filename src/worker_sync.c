@@ -32,7 +32,6 @@
 #include "store.h"
 #include "stockx_json.h"
 #include "support.h"
-#include "token_cache.h"
 #include "worker_int.h"
 
 /* the most elements StockX gives on one page of a selling list */
@@ -61,8 +60,9 @@ typedef struct SyncPass
 {
 	const SyncFeed *feed;
 	int page;
-	char *from_date; /* orders_history: "YYYY-MM-DD", or NULL */
-	int attempts;    /* failed tries of this page */
+	char *from_date;         /* orders_history: "YYYY-MM-DD", or NULL */
+	int attempts;            /* failed tries of this page */
+	uint64 token_generation; /* of the token the page's request carried */
 	int64 rows;
 	int64 queued;
 	int pages;
@@ -184,6 +184,7 @@ request_page(Worker *w, SyncPass *pass, MemoryContext body_cxt)
 
 	t = stockx_http_get(w->http, page_path(pass), w->token, stockx_secret(SX_SECRET_API_KEY),
 	                    &sync_owner, body_cxt);
+	pass->token_generation = w->token_generation;
 	w->counters.requests++;
 	worker_set_state(w, SX_STATE_REQUESTING, pass->feed->label);
 	while (answer == NULL)
@@ -191,11 +192,7 @@ request_page(Worker *w, SyncPass *pass, MemoryContext body_cxt)
 		pump(w, 1000, SX_WAIT_HTTP_ANSWER, &answer);
 		if (answer == NULL && w->stop == SX_STOP_STOPPED)
 		{
-			/* a request that left must be counted as sent before it is dropped */
-			worker_report_sends(w);
-			if (!stockx_transfer_was_sent(t))
-				stockx_limiter_unsent();
-			stockx_http_cancel(w->http, t);
+			worker_cancel_transfer(w, t);
 			return NULL;
 		}
 	}
@@ -308,14 +305,7 @@ take_answer(Worker *w, SyncPass *pass, const StockxResponse *resp)
 	{
 		/* the token it carried is refused: get another, ask again */
 		stockx_limiter_other_failure();
-		if (w->token != NULL)
-		{
-			if (w->token_configured)
-				stockx_token_refuse_static(w->token);
-			else
-				stockx_token_invalidate(w->token_generation);
-			worker_drop_token(w);
-		}
+		worker_token_refused(w, pass->token_generation);
 		pass->attempts++;
 		return PAGE_AGAIN;
 	}
@@ -410,7 +400,7 @@ feed_due(Worker *w, const SyncFeed *feed)
 static void
 sync_feed(Worker *w, const SyncFeed *feed, MemoryContext cxt)
 {
-	SyncPass pass = { feed, 1, NULL, 0, 0, 0, 0, NULL };
+	SyncPass pass = { feed, 1, NULL, 0, 0, 0, 0, 0, NULL };
 	BeginArgs begin = { &pass, cxt };
 	MemoryContext page_cxt;
 	PageOutcome outcome = PAGE_NEXT;

@@ -36,6 +36,22 @@ worker_drop_token(Worker *w)
 	w->token_configured = false;
 }
 
+/*
+ * StockX refused the token a request carried (generation): nobody should
+ * send it again.  A token renewed since that request left stays.
+ */
+void
+worker_token_refused(Worker *w, uint64 generation)
+{
+	if (w->token == NULL || w->token_generation != generation)
+		return;
+	if (w->token_configured)
+		stockx_token_refuse_static(w->token);
+	else
+		stockx_token_invalidate(w->token_generation);
+	worker_drop_token(w);
+}
+
 static void
 keep_token(Worker *w, const char *token, uint64 generation, int64 renew_at, bool configured)
 {
