@@ -1860,6 +1860,9 @@ ALTER TABLE @extschema@.stockx_product
 	ADD COLUMN merged_into text;
 CREATE INDEX stockx_product_stockx_id_idx ON @extschema@.stockx_product (stockx_product_id)
 	WHERE stockx_product_id IS NOT NULL;
+-- the barcode rows merged into a SKU (whose price alerts its writes compare)
+CREATE INDEX stockx_product_merged_into_idx ON @extschema@.stockx_product (merged_into)
+	WHERE merged_into IS NOT NULL;
 
 -- Market data "may vary by region": what the summary columns do not hold.
 -- lowest_ask, highest_bid, sell_faster and earn_more are the top-level

@@ -184,6 +184,18 @@ is(join(',', map { $_->{alert_id} } @{ alert_events($mark) }), $id1,
 $holder->query_safe('COMMIT');
 $holder->quit;
 
+# ---- an alert on a barcode row merged into the product is compared at the product's writes
+sql(q{INSERT INTO stockx_product (sku, status, query_kind, merged_into)
+	VALUES ('00000000000017', 'merged', 'gtin', 'AL-0001')});
+sql(qq{INSERT INTO stockx_price_alert (sku, condition, amount) VALUES ('00000000000017', 'ask_at_or_below', $min_ask1 + 1)});
+make_due();
+$mark = last_event();
+run_ok('a refresh of the product a barcode row joined');
+is(join(' ', map { "$_->{sku}:$_->{size}" } @{ alert_events($mark) }),
+	'00000000000017:' . sql(qq{SELECT variant_value FROM stockx_variant v JOIN stockx_market m USING (variant_id)
+		WHERE v.sku = 'AL-0001' AND m.currency_code = 'USD' ORDER BY m.lowest_ask, v.variant_value, v.variant_id LIMIT 1}),
+	'the barcode row\'s alert fires on the product\'s sizes');
+
 # ---- deleting the product deletes its alerts
 sql(q{DELETE FROM stockx_product WHERE sku = 'AL-0001'});
 is(sql(q{SELECT count(*) FROM stockx_price_alert WHERE sku = 'AL-0001'}), 0,
