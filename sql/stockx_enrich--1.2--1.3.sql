@@ -1074,6 +1074,28 @@ REVOKE ALL ON FUNCTION @extschema@.stockx_enrich_sync() FROM PUBLIC;
 
 -- ---------------------------------------------------------------- selling: views
 
+-- What stockx_payout() gives for a sale of StockX product $5 (its
+-- category from the row that holds it), or NULL where stockx_fee_schedule
+-- has no row for that level and currency on that day, or an amount or
+-- currency is missing: the views below go over many orders in many
+-- currencies, and one without fee rows must not fail them all.
+CREATE FUNCTION @extschema@.stockx_payout_or_null(amount numeric, seller_level int,
+	currency text, at timestamptz, product_id uuid)
+RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN $1 IS NOT NULL AND $3 IS NOT NULL
+				 AND EXISTS (SELECT FROM @extschema@.stockx_fee_schedule f
+							  WHERE f.seller_level = $2 AND f.currency_code = $3
+								AND f.valid_from <= ($4 AT TIME ZONE 'UTC')::date)
+				THEN @extschema@.stockx_payout($1, $2, $3, $4,
+					 (SELECT p.product_type FROM @extschema@.stockx_product p
+					   WHERE p.stockx_product_id = $5 AND p.status = 'enriched'
+					   ORDER BY p.enriched_at LIMIT 1))
+		   END
+$$;
+
 -- Real payouts against the fee schedule: per order with a payout, what
 -- StockX paid, what stockx_payout() computes for the shop's seller level
 -- (stockx_enrich.seller_level) from stockx_fee_schedule, and the drift.
@@ -1089,15 +1111,8 @@ CREATE VIEW @extschema@.stockx_payout_drift AS
 					pg_catalog.current_setting('stockx_enrich.seller_level', true)), ''),
 					'1')::int AS seller_level) lvl
 	 CROSS JOIN LATERAL (
-		SELECT CASE WHEN EXISTS (SELECT FROM @extschema@.stockx_fee_schedule f
-								  WHERE f.seller_level = lvl.seller_level
-									AND f.currency_code = o.currency_code
-									AND f.valid_from <= (o.created_at AT TIME ZONE 'UTC')::date)
-					THEN @extschema@.stockx_payout(o.amount, lvl.seller_level, o.currency_code, o.created_at,
-						 (SELECT p.product_type FROM @extschema@.stockx_product p
-						   WHERE p.stockx_product_id = o.product_id AND p.status = 'enriched'
-						   ORDER BY p.enriched_at LIMIT 1))
-			   END AS expected_payout) e
+		SELECT @extschema@.stockx_payout_or_null(o.amount, lvl.seller_level, o.currency_code,
+												 o.created_at, o.product_id) AS expected_payout) e
 	 WHERE o.payout_total IS NOT NULL AND o.amount IS NOT NULL AND o.currency_code IS NOT NULL;
 
 -- The same per seller level 1 to 5: how far the fee schedule is from what
@@ -1117,15 +1132,8 @@ CREATE VIEW @extschema@.stockx_payout_drift_by_level AS
 	  FROM pg_catalog.generate_series(1, 5) AS lvl(seller_level)
 	 CROSS JOIN @extschema@.stockx_order o
 	 CROSS JOIN LATERAL (
-		SELECT CASE WHEN EXISTS (SELECT FROM @extschema@.stockx_fee_schedule f
-								  WHERE f.seller_level = lvl.seller_level
-									AND f.currency_code = o.currency_code
-									AND f.valid_from <= (o.created_at AT TIME ZONE 'UTC')::date)
-					THEN @extschema@.stockx_payout(o.amount, lvl.seller_level, o.currency_code, o.created_at,
-						 (SELECT p.product_type FROM @extschema@.stockx_product p
-						   WHERE p.stockx_product_id = o.product_id AND p.status = 'enriched'
-						   ORDER BY p.enriched_at LIMIT 1))
-			   END AS expected) x
+		SELECT @extschema@.stockx_payout_or_null(o.amount, lvl.seller_level, o.currency_code,
+												 o.created_at, o.product_id) AS expected) x
 	 WHERE o.payout_total IS NOT NULL AND o.amount IS NOT NULL AND o.currency_code IS NOT NULL
 	 GROUP BY lvl.seller_level
 	 ORDER BY lvl.seller_level;
@@ -1160,11 +1168,9 @@ CREATE VIEW @extschema@.stockx_order_profit AS
 		 WHERE x.listing_id = o.listing_id OR x.variant_id = o.variant_id
 		 ORDER BY x.listing_id IS NULL LIMIT 1) c ON true
 	  LEFT JOIN LATERAL (
-		SELECT CASE WHEN o.payout_total IS NULL AND o.amount IS NOT NULL AND o.active
-					 AND EXISTS (SELECT FROM @extschema@.stockx_fee_schedule f
-								  WHERE f.seller_level = s.lvl AND f.currency_code = o.currency_code)
-					THEN @extschema@.stockx_payout(o.amount, s.lvl, o.currency_code,
-						 coalesce(o.created_at, pg_catalog.now()), NULL) END AS expected_payout
+		SELECT CASE WHEN o.payout_total IS NULL AND o.active
+					THEN @extschema@.stockx_payout_or_null(o.amount, s.lvl, o.currency_code,
+						 coalesce(o.created_at, pg_catalog.now()), o.product_id) END AS expected_payout
 		  FROM (SELECT coalesce(NULLIF(pg_catalog.btrim(
 					pg_catalog.current_setting('stockx_enrich.seller_level', true)), ''), '1')::int AS lvl) s) d ON true;
 
